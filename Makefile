@@ -1,0 +1,50 @@
+# The two commands a newcomer needs are `make run` and `make test`; both set everything up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= $(or $(QBSYNC_PORT),8000)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint fmt migrate openapi clean
+
+help: ## Show the available targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## Create the virtual environment and install the locked dependencies
+
+run: $(STAMP) ## Migrate and start API + worker (+ QuickBooks simulator without Intuit credentials)
+	$(BIN)/qbsync dev --port $(PORT)
+
+test: $(STAMP) lint ## Lint, then run the whole test suite
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## Format and auto-fix
+	$(BIN)/ruff format src tests migrations bench
+	$(BIN)/ruff check --fix src tests migrations bench
+
+migrate: $(STAMP) ## Apply migrations (embedded Postgres unless QBSYNC_DATABASE__URL is set)
+	$(BIN)/qbsync migrate
+
+openapi: $(STAMP) ## Write openapi/openapi.json from the app
+	$(BIN)/qbsync openapi --output openapi/openapi.json
+
+lock: ## Re-resolve the lock files from pyproject.toml
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -o requirements.lock
+
+clean: ## Remove the virtual environment and the embedded data folder
+	rm -rf $(VENV) .qbsync .mypy_cache .ruff_cache .pytest_cache

