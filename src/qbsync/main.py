@@ -1,0 +1,75 @@
+"""create_app(): routers, lifespan (engine, Redis pool, httpx client) and error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from arq.connections import ArqRedis
+from fastapi import FastAPI
+
+from qbsync import health
+from qbsync.body_limit import BodySizeLimitMiddleware
+from qbsync.db import Database
+from qbsync.errors import install_error_handlers
+from qbsync.observability import RequestContextMiddleware, configure_logging
+from qbsync.queue import JobQueue
+from qbsync.security import TokenVerifier
+from qbsync.settings import Settings
+
+API_DESCRIPTION = (
+    "qbsync connects an organisation on the platform to its QuickBooks Online company and keeps "
+    "customers, invoices, expenses, tax and payment status in step. Errors are "
+    "`application/problem+json` with a stable `code`."
+)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    database: Database | None = None,
+    redis: ArqRedis | None = None,
+) -> FastAPI:
+    """Build the app; pass URLs, or ready clients (tests share their transaction this way)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = database or Database.connect(_required(database_url, "database"), settings.database)
+        pool = redis or ArqRedis.from_url(_required(redis_url, "redis"))
+        http = httpx.AsyncClient(timeout=settings.intuit.timeout_seconds)
+        app.state.settings = settings
+        app.state.db = db
+        app.state.queue = JobQueue(pool, settings.redis.queue_name)
+        app.state.http = http
+        app.state.token_verifier = TokenVerifier(settings.auth)
+        try:
+            yield
+        finally:
+            await http.aclose()
+            if redis is None:
+                await pool.aclose()
+            if database is None:
+                await db.dispose()
+
+    configure_logging(settings.log_level, json=settings.log_json)
+    app = FastAPI(
+        title="qbsync",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health.router)
+    return app
+
+
+def _required(value: str | None, what: str) -> str:
+    if value is None:
+        raise RuntimeError(f"create_app needs a {what} URL or client")
+    return value

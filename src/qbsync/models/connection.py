@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from qbsync.models.base import Base, Timestamps, UuidPrimaryKey, enum_column
+
+
+class ConnectionStatus(enum.StrEnum):
+    CONNECTED = "connected"
+    NEEDS_REAUTH = "needs_reauth"
+    DISCONNECTED = "disconnected"
+
+
+class Connection(UuidPrimaryKey, Timestamps, Base):
+    """An org's link to one QuickBooks company; tokens are ciphertext from qbsync.crypto."""
+
+    __tablename__ = "connections"
+
+    org_id: Mapped[str] = mapped_column(String(128), unique=True)
+    realm_id: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[ConnectionStatus] = mapped_column(
+        enum_column(ConnectionStatus, "connection_status")
+    )
+    company_name: Mapped[str | None] = mapped_column(String(500))
+    country: Mapped[str | None] = mapped_column(String(8))
+    home_currency: Mapped[str | None] = mapped_column(String(3))
+    multi_currency: Mapped[bool] = mapped_column(default=False)
+    automated_sales_tax: Mapped[bool] = mapped_column(default=False)
+    custom_txn_numbers: Mapped[bool] = mapped_column(default=False)
+    connected_by: Mapped[str | None] = mapped_column(String(128))
+    connected_at: Mapped[datetime | None]
+    disconnected_at: Mapped[datetime | None]
+    token_key_id: Mapped[str | None] = mapped_column(String(32))
+    access_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None]
+    refresh_expires_at: Mapped[datetime | None]
+    refresh_hard_expires_at: Mapped[datetime | None]
+    last_refreshed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from qbsync.models.base import Base, UuidPrimaryKey, utcnow
+
+
+class QboWebhookEvent(UuidPrimaryKey, Base):
+    """One entity change QuickBooks told us about, stored once per event id (ids only, no PII)."""
+
+    __tablename__ = "qbo_webhook_events"
+    __table_args__ = (Index("ix_qbo_webhook_events_unprocessed", "realm_id", "processed_at"),)
+
+    event_id: Mapped[str] = mapped_column(String(256), unique=True)
+    realm_id: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(32))
+    operation: Mapped[str] = mapped_column(String(16))
+    deleted_id: Mapped[str | None] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from qbsync.models.base import Base, JsonDocument, Timestamps, UuidPrimaryKey, enum_column
+
+
+class RecordKind(enum.StrEnum):
+    CLIENT = "client"
+    INVOICE = "invoice"
+    EXPENSE = "expense"
+    PAYMENT = "payment"
+
+
+class RecordStatus(enum.StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    SYNCED = "synced"
+    FAILED = "failed"
+    HELD = "held"
+    IGNORED = "ignored"
+
+
+class SyncRecord(UuidPrimaryKey, Timestamps, Base):
+    """The outbox: the latest platform snapshot of one entity and how far it got into QuickBooks."""
+
+    __tablename__ = "sync_records"
+    __table_args__ = (
+        UniqueConstraint("org_id", "kind", "platform_id"),
+        Index("ix_sync_records_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_sync_records_org_id_status", "org_id", "status"),
+    )
+
+    org_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[RecordKind] = mapped_column(enum_column(RecordKind, "record_kind"))
+    platform_id: Mapped[str] = mapped_column(String(128))
+    operation: Mapped[str] = mapped_column(String(16), default="upsert")
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    version: Mapped[int] = mapped_column(default=1)
+    synced_version: Mapped[int | None]
+    status: Mapped[RecordStatus] = mapped_column(
+        enum_column(RecordStatus, "record_status"), default=RecordStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    realm_id: Mapped[str | None] = mapped_column(String(32))
+    qbo_id: Mapped[str | None] = mapped_column(String(32))
+    qbo_sync_token: Mapped[str | None] = mapped_column(String(16))
+    synced_at: Mapped[datetime | None]

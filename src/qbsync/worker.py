@@ -1,0 +1,114 @@
+"""arq worker: explicit job functions and cron jobs, shared clients in a typed ctx."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import structlog
+from arq import cron
+from arq.connections import ArqRedis
+from arq.typing import WorkerCoroutine
+from arq.worker import Function, Worker, func
+
+from qbsync.db import Database
+from qbsync.notify.tasks import deliver_outbound_event, redrive_outbound_events
+from qbsync.observability import JOB_LATENCY, JOBS, configure_logging
+from qbsync.queue import JobQueue, redis_settings
+from qbsync.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def _measured(name: str, function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
+    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(job=name)
+        try:
+            result = await function(ctx, *args, **kwargs)
+        except Exception:
+            JOBS.labels(name, "error").inc()
+            raise
+        finally:
+            JOB_LATENCY.labels(name).observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("job")
+        JOBS.labels(name, "ok").inc()
+        return result
+
+    run.__qualname__ = name
+    return run
+
+
+def _function(name: str, function: Callable[..., Awaitable[Any]]) -> Function:
+    return func(_measured(name, function), name=name, keep_result=0)
+
+
+# keep_result=0 frees a job id as soon as the job ends, so the same row can be queued again.
+FUNCTIONS: list[Function] = [
+    _function("deliver_outbound_event", deliver_outbound_event),
+]
+CRON_JOBS = [
+    cron(
+        _measured("redrive_outbound_events", redrive_outbound_events),
+        name="redrive_outbound_events",
+        second={0},
+        keep_result=0,
+        unique=True,
+        run_at_startup=True,
+    ),
+]
+
+
+def build_worker_settings(
+    settings: Settings, database_url: str, redis_url: str, *, database: Database | None = None
+) -> dict[str, Any]:
+    """The arq WorkerSettings for this process; `database` lets tests share their transaction."""
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        redis: ArqRedis = ctx["redis"]
+        ctx["settings"] = settings
+        ctx["db"] = database or Database.connect(database_url, settings.database)
+        ctx["queue"] = JobQueue(redis, settings.redis.queue_name)
+        ctx["http"] = httpx.AsyncClient(timeout=settings.intuit.timeout_seconds)
+        log.info("worker_started", queue=settings.redis.queue_name)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "http" in ctx:
+            await ctx["http"].aclose()
+        if "db" in ctx and database is None:
+            await ctx["db"].dispose()
+
+    return {
+        "functions": FUNCTIONS,
+        "cron_jobs": CRON_JOBS,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": redis_settings(redis_url),
+        "queue_name": settings.redis.queue_name,
+        "max_jobs": 20,
+        "job_timeout": 300,
+        "max_tries": 25,
+        "health_check_interval": 30,
+        "handle_signals": True,
+    }
+
+
+def create_worker(
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    *,
+    database: Database | None = None,
+    burst: bool = False,
+    redis_pool: ArqRedis | None = None,
+) -> Worker:
+    options = build_worker_settings(settings, database_url, redis_url, database=database)
+    configure_logging(settings.log_level, json=settings.log_json)
+    return Worker(
+        functions=options.pop("functions"),
+        burst=burst,
+        redis_pool=redis_pool,
+        **options,
+    )
