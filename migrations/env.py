@@ -1,4 +1,4 @@
-"""Alembic environment: runs on a connection handed in by qbsync.migrations, or on its own engine."""
+"""Alembic environment: runs on a connection from qbsync.migrations, or on its own engine."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ back at its end (the app's commits release savepoints inside it).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -17,6 +19,7 @@ import httpx
 import jwt
 import pytest
 from arq.connections import ArqRedis
+from arq.worker import Worker
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -157,3 +160,23 @@ def make_token() -> TokenFactory:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def drain_worker(worker: Worker, redis: ArqRedis, limit_seconds: float = 30.0) -> None:
+    """Run a real arq worker until no job is ready or running (deferred jobs stay queued)."""
+    task = asyncio.create_task(worker.main())
+    idle_polls = 0
+    try:
+        async with asyncio.timeout(limit_seconds):
+            while idle_polls < 3:
+                await asyncio.sleep(0.05)
+                if task.done():
+                    task.result()
+                now_ms = int(time.time() * 1000)
+                ready = await redis.zcount(worker.queue_name, "-inf", now_ms)
+                idle_polls = idle_polls + 1 if ready == 0 and not worker.tasks else 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()

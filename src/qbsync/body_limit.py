@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qbsync.errors import PROBLEM_JSON
+from qbsync.errors import PROBLEM_JSON, problem_body
 
 
-class BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(HTTPException):
+    """An HTTPException so that FastAPI's body parsing lets it through as a 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than the {limit} bytes accepted.")
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse(
-        {
-            "type": "https://qbsync.dev/problems/payload-too-large",
-            "title": "Content Too Large",
-            "status": 413,
-            "code": "payload_too_large",
-            "detail": f"The request body is larger than the {limit} bytes this service accepts.",
-        },
-        status_code=413,
-        media_type=PROBLEM_JSON,
-    )
+    detail = f"The request body is larger than the {limit} bytes this service accepts."
+    body = problem_body(413, "payload_too_large", detail)
+    return JSONResponse(body, status_code=413, media_type=PROBLEM_JSON)
 
 
 class BodySizeLimitMiddleware:
@@ -48,7 +44,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLargeError
+                    raise BodyTooLargeError(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

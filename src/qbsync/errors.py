@@ -5,14 +5,12 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
-log = structlog.get_logger(__name__)
 
 
 class AppError(Exception):
@@ -73,6 +71,23 @@ class ServiceUnavailableError(AppError):
     code = "service_unavailable"
 
 
+INTERNAL_ERROR_DETAIL = (
+    "Something went wrong on our side. Quote the request id if you contact support."
+)
+
+
+def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"https://qbsync.dev/problems/{code.replace('_', '-')}",
+        "title": _phrase(status),
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    body.update(extra)
+    return body
+
+
 def problem(
     status: int,
     code: str,
@@ -83,13 +98,9 @@ def problem(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"https://qbsync.dev/problems/{code.replace('_', '-')}",
-        "title": title or _phrase(status),
-        "status": status,
-        "code": code,
-        "detail": detail,
-    }
+    body = problem_body(status, code, detail)
+    if title is not None:
+        body["title"] = title
     if request is not None:
         body["instance"] = request.url.path
         request_id = getattr(request.state, "request_id", None)
@@ -171,19 +182,7 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     return problem(error.status_code, code, detail, request=request, headers=headers)
 
 
-async def _unhandled(request: Request, error: Exception) -> JSONResponse:
-    # The traceback goes to the log with the request id; the caller sees neither.
-    log.exception("unhandled_error", error_type=type(error).__name__)
-    return problem(
-        500,
-        "internal_error",
-        "Something went wrong on our side. Quote the request id if you contact support.",
-        request=request,
-    )
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unhandled)

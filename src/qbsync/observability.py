@@ -13,8 +13,10 @@ from typing import Any
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qbsync.errors import INTERNAL_ERROR_DETAIL, PROBLEM_JSON, problem_body
 
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -77,11 +79,13 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        status_sent = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                status_sent = True
                 message.setdefault("headers", []).append(
                     (REQUEST_ID_HEADER.encode(), request_id.encode())
                 )
@@ -89,6 +93,15 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The traceback goes to the log with the request id; the caller sees neither.
+            self.log.exception("unhandled_error")
+            if status_sent:
+                raise
+            status = 500
+            body = problem_body(500, "internal_error", INTERNAL_ERROR_DETAIL, request_id=request_id)
+            response = JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
+            await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)

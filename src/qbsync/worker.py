@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import structlog
-from arq import cron
 from arq.connections import ArqRedis
+from arq.cron import CronJob, cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker, func
 
@@ -49,16 +49,20 @@ def _function(name: str, function: Callable[..., Awaitable[Any]]) -> Function:
 FUNCTIONS: list[Function] = [
     _function("deliver_outbound_event", deliver_outbound_event),
 ]
-CRON_JOBS = [
-    cron(
-        _measured("redrive_outbound_events", redrive_outbound_events),
-        name="redrive_outbound_events",
-        second={0},
-        keep_result=0,
-        unique=True,
-        run_at_startup=True,
-    ),
-]
+
+
+def cron_jobs() -> list[CronJob]:
+    """Fresh objects per worker: arq keeps each cron's next run time on the object itself."""
+    return [
+        cron(
+            _measured("redrive_outbound_events", redrive_outbound_events),
+            name="redrive_outbound_events",
+            second={0},
+            keep_result=0,
+            unique=True,
+            run_at_startup=True,
+        ),
+    ]
 
 
 def build_worker_settings(
@@ -82,7 +86,7 @@ def build_worker_settings(
 
     return {
         "functions": FUNCTIONS,
-        "cron_jobs": CRON_JOBS,
+        "cron_jobs": cron_jobs(),
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": redis_settings(redis_url),
@@ -102,13 +106,9 @@ def create_worker(
     *,
     database: Database | None = None,
     burst: bool = False,
-    redis_pool: ArqRedis | None = None,
+    **overrides: Any,
 ) -> Worker:
     options = build_worker_settings(settings, database_url, redis_url, database=database)
+    options.update(overrides)
     configure_logging(settings.log_level, json=settings.log_json)
-    return Worker(
-        functions=options.pop("functions"),
-        burst=burst,
-        redis_pool=redis_pool,
-        **options,
-    )
+    return Worker(functions=options.pop("functions"), burst=burst, **options)

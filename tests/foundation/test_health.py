@@ -20,9 +20,7 @@ async def test_readyz_when_postgres_and_redis_answer(client: httpx.AsyncClient) 
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
 
 
-async def test_readyz_is_503_when_the_database_is_down(
-    settings: Settings, redis: ArqRedis
-) -> None:
+async def test_readyz_is_503_when_the_database_is_down(settings: Settings, redis: ArqRedis) -> None:
     down = Database.connect("postgresql+asyncpg://postgres@127.0.0.1:1/none")
     app = create_app(settings, database=down, redis=redis)
     async with app.router.lifespan_context(app):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
-from collections.abc import AsyncIterator
 
 import httpx
-import jwt
 import pytest
 from fastapi import FastAPI
 
@@ -15,12 +15,17 @@ from tests.conftest import TokenFactory, bearer
 
 
 @pytest.fixture
-async def whoami(app: FastAPI, client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+async def whoami(app: FastAPI, client: httpx.AsyncClient) -> httpx.AsyncClient:
     @app.get("/v1/test/whoami")
     async def who(org: OrgDep) -> dict[str, str]:
         return {"org_id": org.org_id, "user_id": org.user_id}
 
-    yield client
+    return client
+
+
+def _b64(part: dict[str, object]) -> str:
+    raw = json.dumps(part, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 async def _get(client: httpx.AsyncClient, token: str | None) -> httpx.Response:
@@ -77,11 +82,15 @@ async def test_wrong_signature_is_refused(
 async def test_alg_none_is_refused(whoami: httpx.AsyncClient) -> None:
     """S2: an unsigned token must never be trusted, whatever it claims."""
     now = int(time.time())
-    unsigned = jwt.encode(
-        {"sub": "u", "org_id": "org_1", "iat": now, "exp": now + 60, "entitlements": ["integrations"]},
-        key=None,
-        algorithm="none",
-    )
+    claims = {
+        "sub": "u",
+        "org_id": "org_1",
+        "iat": now,
+        "exp": now + 60,
+        "entitlements": ["integrations"],
+    }
+    header = _b64({"alg": "none", "typ": "JWT"})
+    unsigned = f"{header}.{_b64(claims)}."
     response = await _get(whoami, unsigned)
     assert response.status_code == 401
 

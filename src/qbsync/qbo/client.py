@@ -1,0 +1,403 @@
+"""The QuickBooks Online Accounting API for one company (realm).
+
+Cheap to build per job: it holds no connection of its own, only the shared `httpx.AsyncClient`,
+the company's token provider and the shared rate limiter. Every call sends `minorversion`, asks
+for JSON, passes through the per-company limiter, refreshes the access token once on a 401, and
+rides out 429 / 5xx / network errors within the configured bound.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeVar
+from urllib.parse import quote as quote_path
+
+import httpx
+
+from qbsync.qbo import codec
+from qbsync.qbo.config import QboConfig
+from qbsync.qbo.entities import CompanyInfo, Preferences, QboEntity, entity_from_wire
+from qbsync.qbo.errors import QboAuthenticationError, QboError, QboNetworkError, QboServerError
+from qbsync.qbo.faults import INTUIT_TID_HEADER, fault_error, read_response
+from qbsync.qbo.query import MAX_RESULTS, count_statement, select
+from qbsync.qbo.ratelimit import SlotLimiter
+from qbsync.qbo.retry import with_retries
+
+E = TypeVar("E", bound=QboEntity)
+
+MAX_REQUEST_ID_LENGTH = 50
+MAX_BATCH_REQUEST_ID_LENGTH = 36
+MAX_BATCH_ITEMS = 30
+MAX_BATCH_ID_LENGTH = 10
+CDC_MAX_OBJECTS = 1000
+_REALM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class AccessTokenProvider(Protocol):
+    """The company's current access token; with `force_refresh`, a newly refreshed one."""
+
+    async def access_token(self, *, force_refresh: bool = False) -> str: ...
+
+
+@dataclass(frozen=True)
+class BatchOperation:
+    """One write in a batch. `update` is sparse; `delete` sends only the entity's Id and SyncToken.
+
+    `bid` is at most 10 characters (Intuit's limit when a requestid is used).
+    """
+
+    bid: str
+    operation: Literal["create", "update", "delete"]
+    entity: QboEntity
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.bid) <= MAX_BATCH_ID_LENGTH:
+            raise ValueError(f"bId must be 1 to {MAX_BATCH_ID_LENGTH} characters: {self.bid!r}")
+        _entity_name(self.entity)  # refuses a bare QboEntity, which has no QuickBooks name
+        if self.operation != "create":
+            _require_id_and_token(self.entity)
+
+    def item(self) -> dict[str, Any]:
+        if self.operation == "create":
+            payload = self.entity.to_payload()
+        elif self.operation == "update":
+            payload = {**self.entity.to_payload(), "sparse": True}
+        else:
+            payload = {"Id": self.entity.id, "SyncToken": self.entity.sync_token}
+        return {"bId": self.bid, "operation": self.operation, _entity_name(self.entity): payload}
+
+
+@dataclass(frozen=True)
+class BatchItemResult:
+    bid: str
+    entity: QboEntity | None
+    error: QboError | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class CdcResult:
+    """Changed objects by entity name; deleted ones have `is_deleted` and little else."""
+
+    changes: dict[str, list[QboEntity]]
+    object_count: int
+
+    @property
+    def truncated(self) -> bool:
+        """QuickBooks stops at 1000 objects without saying so: narrow the window and ask again."""
+        return self.object_count >= CDC_MAX_OBJECTS
+
+
+@dataclass(frozen=True)
+class _Reply:
+    body: dict[str, Any]
+    intuit_tid: str | None
+
+
+class QboClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        config: QboConfig,
+        *,
+        realm_id: str,
+        tokens: AccessTokenProvider,
+        limiter: SlotLimiter,
+    ) -> None:
+        if not _REALM_ID.match(realm_id):
+            raise ValueError(f"not a QuickBooks realm id: {realm_id!r}")
+        self._http = http
+        self._config = config
+        self._realm_id = realm_id
+        self._tokens = tokens
+        self._limiter = limiter
+        self._base_url = f"{config.endpoints.api_base_url.rstrip('/')}/v3/company/{realm_id}"
+
+    @property
+    def realm_id(self) -> str:
+        return self._realm_id
+
+    async def company_info(self) -> CompanyInfo:
+        reply = await self._request("GET", f"companyinfo/{self._realm_id}")
+        return _entity(reply, CompanyInfo)
+
+    async def preferences(self) -> Preferences:
+        return _entity(await self._request("GET", "preferences"), Preferences)
+
+    async def get(self, entity_type: type[E], entity_id: str) -> E:
+        name = _type_name(entity_type)
+        reply = await self._request("GET", f"{name.lower()}/{quote_path(entity_id, safe='')}")
+        return _entity(reply, entity_type)
+
+    async def query(
+        self,
+        entity_type: type[E],
+        where: str | None = None,
+        *,
+        order_by: str | None = None,
+        page_size: int = MAX_RESULTS,
+    ) -> AsyncIterator[E]:
+        """Every matching object, fetched page by page (build `where` with `query.quote`)."""
+        name = _type_name(entity_type)
+        start = 1
+        while True:
+            statement = select(
+                name, where, order_by=order_by, start_position=start, max_results=page_size
+            )
+            reply = await self._request("GET", "query", params={"query": statement})
+            rows = _query_rows(reply, name)
+            for row in rows:
+                yield entity_type.model_validate(row)
+            if len(rows) < page_size:
+                return
+            start += len(rows)
+
+    async def query_all(
+        self, entity_type: type[E], where: str | None = None, *, order_by: str | None = None
+    ) -> list[E]:
+        return [row async for row in self.query(entity_type, where, order_by=order_by)]
+
+    async def count(self, entity_type: type[QboEntity], where: str | None = None) -> int:
+        statement = count_statement(_type_name(entity_type), where)
+        reply = await self._request("GET", "query", params={"query": statement})
+        response = reply.body.get("QueryResponse")
+        if not isinstance(response, Mapping):
+            raise _unexpected(reply, "QueryResponse")
+        return int(response.get("totalCount", 0))
+
+    async def create(self, entity: E, *, requestid: str) -> E:
+        _check_request_id(requestid, MAX_REQUEST_ID_LENGTH)
+        name = _entity_name(entity)
+        reply = await self._request(
+            "POST", name.lower(), params={"requestid": requestid}, body=entity.to_payload()
+        )
+        return _entity(reply, type(entity))
+
+    async def update(self, entity: E, *, requestid: str) -> E:
+        """A sparse update: only the fields set on `entity` change. Needs Id and SyncToken."""
+        _check_request_id(requestid, MAX_REQUEST_ID_LENGTH)
+        name = _entity_name(entity)
+        _require_id_and_token(entity)
+        reply = await self._request(
+            "POST",
+            name.lower(),
+            params={"requestid": requestid},
+            body={**entity.to_payload(), "sparse": True},
+        )
+        return _entity(reply, type(entity))
+
+    async def delete(
+        self, entity_type: type[E], entity_id: str, sync_token: str, *, requestid: str
+    ) -> E:
+        """Hard delete (transactions). Name lists cannot be deleted: update `active=False`."""
+        _check_request_id(requestid, MAX_REQUEST_ID_LENGTH)
+        name = _type_name(entity_type)
+        reply = await self._request(
+            "POST",
+            name.lower(),
+            params={"operation": "delete", "requestid": requestid},
+            body={"Id": entity_id, "SyncToken": sync_token},
+        )
+        return _entity(reply, entity_type)
+
+    async def void(
+        self, entity_type: type[E], entity_id: str, sync_token: str, *, requestid: str
+    ) -> E:
+        """Invoices have their own void operation; payments and others void by a sparse update."""
+        _check_request_id(requestid, MAX_REQUEST_ID_LENGTH)
+        name = _type_name(entity_type)
+        body: dict[str, Any] = {"Id": entity_id, "SyncToken": sync_token}
+        params = {"operation": "void", "requestid": requestid}
+        if name != "Invoice":
+            params = {"operation": "update", "include": "void", "requestid": requestid}
+            body["sparse"] = True
+        reply = await self._request("POST", name.lower(), params=params, body=body)
+        return _entity(reply, entity_type)
+
+    async def batch(
+        self, operations: Sequence[BatchOperation], *, requestid: str
+    ) -> list[BatchItemResult]:
+        """Up to 30 writes in one call; one result per operation, in the order given.
+
+        Items succeed or fail on their own: a failed item carries its typed error. The call
+        itself raises only when the whole request failed.
+        """
+        _check_request_id(requestid, MAX_BATCH_REQUEST_ID_LENGTH)
+        if not 1 <= len(operations) <= MAX_BATCH_ITEMS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_ITEMS} operations")
+        bids = [operation.bid for operation in operations]
+        if len(set(bids)) != len(bids):
+            raise ValueError("bIds must be unique within a batch")
+        reply = await self._request(
+            "POST",
+            "batch",
+            params={"requestid": requestid},
+            body={"BatchItemRequest": [operation.item() for operation in operations]},
+            batch=True,
+        )
+        raw_items = reply.body.get("BatchItemResponse")
+        if not isinstance(raw_items, list):
+            raise _unexpected(reply, "BatchItemResponse")
+        by_bid = {str(item.get("bId")): item for item in raw_items if isinstance(item, Mapping)}
+        return [_batch_result(bid, by_bid.get(bid), reply.intuit_tid) for bid in bids]
+
+    async def cdc(
+        self, entity_types: Sequence[type[QboEntity]], changed_since: datetime
+    ) -> CdcResult:
+        """Objects of these types changed since `changed_since` (at most 30 days back).
+
+        When `truncated`, QuickBooks returned its maximum of 1000 objects and more may have
+        changed: split the window and ask again.
+        """
+        if changed_since.tzinfo is None:
+            raise ValueError("changed_since must carry a UTC offset")
+        names = [_type_name(entity_type) for entity_type in entity_types]
+        if not names:
+            raise ValueError("CDC needs at least one entity type")
+        reply = await self._request(
+            "GET",
+            "cdc",
+            params={"entities": ",".join(names), "changedSince": changed_since.isoformat()},
+        )
+        responses = reply.body.get("CDCResponse")
+        if not isinstance(responses, list):
+            raise _unexpected(reply, "CDCResponse")
+        changes: dict[str, list[QboEntity]] = {}
+        for response in responses:
+            groups = response.get("QueryResponse", []) if isinstance(response, Mapping) else []
+            for group in groups if isinstance(groups, list) else []:
+                for key, rows in group.items() if isinstance(group, Mapping) else ():
+                    if isinstance(rows, list):
+                        changes.setdefault(key, []).extend(
+                            entity_from_wire(key, row) for row in rows if isinstance(row, dict)
+                        )
+        return CdcResult(changes=changes, object_count=sum(len(rows) for rows in changes.values()))
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        batch: bool = False,
+    ) -> _Reply:
+        url = f"{self._base_url}/{path}"
+        query = {"minorversion": str(self._config.minor_version), **(params or {})}
+        content = None if body is None else codec.dumps(body)
+        refreshed = False
+
+        async def attempt() -> _Reply:
+            nonlocal refreshed
+            token = await self._tokens.access_token()
+            try:
+                return await self._send(method, url, query, content, token, batch=batch)
+            except QboAuthenticationError:
+                if refreshed:
+                    raise
+                # Once per call: a token that fails right after a refresh will not get better.
+                refreshed = True
+                token = await self._tokens.access_token(force_refresh=True)
+                return await self._send(method, url, query, content, token, batch=batch)
+
+        return await with_retries(attempt, self._config.retry)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str],
+        content: bytes | None,
+        token: str,
+        *,
+        batch: bool,
+    ) -> _Reply:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        async with self._limiter.slot(self._realm_id, batch=batch):
+            try:
+                response = await self._http.request(
+                    method,
+                    url,
+                    params=params,
+                    content=content,
+                    headers=headers,
+                    timeout=self._config.timeout_seconds,
+                )
+            except httpx.TransportError as error:
+                raise QboNetworkError(
+                    f"QuickBooks could not be reached ({type(error).__name__})", secrets=(token,)
+                ) from error
+        body = read_response(response, secrets=(token,))
+        return _Reply(body=body, intuit_tid=response.headers.get(INTUIT_TID_HEADER))
+
+
+def _batch_result(
+    bid: str, item: Mapping[str, Any] | None, intuit_tid: str | None
+) -> BatchItemResult:
+    error: QboError
+    if item is None:
+        error = QboServerError(
+            f"QuickBooks returned no result for batch item {bid}", intuit_tid=intuit_tid
+        )
+        return BatchItemResult(bid=bid, entity=None, error=error)
+    fault = item.get("Fault") or item.get("fault")
+    if isinstance(fault, Mapping):
+        error = fault_error(fault, intuit_tid=intuit_tid)
+        return BatchItemResult(bid=bid, entity=None, error=error)
+    for key, value in item.items():
+        if key != "bId" and isinstance(value, dict):
+            return BatchItemResult(bid=bid, entity=entity_from_wire(key, value), error=None)
+    error = QboServerError(f"batch item {bid} carried no entity", intuit_tid=intuit_tid)
+    return BatchItemResult(bid=bid, entity=None, error=error)
+
+
+def _entity(reply: _Reply, entity_type: type[E]) -> E:
+    name = _type_name(entity_type)
+    data = reply.body.get(name)
+    if not isinstance(data, dict):
+        raise _unexpected(reply, name)
+    return entity_type.model_validate(data)
+
+
+def _query_rows(reply: _Reply, name: str) -> list[Any]:
+    response = reply.body.get("QueryResponse")
+    if not isinstance(response, Mapping):
+        raise _unexpected(reply, "QueryResponse")
+    rows = response.get(name, [])
+    if not isinstance(rows, list):
+        raise _unexpected(reply, f"QueryResponse.{name}")
+    return rows
+
+
+def _unexpected(reply: _Reply, expected: str) -> QboServerError:
+    return QboServerError(
+        f"QuickBooks answered without the expected {expected}", intuit_tid=reply.intuit_tid
+    )
+
+
+def _type_name(entity_type: type[QboEntity]) -> str:
+    if not entity_type.entity_name:
+        raise TypeError(f"{entity_type.__name__} is not a QuickBooks entity type")
+    return entity_type.entity_name
+
+
+def _entity_name(entity: QboEntity) -> str:
+    return _type_name(type(entity))
+
+
+def _require_id_and_token(entity: QboEntity) -> None:
+    if not entity.id or entity.sync_token is None:
+        raise ValueError(f"{_entity_name(entity)} needs its Id and current SyncToken")
+
+
+def _check_request_id(requestid: str, limit: int) -> None:
+    if not requestid or len(requestid) > limit or not requestid.isprintable() or " " in requestid:
+        raise ValueError(f"requestid must be 1 to {limit} printable characters without spaces")

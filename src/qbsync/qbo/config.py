@@ -1,0 +1,108 @@
+"""The QuickBooks client's own configuration, built from `Settings` in one place.
+
+The rest of the package takes these small frozen objects, so a test, a benchmark or the simulator
+can build one directly without the settings machinery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+from qbsync.settings import IntuitEndpoints, Settings
+
+ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
+# Intuit serves 75 whatever is asked for since Aug 2025; we still send it so a future breaking
+# minor version never changes our payloads silently.
+MINOR_VERSION = 75
+# Intuit ends any request after 120 s, so an in-flight lease never needs to outlive that by much.
+INTUIT_REQUEST_TIMEOUT_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long the client itself rides out 429 / 5xx / network errors before giving up.
+
+    Past the bound the typed error (retryable=True) reaches the job layer, which defers the job
+    rather than holding a worker for minutes.
+    """
+
+    max_attempts: int = 4
+    base_delay_seconds: float = 1.0
+    # Intuit asks for at least 60 s after a 429 when it sends no Retry-After.
+    throttle_delay_seconds: float = 60.0
+    max_delay_seconds: float = 120.0
+    max_total_seconds: float = 150.0
+    jitter_ratio: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if min(self.base_delay_seconds, self.throttle_delay_seconds, self.max_total_seconds) < 0:
+            raise ValueError("retry delays must not be negative")
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """Per-company limits shared by every process through Redis."""
+
+    requests_per_window: int = 450
+    max_in_flight: int = 8
+    batch_requests_per_window: int = 36
+    # 60 s in production; tests and time-scaled benchmarks shrink it.
+    window_seconds: float = 60.0
+    # A crashed process's in-flight slot comes back after this long.
+    lease_seconds: float = INTUIT_REQUEST_TIMEOUT_SECONDS + 30.0
+    # Upper bound on one sleep while waiting for an in-flight slot (releases are not signalled).
+    max_poll_seconds: float = 0.25
+    key_prefix: str = "qbsync"
+
+    def __post_init__(self) -> None:
+        if min(self.requests_per_window, self.max_in_flight, self.batch_requests_per_window) < 1:
+            raise ValueError("rate limits must be at least 1")
+        if self.window_seconds <= 0 or self.lease_seconds <= 0 or self.max_poll_seconds <= 0:
+            raise ValueError("rate limit durations must be positive")
+
+
+@dataclass(frozen=True)
+class QboConfig:
+    client_id: str
+    client_secret: SecretStr
+    redirect_uri: str
+    endpoints: IntuitEndpoints
+    webhook_verifier_token: SecretStr
+    minor_version: int = MINOR_VERSION
+    timeout_seconds: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        simulator_base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> QboConfig:
+        intuit = settings.intuit
+        return cls(
+            client_id=intuit.client_id,
+            client_secret=intuit.client_secret,
+            redirect_uri=intuit.redirect_uri,
+            endpoints=settings.intuit_endpoints(simulator_base_url),
+            webhook_verifier_token=intuit.webhook_verifier_token,
+            minor_version=intuit.minor_version,
+            timeout_seconds=intuit.timeout_seconds,
+            retry=retry or RetryPolicy(),
+        )
+
+
+def rate_limit_config_from_settings(settings: Settings) -> RateLimitConfig:
+    intuit = settings.intuit
+    return RateLimitConfig(
+        requests_per_window=intuit.requests_per_minute,
+        max_in_flight=intuit.max_in_flight,
+        batch_requests_per_window=intuit.batch_requests_per_minute,
+        lease_seconds=max(intuit.timeout_seconds, INTUIT_REQUEST_TIMEOUT_SECONDS) + 30.0,
+        key_prefix=settings.redis.key_prefix,
+    )

@@ -1,0 +1,221 @@
+"""QuickBooks webhooks: the `intuit-signature` check and one parser for both payload formats.
+
+Legacy: `{"eventNotifications": [{"realmId", "dataChangeEvent": {"entities": [...]}}]}`.
+CloudEvents: a JSON array of CloudEvents 1.0 objects, `type` = `qbo.<entity>.<past-tense op>.v1`.
+Both become a flat list of `EntityChange`, each with an event id to deduplicate on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+SIGNATURE_HEADER = "intuit-signature"
+
+# Intuit's entity names in their canonical case, keyed by lower case: CloudEvents types carry
+# only the lower-case form ("qbo.billpayment.voided.v1").
+_ENTITY_NAMES = {
+    name.lower(): name
+    for name in (
+        "Account",
+        "Bill",
+        "BillPayment",
+        "Budget",
+        "Class",
+        "CreditMemo",
+        "Currency",
+        "Customer",
+        "Department",
+        "Deposit",
+        "Employee",
+        "Estimate",
+        "Invoice",
+        "Item",
+        "JournalCode",
+        "JournalEntry",
+        "Payment",
+        "PaymentMethod",
+        "Preferences",
+        "Purchase",
+        "PurchaseOrder",
+        "RefundReceipt",
+        "SalesReceipt",
+        "TaxAgency",
+        "Term",
+        "TimeActivity",
+        "Transfer",
+        "Vendor",
+        "VendorCredit",
+    )
+}
+
+_OPERATIONS = {
+    "create": "Create",
+    "created": "Create",
+    "update": "Update",
+    "updated": "Update",
+    "delete": "Delete",
+    "deleted": "Delete",
+    "merge": "Merge",
+    "merged": "Merge",
+    "void": "Void",
+    "voided": "Void",
+    "emailed": "Emailed",
+}
+
+
+class WebhookPayloadError(ValueError):
+    """The body is not a QuickBooks webhook payload; the message says what is wrong where."""
+
+
+@dataclass(frozen=True)
+class EntityChange:
+    realm_id: str
+    entity: str
+    entity_id: str
+    # Create | Update | Delete | Merge | Void | Emailed; an operation Intuit adds later is kept
+    # as sent (capitalised) rather than failing the whole delivery.
+    operation: str
+    occurred_at: datetime
+    event_id: str
+    # For Merge: the id of the record merged away (and gone).
+    deleted_id: str | None
+    source_format: Literal["legacy", "cloudevents"]
+
+
+def verify_signature(body: bytes, signature: str | None, verifier_token: str) -> bool:
+    """True when `signature` is base64(HMAC-SHA256(verifier token, raw body bytes))."""
+    if not signature or not verifier_token:
+        return False
+    try:
+        received = base64.b64decode(signature.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    expected = hmac.new(verifier_token.encode(), body, hashlib.sha256).digest()
+    return hmac.compare_digest(received, expected)
+
+
+def parse_webhook(body: bytes) -> list[EntityChange]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WebhookPayloadError(f"the body is not JSON: {error}") from error
+    if isinstance(payload, list):
+        return [_cloud_event(event, f"[{index}]") for index, event in enumerate(payload)]
+    if isinstance(payload, Mapping):
+        if "eventNotifications" in payload:
+            return _legacy(payload["eventNotifications"])
+        if "specversion" in payload:
+            return [_cloud_event(payload, "event")]
+    raise WebhookPayloadError("expected a CloudEvents array or an object with eventNotifications")
+
+
+def _legacy(notifications: Any) -> list[EntityChange]:
+    changes: list[EntityChange] = []
+    for n_index, notification in enumerate(_list(notifications, "eventNotifications")):
+        where = f"eventNotifications[{n_index}]"
+        notification = _object(notification, where)
+        realm_id = _string(notification, "realmId", where)
+        event = _object(notification.get("dataChangeEvent"), f"{where}.dataChangeEvent")
+        entities = _list(event.get("entities"), f"{where}.dataChangeEvent.entities")
+        for e_index, raw in enumerate(entities):
+            at = f"{where}.dataChangeEvent.entities[{e_index}]"
+            entity = _object(raw, at)
+            name = _entity_name(_string(entity, "name", at))
+            entity_id = _string(entity, "id", at)
+            operation = _operation(_string(entity, "operation", at))
+            occurred_at = _timestamp(_string(entity, "lastUpdated", at), f"{at}.lastUpdated")
+            deleted = entity.get("deletedId", entity.get("deletedID"))
+            changes.append(
+                EntityChange(
+                    realm_id=realm_id,
+                    entity=name,
+                    entity_id=entity_id,
+                    operation=operation,
+                    occurred_at=occurred_at,
+                    event_id=_legacy_event_id(realm_id, name, entity_id, operation, occurred_at),
+                    deleted_id=None if deleted is None else str(deleted),
+                    source_format="legacy",
+                )
+            )
+    return changes
+
+
+def _cloud_event(raw: Any, where: str) -> EntityChange:
+    event = _object(raw, where)
+    event_type = _string(event, "type", where)
+    parts = event_type.split(".")
+    if len(parts) < 3 or parts[0] != "qbo":
+        raise WebhookPayloadError(
+            f"{where}.type: expected qbo.<entity>.<operation>.v<N>, got {event_type!r}"
+        )
+    data = event.get("data")
+    deleted = None
+    if isinstance(data, Mapping):
+        deleted = data.get("deletedId", data.get("deletedID"))
+    return EntityChange(
+        realm_id=_string(event, "intuitaccountid", where),
+        entity=_entity_name(parts[1]),
+        entity_id=_string(event, "intuitentityid", where),
+        operation=_operation(parts[2]),
+        occurred_at=_timestamp(_string(event, "time", where), f"{where}.time"),
+        event_id=_string(event, "id", where),
+        deleted_id=None if deleted is None else str(deleted),
+        source_format="cloudevents",
+    )
+
+
+def _legacy_event_id(
+    realm_id: str, entity: str, entity_id: str, operation: str, occurred_at: datetime
+) -> str:
+    """Stable across Intuit's retries, which resend the same (realm, entity, id, op, time)."""
+    key = "\x1f".join((realm_id, entity, entity_id, operation, occurred_at.isoformat()))
+    return "legacy-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _entity_name(raw: str) -> str:
+    return _ENTITY_NAMES.get(raw.lower(), raw[:1].upper() + raw[1:])
+
+
+def _operation(raw: str) -> str:
+    return _OPERATIONS.get(raw.lower(), raw[:1].upper() + raw[1:])
+
+
+def _timestamp(raw: str, where: str) -> datetime:
+    """Aware UTC. Python ≥ 3.11 reads `Z`, `-0700` and nanosecond fractions (kept to µs)."""
+    try:
+        parsed = datetime.fromisoformat(raw.strip())
+    except ValueError as error:
+        raise WebhookPayloadError(f"{where}: not an ISO-8601 time: {raw!r}") from error
+    if parsed.tzinfo is None:
+        raise WebhookPayloadError(f"{where}: the time has no UTC offset: {raw!r}")
+    return parsed.astimezone(UTC)
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise WebhookPayloadError(f"{where}: expected an object")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise WebhookPayloadError(f"{where}: expected an array")
+    return value
+
+
+def _string(container: Mapping[str, Any], key: str, where: str) -> str:
+    value = container.get(key)
+    # Ids are strings on the wire, but a number is not worth refusing a delivery over.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise WebhookPayloadError(f"{where}.{key}: expected a non-empty string")
+    return value

@@ -1,0 +1,107 @@
+"""Tokens at rest (S6): encrypted with a key id, rotated without downtime, never in plaintext."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from qbsync.connections.token_vault import TokenPair, open_tokens, rotate_all, seal
+from qbsync.crypto import CryptoError, Keyring, generate_key, key_id_of
+from qbsync.db import Database
+from qbsync.models import Connection, ConnectionStatus
+
+OLD = f"old:{generate_key()}"
+NEW = f"new:{generate_key()}"
+ACCESS = "eyJhbGciOi-access-token-plaintext-" + uuid.uuid4().hex
+REFRESH = "AB11-refresh-token-plaintext-" + uuid.uuid4().hex
+
+
+def test_the_first_key_encrypts_and_every_key_decrypts() -> None:
+    old = Keyring.parse(OLD)
+    sealed = old.encrypt("hello", context="c")
+    assert key_id_of(sealed) == "old"
+    both = Keyring.parse(f"{NEW},{OLD}")
+    assert both.decrypt(sealed, context="c") == "hello"
+    assert key_id_of(both.encrypt("hello", context="c")) == "new"
+    assert both.needs_rotation(sealed)
+
+
+def test_a_ciphertext_is_bound_to_its_context() -> None:
+    keyring = Keyring.parse(OLD)
+    sealed = keyring.encrypt("hello", context="connections:1:access_token")
+    with pytest.raises(CryptoError, match="authentication"):
+        keyring.decrypt(sealed, context="connections:2:access_token")
+
+
+def test_a_removed_key_is_named_when_decryption_needs_it() -> None:
+    sealed = Keyring.parse(OLD).encrypt("hello", context="c")
+    with pytest.raises(CryptoError, match="'old'"):
+        Keyring.parse(NEW).decrypt(sealed, context="c")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "nokey",
+        "bad id:" + generate_key(),
+        "k:not-base64!",
+        "k:" + base64.b64encode(b"short").decode(),
+    ],
+)
+def test_bad_key_configuration_is_refused_without_echoing_keys(spec: str) -> None:
+    with pytest.raises(CryptoError, match="QBSYNC_CRYPTO__ENCRYPTION_KEYS") as raised:
+        Keyring.parse(spec)
+    secret_part = spec.partition(":")[2]
+    if secret_part:
+        assert secret_part not in str(raised.value)
+
+
+async def test_rotate_keys_reencrypts_every_row_and_leaves_no_plaintext(db: Database) -> None:
+    """S6: old key decrypts, new key encrypts, the rotation re-encrypts all rows."""
+    old = Keyring.parse(OLD)
+    connections = []
+    async with db.sessions() as session:
+        for index in range(3):
+            connection = Connection(
+                id=uuid.uuid4(),
+                org_id=f"org_rot_{index}_{uuid.uuid4().hex[:6]}",
+                realm_id="9341450000000000",
+                status=ConnectionStatus.CONNECTED,
+            )
+            seal(old, connection, TokenPair(f"{ACCESS}-{index}", f"{REFRESH}-{index}"))
+            session.add(connection)
+            connections.append(connection)
+        await session.commit()
+
+        dump = await session.execute(text("SELECT CAST(connections AS text) FROM connections"))
+        everything = " ".join(row[0] for row in dump)
+        assert ACCESS not in everything
+        assert REFRESH not in everything
+
+        rotated_keyring = Keyring.parse(f"{NEW},{OLD}")
+        assert await rotate_all(session, rotated_keyring) == 3
+        assert await rotate_all(session, rotated_keyring) == 0
+
+    new_only = Keyring.parse(NEW)
+    async with db.sessions() as session:
+        for index, original in enumerate(connections):
+            row = await session.get(Connection, original.id, populate_existing=True)
+            assert row is not None
+            assert row.token_key_id == "new"
+            assert open_tokens(new_only, row) == TokenPair(
+                f"{ACCESS}-{index}", f"{REFRESH}-{index}"
+            )
+
+
+def test_token_pairs_never_print_their_values() -> None:
+    pair = TokenPair(ACCESS, REFRESH)
+    assert ACCESS not in repr(pair)
+    assert ACCESS not in str(pair)
+
+
+def test_generated_keys_are_32_bytes() -> None:
+    assert len(base64.b64decode(generate_key())) == 32

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qbsync.cli import main, openapi_document
+
+COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
+
+
+def test_the_committed_contract_matches_the_app() -> None:
+    """`make openapi` rewrites it; a route change without it fails here."""
+    assert COMMITTED.read_text() == openapi_document(), "run `make openapi` and commit the result"
+
+
+def test_every_operation_documents_problem_responses() -> None:
+    document = json.loads(openapi_document())
+    assert document["info"]["title"] == "qbsync"
+    assert "/readyz" in document["paths"]
+
+
+def test_openapi_command_writes_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "openapi.json"
+    assert main(["openapi", "--output", str(target)]) == 0
+    assert json.loads(target.read_text())["openapi"].startswith("3.")

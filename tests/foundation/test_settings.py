@@ -1,0 +1,96 @@
+"""Settings: one object, QBSYNC_ prefix, `__` nesting; production refuses placeholders by name."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from qbsync.cli import main
+from qbsync.crypto import generate_key
+from qbsync.settings import Settings
+
+PRODUCTION_READY = {
+    "QBSYNC_ENV": "production",
+    "QBSYNC_DATABASE__URL": "postgresql+asyncpg://qbsync@db/qbsync",
+    "QBSYNC_REDIS__URL": "redis://redis:6379/0",
+    "QBSYNC_AUTH__JWT_SECRET": "a-real-secret-from-the-platform-0123456789",
+    "QBSYNC_PLATFORM__WEBHOOK_SECRET": "whsec_cmVhbC1wbGF0Zm9ybS1zZWNyZXQ=",
+    "QBSYNC_CRYPTO__ENCRYPTION_KEYS": f"k1:{generate_key()}",
+    "QBSYNC_INTUIT__ENVIRONMENT": "production",
+    "QBSYNC_INTUIT__CLIENT_ID": "ABcdefClientId",
+    "QBSYNC_INTUIT__CLIENT_SECRET": "real-client-secret",
+    "QBSYNC_INTUIT__WEBHOOK_VERIFIER_TOKEN": "real-verifier-token",
+}
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_nested_variables_reach_their_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.setenv("QBSYNC_PLATFORM__EVENTS_URL", "https://platform.test/hooks/qbsync")
+    monkeypatch.setenv("QBSYNC_PLATFORM__SETTINGS_URL", "https://app.test/settings")
+    monkeypatch.setenv("QBSYNC_INTUIT__REDIRECT_URI", "https://qbsync.test/v1/quickbooks/callback")
+    settings = Settings()
+    assert settings.database.url is not None
+    assert settings.database.url.get_secret_value().endswith("@db/qbsync")
+    assert settings.platform.events_url == "https://platform.test/hooks/qbsync"
+    assert settings.intuit.redirect_uri.endswith("/callback")
+    endpoints = settings.intuit_endpoints()
+    assert endpoints.api_base_url == "https://quickbooks.api.intuit.com"
+    assert "real-client-secret" not in repr(settings)
+
+
+def test_endpoint_overrides_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QBSYNC_INTUIT__ENVIRONMENT", "sandbox")
+    monkeypatch.setenv("QBSYNC_INTUIT__TOKEN_URL", "http://127.0.0.1:9999/token")
+    endpoints = Settings(env="dev").intuit_endpoints()
+    assert endpoints.token_url == "http://127.0.0.1:9999/token"
+    assert endpoints.api_base_url == "https://sandbox-quickbooks.api.intuit.com"
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "QBSYNC_AUTH__JWT_SECRET",
+        "QBSYNC_PLATFORM__WEBHOOK_SECRET",
+        "QBSYNC_CRYPTO__ENCRYPTION_KEYS",
+        "QBSYNC_INTUIT__CLIENT_SECRET",
+        "QBSYNC_INTUIT__WEBHOOK_VERIFIER_TOKEN",
+        "QBSYNC_DATABASE__URL",
+    ],
+)
+def test_production_refuses_a_missing_or_placeholder_secret_by_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.delenv(variable)
+    with pytest.raises(ValidationError, match=variable):
+        Settings()
+    monkeypatch.setenv(variable, "changeme")
+    if variable != "QBSYNC_DATABASE__URL":
+        with pytest.raises(ValidationError, match=variable):
+            Settings()
+
+
+def test_the_cli_refuses_to_start_and_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.delenv("QBSYNC_AUTH__JWT_SECRET")
+    from qbsync.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert main(["migrate"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "QBSYNC_AUTH__JWT_SECRET" in capsys.readouterr().err
+
+
+def test_dev_mode_runs_on_defaults() -> None:
+    settings = Settings(env="dev")
+    assert settings.uses_simulator
+    assert settings.intuit_endpoints().token_url == "http://127.0.0.1:8100/oauth2/v1/tokens/bearer"

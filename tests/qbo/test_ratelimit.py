@@ -1,0 +1,186 @@
+"""The per-company limiter holds its limits across processes sharing one (real) Redis.
+
+Each limiter gets its own Redis connection, standing in for separate workers. Windows are scaled
+down (0.3-0.5 s instead of 60 s) so the run stays fast; the arithmetic is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import respx
+from redis.asyncio import Redis
+
+from qbsync.qbo import (
+    Customer,
+    QboClient,
+    RateLimitConfig,
+    RateLimiterUnavailableError,
+    RedisRateLimiter,
+)
+from tests.qbo.conftest import COMPANY, REALM, FakeTokens, make_config
+
+TOLERANCE = 0.05
+
+
+@pytest.fixture
+async def connections(redis_url: str) -> AsyncIterator[list[Redis]]:
+    clients = [Redis.from_url(redis_url) for _ in range(3)]
+    yield clients
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+def prefix(key_prefix: str) -> str:
+    return f"{key_prefix}:{uuid.uuid4().hex[:8]}"
+
+
+def limiters(connections: list[Redis], config: RateLimitConfig) -> list[RedisRateLimiter]:
+    return [RedisRateLimiter(connection, config) for connection in connections]
+
+
+async def test_rate_and_in_flight_limits_hold_across_processes(
+    connections: list[Redis], prefix: str
+) -> None:
+    """R8: N per window and M in flight, whichever of three processes asks."""
+    config = RateLimitConfig(
+        requests_per_window=8,
+        max_in_flight=3,
+        window_seconds=0.5,
+        max_poll_seconds=0.01,
+        key_prefix=prefix,
+    )
+    granted: list[float] = []
+    active = 0
+    most_active = 0
+    started = time.monotonic()
+
+    async def call(limiter: RedisRateLimiter) -> None:
+        nonlocal active, most_active
+        async with limiter.slot(REALM):
+            granted.append(time.monotonic() - started)
+            active += 1
+            most_active = max(most_active, active)
+            await asyncio.sleep(0.03)
+            active -= 1
+
+    workers = limiters(connections, config)
+    await asyncio.gather(*(call(workers[n % 3]) for n in range(24)))
+
+    assert len(granted) == 24
+    assert most_active == 3
+    granted.sort()
+    for index, at in enumerate(granted):
+        in_window = [t for t in granted[index:] if t < at + config.window_seconds - TOLERANCE]
+        assert len(in_window) <= config.requests_per_window
+    # 24 calls at 8 per 0.5 s: the third group cannot start before 1 s.
+    assert granted[-1] >= 2 * config.window_seconds - TOLERANCE
+
+
+async def test_one_busy_company_does_not_hold_up_another(
+    connections: list[Redis], prefix: str
+) -> None:
+    config = RateLimitConfig(
+        requests_per_window=2, max_in_flight=1, window_seconds=5, key_prefix=prefix
+    )
+    busy, other = limiters(connections, config)[:2]
+    async with busy.slot("111"), busy.slot("222"):
+        started = time.monotonic()
+        async with other.slot("333"):
+            assert time.monotonic() - started < 0.5
+
+
+async def test_batch_calls_have_their_own_limit(connections: list[Redis], prefix: str) -> None:
+    config = RateLimitConfig(
+        batch_requests_per_window=2, window_seconds=0.3, max_poll_seconds=0.01, key_prefix=prefix
+    )
+    first, second, third = limiters(connections, config)
+    started = time.monotonic()
+    async with first.slot(REALM, batch=True), second.slot(REALM, batch=True):
+        pass
+    async with third.slot(REALM):
+        assert time.monotonic() - started < config.window_seconds - TOLERANCE
+    async with third.slot(REALM, batch=True):
+        assert time.monotonic() - started >= config.window_seconds - TOLERANCE
+
+
+async def test_batch_calls_count_as_requests(connections: list[Redis], prefix: str) -> None:
+    config = RateLimitConfig(
+        requests_per_window=3,
+        batch_requests_per_window=3,
+        window_seconds=0.3,
+        max_poll_seconds=0.01,
+        key_prefix=prefix,
+    )
+    first, second, third = limiters(connections, config)
+    started = time.monotonic()
+    for limiter in (first, second, third):
+        async with limiter.slot(REALM, batch=True):
+            pass
+    assert time.monotonic() - started < config.window_seconds - TOLERANCE
+    async with first.slot(REALM):
+        assert time.monotonic() - started >= config.window_seconds - TOLERANCE
+
+
+async def test_a_crashed_process_gives_its_slot_back_when_the_lease_expires(
+    connections: list[Redis], prefix: str
+) -> None:
+    config = RateLimitConfig(
+        max_in_flight=1, lease_seconds=0.3, max_poll_seconds=0.01, key_prefix=prefix
+    )
+    crashed, survivor = limiters(connections, config)[:2]
+    # Entered and never left, as when a worker is SIGKILLed mid-request. (Kept referenced: a
+    # collected context manager would be closed, releasing the slot like a clean exit.)
+    held = crashed.slot(REALM)
+    await held.__aenter__()
+    started = time.monotonic()
+    async with survivor.slot(REALM):
+        waited = time.monotonic() - started
+    assert config.lease_seconds - TOLERANCE <= waited < 1.5
+    await held.__aexit__(None, None, None)
+
+
+async def test_an_unreachable_redis_is_a_retryable_error(prefix: str) -> None:
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0")
+    limiter = RedisRateLimiter(unreachable, RateLimitConfig(key_prefix=prefix))
+    with pytest.raises(RateLimiterUnavailableError) as caught:
+        async with limiter.slot(REALM):
+            pass
+    assert caught.value.retryable
+    await unreachable.aclose()
+
+
+async def test_the_client_never_has_more_in_flight_than_the_limit(
+    connections: list[Redis], prefix: str, intuit: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    config = RateLimitConfig(max_in_flight=2, max_poll_seconds=0.01, key_prefix=prefix)
+    active = 0
+    most_active = 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal active, most_active
+        active += 1
+        most_active = max(most_active, active)
+        await asyncio.sleep(0.03)
+        active -= 1
+        return httpx.Response(200, json={"Customer": {"Id": "1", "SyncToken": "0"}})
+
+    intuit.get(f"{COMPANY}/customer/1").mock(side_effect=slow)
+    clients = [
+        QboClient(
+            http,
+            make_config(),
+            realm_id=REALM,
+            tokens=FakeTokens(),
+            limiter=RedisRateLimiter(connection, config),
+        )
+        for connection in connections
+    ]
+    await asyncio.gather(*(clients[n % 3].get(Customer, "1") for n in range(9)))
+    assert most_active == 2
