@@ -43,7 +43,8 @@ openapi: $(STAMP) ## Write openapi/openapi.json from the app
 
 lock: ## Re-resolve the lock files from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements-dev.lock
+	rm -rf src/qbsync.egg-info
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra embedded --python-version 3.11 -o requirements-dev.lock
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -o requirements.lock
 
 clean: ## Remove the virtual environment and the embedded data folder
