@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("refresh_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("refresh_hard_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_refreshed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("hard_expiry_warned_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column(

@@ -171,8 +171,8 @@ def _supervise(commands: list[list[str]], port: int) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
+    from qbsync.simulator.config import SimulatorConfig
     from qbsync.simulator.server import serve
-    from qbsync.simulator.state import SimulatorConfig
 
     settings = get_settings()
     config = SimulatorConfig.from_settings(settings)

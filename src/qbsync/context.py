@@ -7,6 +7,7 @@ from typing import TypedDict
 import httpx
 from arq.connections import ArqRedis
 
+from qbsync.connections.intuit import IntuitAccess
 from qbsync.db import Database
 from qbsync.queue import JobQueue
 from qbsync.settings import Settings
@@ -18,3 +19,4 @@ class WorkerContext(TypedDict):
     queue: JobQueue
     http: httpx.AsyncClient
     redis: ArqRedis
+    intuit: IntuitAccess

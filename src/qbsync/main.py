@@ -11,6 +11,8 @@ from fastapi import FastAPI
 
 from qbsync import health
 from qbsync.body_limit import BodySizeLimitMiddleware
+from qbsync.connections.intuit import IntuitAccess
+from qbsync.connections.router import router as connections_router
 from qbsync.db import Database
 from qbsync.errors import install_error_handlers
 from qbsync.observability import RequestContextMiddleware, configure_logging
@@ -45,6 +47,7 @@ def create_app(
         app.state.queue = JobQueue(pool, settings.redis.queue_name)
         app.state.http = http
         app.state.token_verifier = TokenVerifier(settings.auth)
+        app.state.intuit = IntuitAccess.build(settings, http, pool)
         try:
             yield
         finally:
@@ -66,6 +69,7 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
+    app.include_router(connections_router)
     return app
 
 

@@ -13,6 +13,8 @@ from arq.cron import CronJob, cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker, func
 
+from qbsync.connections.intuit import IntuitAccess
+from qbsync.connections.tasks import refresh_expiring_tokens
 from qbsync.db import Database
 from qbsync.notify.tasks import deliver_outbound_event, redrive_outbound_events
 from qbsync.observability import JOB_LATENCY, JOBS, configure_logging
@@ -62,6 +64,14 @@ def cron_jobs() -> list[CronJob]:
             unique=True,
             run_at_startup=True,
         ),
+        cron(
+            _measured("refresh_expiring_tokens", refresh_expiring_tokens),
+            name="refresh_expiring_tokens",
+            minute={17},
+            second={0},
+            keep_result=0,
+            unique=True,
+        ),
     ]
 
 
@@ -76,6 +86,7 @@ def build_worker_settings(
         ctx["db"] = database or Database.connect(database_url, settings.database)
         ctx["queue"] = JobQueue(redis, settings.redis.queue_name)
         ctx["http"] = httpx.AsyncClient(timeout=settings.intuit.timeout_seconds)
+        ctx["intuit"] = IntuitAccess.build(settings, ctx["http"], redis)
         log.info("worker_started", queue=settings.redis.queue_name)
 
     async def shutdown(ctx: dict[str, Any]) -> None:

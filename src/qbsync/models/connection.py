@@ -41,4 +41,5 @@ class Connection(UuidPrimaryKey, Timestamps, Base):
     refresh_expires_at: Mapped[datetime | None]
     refresh_hard_expires_at: Mapped[datetime | None]
     last_refreshed_at: Mapped[datetime | None]
+    hard_expiry_warned_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

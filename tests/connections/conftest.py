@@ -1,0 +1,94 @@
+"""Connection tests run end to end: qbsync over HTTP, Intuit played by the simulator over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from qbsync.settings import Settings
+from qbsync.simulator.admin import AuthorizeRequest
+from qbsync.simulator.config import SimulatorConfig
+from qbsync.simulator.testing import SimulatorHandle, running_simulator
+from tests.conftest import TokenFactory, bearer
+
+US_REALM = "9341450000000001"
+UK_REALM = "9341450000000002"
+OTHER_US_REALM = "9341450000000003"
+SETTINGS_URL = "https://app.test/settings/integrations"
+REDIRECT_URI = "http://qbsync.test/v1/quickbooks/callback"
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[SimulatorHandle]:
+    async with running_simulator(SimulatorConfig(redirect_uris=(REDIRECT_URI,))) as handle:
+        yield handle
+
+
+def simulator_settings(simulator: SimulatorHandle, key_prefix: str) -> Settings:
+    return Settings(
+        env="test",
+        redis={"queue_name": f"{key_prefix}:{uuid.uuid4().hex[:8]}", "key_prefix": key_prefix},
+        platform={"events_url": "http://platform.test/events", "settings_url": SETTINGS_URL},
+        intuit={
+            "environment": "simulator",
+            "redirect_uri": REDIRECT_URI,
+            "authorize_url": simulator.authorize_url,
+            "token_url": simulator.token_url,
+            "revoke_url": simulator.revoke_url,
+            "api_base_url": simulator.base_url,
+        },
+    )
+
+
+@pytest.fixture
+def settings(simulator: SimulatorHandle, key_prefix: str) -> Settings:
+    return simulator_settings(simulator, key_prefix)
+
+
+@dataclass
+class Consent:
+    """Drives the browser's part of OAuth: ask qbsync, consent at Intuit, follow the redirect."""
+
+    client: httpx.AsyncClient
+    simulator: SimulatorHandle
+    make_token: TokenFactory
+
+    async def start(self, org_id: str = "org_1") -> str:
+        response = await self.client.post(
+            "/v1/quickbooks/connect", headers=bearer(self.make_token(org_id))
+        )
+        assert response.status_code == 200, response.text
+        query = parse_qs(urlsplit(response.json()["authorization_url"]).query)
+        return query["state"][0]
+
+    def consent(self, state: str, realm_id: str = US_REALM, *, approve: bool = True) -> str:
+        """The URL Intuit sends the browser back to."""
+        return self.simulator.admin.authorize(
+            AuthorizeRequest(
+                realm_id=realm_id, redirect_uri=REDIRECT_URI, state=state, approve=approve
+            )
+        )
+
+    async def finish(self, callback_url: str) -> dict[str, list[str]]:
+        parts = urlsplit(callback_url)
+        response = await self.client.get(f"{parts.path}?{parts.query}")
+        assert response.status_code == 303, response.text
+        location = response.headers["location"]
+        assert location.startswith(SETTINGS_URL)
+        return parse_qs(urlsplit(location).query)
+
+    async def connect(self, org_id: str = "org_1", realm_id: str = US_REALM) -> None:
+        outcome = await self.finish(self.consent(await self.start(org_id), realm_id))
+        assert outcome == {"quickbooks": ["connected"]}, outcome
+
+
+@pytest.fixture
+def consent(
+    client: httpx.AsyncClient, simulator: SimulatorHandle, make_token: TokenFactory
+) -> Consent:
+    return Consent(client, simulator, make_token)
