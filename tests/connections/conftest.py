@@ -63,7 +63,7 @@ class Consent:
             "/v1/quickbooks/connect", headers=bearer(self.make_token(org_id))
         )
         assert response.status_code == 200, response.text
-        query = parse_qs(urlsplit(response.json()["authorization_url"]).query)
+        query = parse_qs(urlsplit(str(response.json()["authorization_url"])).query)
         return query["state"][0]
 
     def consent(self, state: str, realm_id: str = US_REALM, *, approve: bool = True) -> str:

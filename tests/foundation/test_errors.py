@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
@@ -86,7 +88,7 @@ async def test_oversized_body_is_refused_before_work(
     assert declared.status_code == 413
     assert declared.json()["code"] == "payload_too_large"
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(settings.max_body_bytes // 65536 + 2):
             yield b"x" * 65536
 
