@@ -1,0 +1,255 @@
+"""Test controls under /_sim and as Python helpers: consent, users' edits, faults, inspection."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from qbsync.simulator.faults import FaultRule, FaultSpec
+from qbsync.simulator.fields import mapping
+from qbsync.simulator.jsonio import JsonObject, json_response, loads
+from qbsync.simulator.ledger import WriteRequest
+from qbsync.simulator.oauth import ConsentRequest
+from qbsync.simulator.state import SimulatorState
+from qbsync.simulator.store import ALL_ENTITIES
+from qbsync.simulator.tokens import ACCOUNTING_SCOPE, TokenSet
+from qbsync.simulator.webhooks import DeliveryAttempt
+
+
+class AuthorizeRequest(BaseModel):
+    realm_id: str
+    redirect_uri: str
+    state: str = ""
+    scope: str = ACCOUNTING_SCOPE
+    client_id: str | None = None
+    approve: bool = True
+
+
+class PaymentRequest(BaseModel):
+    invoice_id: str
+    amount: Decimal = Field(gt=0)
+    txn_date: str | None = None
+
+
+class ExpireRequest(BaseModel):
+    kind: Literal["access", "refresh"] = "access"
+    realm_id: str | None = None
+
+
+class AdvanceRequest(BaseModel):
+    seconds: float = Field(gt=0)
+
+
+class Admin:
+    """What a QuickBooks user, Intuit's operators or a test can do to a running simulator."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self.state = state
+
+    # OAuth ------------------------------------------------------------------------------------
+
+    def authorize(self, request: AuthorizeRequest) -> str:
+        """Consent without the HTML page: the callback URL the browser would be sent to."""
+        state = self.state
+        params = {
+            "client_id": request.client_id or state.config.client_id,
+            "redirect_uri": request.redirect_uri,
+            "scope": request.scope,
+            "state": request.state,
+            "response_type": "code",
+        }
+        consent = ConsentRequest.from_params(state, params)
+        return consent.decide(state, request.realm_id, approve=request.approve)
+
+    def connect(self, realm_id: str) -> TokenSet:
+        """Tokens for a company as if consent and code exchange had happened (not counted)."""
+        return self.state.tokens.connect(realm_id)
+
+    def expire_tokens(self, request: ExpireRequest) -> int:
+        tokens = self.state.tokens
+        if request.kind == "access":
+            return tokens.expire_access_tokens(request.realm_id)
+        return tokens.expire_refresh_tokens(request.realm_id)
+
+    def disconnect(self, realm_id: str) -> int:
+        """The user disconnects the app inside QuickBooks: every token of the company dies."""
+        return self.state.tokens.revoke_company(realm_id)
+
+    # Changes made in QuickBooks by a person ----------------------------------------------------
+
+    def record_payment(self, realm_id: str, request: PaymentRequest) -> JsonObject:
+        ledger = self.state.ledger(realm_id)
+        invoice = ledger.read("Invoice", request.invoice_id)
+        body: JsonObject = {
+            "CustomerRef": {"value": invoice["CustomerRef"]["value"]},
+            "TotalAmt": request.amount,
+            "Line": [
+                {
+                    "Amount": request.amount,
+                    "LinkedTxn": [{"TxnId": request.invoice_id, "TxnType": "Invoice"}],
+                }
+            ],
+        }
+        if request.txn_date:
+            body["TxnDate"] = request.txn_date
+        return ledger.create("Payment", WriteRequest(body))
+
+    def edit_invoice(self, realm_id: str, invoice_id: str, changes: JsonObject) -> JsonObject:
+        ledger = self.state.ledger(realm_id)
+        invoice = ledger.read("Invoice", invoice_id)
+        body = {**changes, "Id": invoice_id, "SyncToken": invoice["SyncToken"], "sparse": True}
+        return ledger.update("Invoice", WriteRequest(body))
+
+    def delete_payment(self, realm_id: str, payment_id: str) -> JsonObject:
+        ledger = self.state.ledger(realm_id)
+        payment = ledger.read("Payment", payment_id)
+        return ledger.delete("Payment", {"Id": payment_id, "SyncToken": payment["SyncToken"]})
+
+    def void_invoice(self, realm_id: str, invoice_id: str) -> JsonObject:
+        ledger = self.state.ledger(realm_id)
+        invoice = ledger.read("Invoice", invoice_id)
+        return ledger.void("Invoice", {"Id": invoice_id, "SyncToken": invoice["SyncToken"]})
+
+    # Faults and time -----------------------------------------------------------------------------
+
+    def inject(self, spec: FaultSpec) -> FaultRule:
+        return self.state.faults.add(spec)
+
+    def clear_faults(self) -> None:
+        self.state.faults.clear()
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move Intuit time forward: tokens expire, limit windows pass, retries come due."""
+        self.state.clock.advance(seconds)
+
+    # Inspection --------------------------------------------------------------------------------
+
+    def documents(self, realm_id: str, entity: str) -> list[JsonObject]:
+        """Every stored object of an entity, inactive and voided ones included."""
+        return list(self.state.company(realm_id).table(entity).values())
+
+    def requestid_counts(self, realm_id: str) -> dict[str, int]:
+        return dict(self.state.stats.requestids.get(realm_id, {}))
+
+    @property
+    def refresh_calls(self) -> int:
+        return self.state.stats.token_calls["refresh_token"]
+
+    @property
+    def revoke_calls(self) -> int:
+        return self.state.stats.revoke_calls
+
+    @property
+    def webhook_attempts(self) -> list[DeliveryAttempt]:
+        return self.state.webhooks.attempts
+
+    def stats(self) -> JsonObject:
+        stats = self.state.stats
+        return {
+            "requests_by_realm": dict(stats.requests_by_realm),
+            "requests_by_endpoint": dict(stats.requests_by_endpoint),
+            "throttled_by_realm": dict(stats.throttled_by_realm),
+            "token_calls": dict(stats.token_calls),
+            "revoke_calls": stats.revoke_calls,
+            "requestids": {realm: dict(counts) for realm, counts in stats.requestids.items()},
+        }
+
+
+def build_router(admin: Admin) -> APIRouter:
+    router = APIRouter(prefix="/_sim", tags=["simulator admin"])
+    state = admin.state
+
+    @router.post("/authorize")
+    async def authorize(request: AuthorizeRequest) -> JsonObject:
+        return {"location": admin.authorize(request)}
+
+    @router.get("/companies")
+    async def companies() -> list[JsonObject]:
+        return [
+            {
+                "realm_id": realm_id,
+                "name": company.spec.name,
+                "country": company.spec.country,
+                "connected": state.tokens.is_connected(realm_id),
+            }
+            for realm_id, company in state.companies.items()
+        ]
+
+    @router.post("/companies/{realm_id}/connect")
+    async def connect(realm_id: str) -> JsonObject:
+        return admin.connect(realm_id).body(include_hard_expiry=True)
+
+    @router.post("/companies/{realm_id}/disconnect")
+    async def disconnect(realm_id: str) -> JsonObject:
+        return {"revoked_grants": admin.disconnect(realm_id)}
+
+    # Entities go out through the simulator's encoder so that money stays exact.
+    @router.get("/companies/{realm_id}/documents/{entity}")
+    async def documents(realm_id: str, entity: str) -> Response:
+        rows = admin.documents(realm_id, entity) if entity in ALL_ENTITIES else []
+        return json_response({entity: rows})
+
+    @router.post("/companies/{realm_id}/payments")
+    async def record_payment(realm_id: str, request: PaymentRequest) -> Response:
+        return json_response({"Payment": admin.record_payment(realm_id, request)})
+
+    @router.delete("/companies/{realm_id}/payments/{payment_id}")
+    async def delete_payment(realm_id: str, payment_id: str) -> Response:
+        return json_response({"Payment": admin.delete_payment(realm_id, payment_id)})
+
+    @router.patch("/companies/{realm_id}/invoices/{invoice_id}")
+    async def edit_invoice(realm_id: str, invoice_id: str, request: Request) -> Response:
+        changes = mapping(loads(await request.body()), "Invoice")
+        return json_response({"Invoice": admin.edit_invoice(realm_id, invoice_id, changes)})
+
+    @router.post("/companies/{realm_id}/invoices/{invoice_id}/void")
+    async def void_invoice(realm_id: str, invoice_id: str) -> Response:
+        return json_response({"Invoice": admin.void_invoice(realm_id, invoice_id)})
+
+    @router.post("/tokens/expire")
+    async def expire_tokens(request: ExpireRequest) -> JsonObject:
+        return {"expired": admin.expire_tokens(request)}
+
+    @router.get("/faults")
+    async def faults() -> list[JsonObject]:
+        return [
+            {"id": rule.rule_id, "remaining": rule.remaining, **rule.spec.model_dump()}
+            for rule in state.faults.rules
+        ]
+
+    @router.post("/faults")
+    async def inject(spec: FaultSpec) -> JsonObject:
+        return {"id": admin.inject(spec).rule_id}
+
+    @router.delete("/faults")
+    async def clear_faults() -> JsonObject:
+        admin.clear_faults()
+        return {}
+
+    @router.post("/clock/advance")
+    async def advance(request: AdvanceRequest) -> JsonObject:
+        admin.advance_clock(request.seconds)
+        return {"now": state.clock.now().isoformat()}
+
+    @router.get("/stats")
+    async def stats() -> JsonObject:
+        return admin.stats()
+
+    @router.get("/webhooks/attempts")
+    async def webhook_attempts() -> list[JsonObject]:
+        return [
+            {
+                "number": attempt.number,
+                "at": attempt.at,
+                "status_code": attempt.status_code,
+                "error": attempt.error,
+                "body": attempt.body.decode(),
+            }
+            for attempt in admin.webhook_attempts
+        ]
+
+    return router

@@ -1,0 +1,124 @@
+"""The Accounting API subset under /v3/company/{realmId}: reads, writes, query, batch, CDC."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from qbsync.simulator import batch, cdc, query
+from qbsync.simulator.errors import QboError, invalid_property, unsupported
+from qbsync.simulator.jsonio import JsonObject, json_response, loads
+from qbsync.simulator.state import SimulatorState
+from qbsync.simulator.store import ALL_ENTITIES, BY_LOWER_NAME, WRITABLE, StoredResponse
+
+
+def build_router(state: SimulatorState) -> APIRouter:
+    router = APIRouter(prefix="/v3/company/{realm_id}")
+
+    def answer(realm_id: str, produce: Callable[[], JsonObject]) -> Response:
+        time = state.response_time(realm_id)
+        try:
+            return json_response({**produce(), "time": time})
+        except QboError as error:
+            return json_response({"Fault": error.fault_json(), "time": time}, error.status_code)
+
+    async def once(realm_id: str, request: Request, produce: Callable[[], JsonObject]) -> Response:
+        """With `requestid`, the first answer is stored and replayed byte for byte."""
+        requestid = request.query_params.get("requestid")
+        if not requestid:
+            return answer(realm_id, produce)
+        state.stats.record_requestid(realm_id, requestid)
+        company = state.companies[realm_id]
+        stored = company.responses.get(requestid)
+        if stored is None:
+            response = answer(realm_id, produce)
+            stored = StoredResponse(response.status_code, bytes(response.body))
+            company.responses[requestid] = stored
+        return Response(stored.body, stored.status_code, media_type="application/json")
+
+    @router.get("/companyinfo/{object_id}")
+    async def company_info(realm_id: str, object_id: str) -> Response:
+        ledger = state.ledger(realm_id)
+        return answer(realm_id, lambda: {"CompanyInfo": ledger.read("CompanyInfo", "1")})
+
+    @router.get("/preferences")
+    async def preferences(realm_id: str) -> Response:
+        ledger = state.ledger(realm_id)
+        return answer(realm_id, lambda: {"Preferences": ledger.read("Preferences", "1")})
+
+    @router.get("/query")
+    async def query_by_get(realm_id: str, request: Request) -> Response:
+        statement = request.query_params.get("query", "")
+        company = state.companies[realm_id]
+        return answer(realm_id, lambda: {"QueryResponse": query.run(company, statement)})
+
+    @router.post("/query")
+    async def query_by_post(realm_id: str, request: Request) -> Response:
+        statement = (await request.body()).decode()
+        company = state.companies[realm_id]
+        return answer(realm_id, lambda: {"QueryResponse": query.run(company, statement)})
+
+    @router.get("/cdc")
+    async def change_data_capture(realm_id: str, request: Request) -> Response:
+        params = request.query_params
+        config = state.config
+        return answer(
+            realm_id,
+            lambda: cdc.run(
+                state.companies[realm_id],
+                state.clock.timestamp(),
+                params.get("entities"),
+                params.get("changedSince"),
+                window_days=config.cdc_window_days,
+                max_objects=config.cdc_max_objects,
+            ),
+        )
+
+    @router.post("/batch")
+    async def run_batch(realm_id: str, request: Request) -> Response:
+        raw = await request.body()
+        ledger = state.ledger(realm_id)
+        return await once(
+            realm_id, request, lambda: batch.run(ledger, _json(raw), state.config.batch_max_items)
+        )
+
+    @router.get("/{resource}/{object_id}")
+    async def read(realm_id: str, resource: str, object_id: str) -> Response:
+        ledger = state.ledger(realm_id)
+
+        def produce() -> JsonObject:
+            entity = _entity(resource, ALL_ENTITIES)
+            return {entity: ledger.read(entity, object_id)}
+
+        return answer(realm_id, produce)
+
+    @router.post("/{resource}")
+    async def write(realm_id: str, resource: str, request: Request) -> Response:
+        raw = await request.body()
+        params = request.query_params
+        include = frozenset(filter(None, params.get("include", "").lower().split(",")))
+        ledger = state.ledger(realm_id)
+
+        def produce() -> JsonObject:
+            entity = _entity(resource, WRITABLE)
+            return {entity: ledger.write(entity, params.get("operation"), _json(raw), include)}
+
+        return await once(realm_id, request, produce)
+
+    return router
+
+
+def _entity(resource: str, allowed: frozenset[str]) -> str:
+    entity = BY_LOWER_NAME.get(resource.lower())
+    if entity is None or entity not in allowed:
+        raise unsupported(f"Unsupported resource or operation: {resource}")
+    return entity
+
+
+def _json(raw: bytes) -> object:
+    try:
+        return loads(raw)
+    except ValueError as exc:
+        raise invalid_property("", f"Request body is not valid JSON: {exc}") from exc

@@ -1,0 +1,1 @@
+"""The companies a user can pick on the simulator's consent page."""

@@ -1,0 +1,96 @@
+"""How a simulator instance behaves: credentials, time scale, limits, webhooks, seeded companies."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qbsync.settings import (
+    DEV_INTUIT_CLIENT_ID,
+    DEV_INTUIT_CLIENT_SECRET,
+    DEV_INTUIT_VERIFIER_TOKEN,
+    Settings,
+)
+
+WebhookFormat = Literal["legacy", "cloudevents"]
+Country = Literal["US", "GB"]
+
+
+class LimitsConfig(BaseModel):
+    """Intuit's per-company throttles; a minute is an Intuit minute (see `time_scale`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    requests_per_minute: int = Field(default=500, ge=1)
+    max_in_flight: int = Field(default=10, ge=1)
+    batch_requests_per_minute: int = Field(default=40, ge=1)
+    # Real Intuit answers a throttled JSON request with an XML body; "json" is for clients
+    # that want to test the JSON shape the docs also show.
+    throttle_body: Literal["xml", "json"] = "xml"
+
+
+class CompanySpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    realm_id: str = Field(pattern=r"^\d{1,20}$")
+    name: str
+    country: Country
+
+
+DEFAULT_COMPANIES: tuple[CompanySpec, ...] = (
+    CompanySpec(realm_id="9341450000000001", name="Craig's Design and Landscaping", country="US"),
+    CompanySpec(realm_id="9341450000000002", name="Trafalgar Consulting Ltd", country="GB"),
+    CompanySpec(realm_id="9341450000000003", name="Second Street Bakery", country="US"),
+)
+
+
+class SimulatorConfig(BaseModel):
+    """Durations are in Intuit seconds unless the name says `real`; see `time_scale`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str = DEV_INTUIT_CLIENT_ID
+    client_secret: str = DEV_INTUIT_CLIENT_SECRET
+    verifier_token: str = DEV_INTUIT_VERIFIER_TOKEN
+    # Intuit only redirects to URIs registered for the app; empty accepts any URI.
+    redirect_uris: tuple[str, ...] = ()
+    webhook_url: str | None = None
+    webhook_format: WebhookFormat = "cloudevents"
+    # How long changes are gathered before one POST, and how many one POST carries.
+    webhook_batch_window: float = Field(default=0.5, ge=0)
+    webhook_max_batch: int = Field(default=100, ge=1)
+    # Intuit wants an answer within 3 s; not time-scaled, it measures the receiver.
+    webhook_timeout_real_seconds: float = Field(default=3.0, gt=0)
+    # 60 means an Intuit minute passes in one real second (tokens, limits, retries, dates).
+    time_scale: float = Field(default=1.0, gt=0)
+    access_token_ttl: int = Field(default=3600, ge=1)
+    refresh_token_ttl: int = Field(default=8_726_400, ge=1)
+    refresh_token_hard_ttl: int = Field(default=157_680_000, ge=1)
+    refresh_grace: int = Field(default=86_400, ge=0)
+    authorization_code_ttl: int = Field(default=600, ge=1)
+    # Added to every accounting API call while it holds an in-flight slot.
+    api_latency: float = Field(default=0.0, ge=0)
+    limits: LimitsConfig = LimitsConfig()
+    companies: tuple[CompanySpec, ...] = DEFAULT_COMPANIES
+    batch_max_items: int = Field(default=30, ge=1)
+    cdc_window_days: int = Field(default=30, ge=1)
+    cdc_max_objects: int = Field(default=1000, ge=1)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, webhook_url: str | None = None
+    ) -> SimulatorConfig:
+        """The simulator qbsync's own settings expect: same credentials, webhooks to qbsync."""
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+        intuit = settings.intuit
+        return cls(
+            client_id=intuit.client_id,
+            client_secret=intuit.client_secret.get_secret_value(),
+            verifier_token=intuit.webhook_verifier_token.get_secret_value(),
+            redirect_uris=(intuit.redirect_uri,),
+            webhook_url=webhook_url or f"http://{host}:{settings.port}/v1/quickbooks/webhooks",
+            webhook_format=settings.simulator.webhook_format,
+            time_scale=settings.simulator.time_scale,
+        )

@@ -1,0 +1,192 @@
+"""Name-list entities (Customer, Vendor, Item, Account): naming, uniqueness, references."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from qbsync.simulator.errors import duplicate_name, invalid_enum, invalid_property, required
+from qbsync.simulator.fields import decimal, max_length, money, ref_id, text
+from qbsync.simulator.jsonio import JsonObject
+from qbsync.simulator.ledger import EntityRules, Ledger, Normalizer, WriteRequest
+
+_NAME_PARTS = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
+# QBO renames an inactive customer or vendor, which frees the name for a new record.
+DELETED_SUFFIX = " (deleted)"
+ITEM_TYPES = frozenset({"Service", "NonInventory"})
+
+ACCOUNT_CLASSIFICATION = {
+    "Bank": "Asset",
+    "Accounts Receivable": "Asset",
+    "Other Current Asset": "Asset",
+    "Fixed Asset": "Asset",
+    "Other Asset": "Asset",
+    "Accounts Payable": "Liability",
+    "Credit Card": "Liability",
+    "Other Current Liability": "Liability",
+    "Long Term Liability": "Liability",
+    "Equity": "Equity",
+    "Income": "Revenue",
+    "Other Income": "Revenue",
+    "Cost of Goods Sold": "Expense",
+    "Expense": "Expense",
+    "Other Expense": "Expense",
+}
+_SUBTYPES = {
+    "Bank": ("Checking", "Savings", "CashOnHand", "MoneyMarket"),
+    "Accounts Receivable": ("AccountsReceivable",),
+    "Other Current Asset": ("OtherCurrentAssets", "UndepositedFunds", "PrepaidExpenses"),
+    "Fixed Asset": ("OtherFixedAssets", "MachineryAndEquipment", "FurnitureAndFixtures"),
+    "Other Asset": ("OtherLongTermAssets",),
+    "Accounts Payable": ("AccountsPayable",),
+    "Credit Card": ("CreditCard",),
+    "Other Current Liability": (
+        "OtherCurrentLiabilities",
+        "SalesTaxPayable",
+        "GlobalTaxPayable",
+    ),
+    "Long Term Liability": ("OtherLongTermLiabilities", "NotesPayable"),
+    "Equity": ("OwnersEquity", "OpeningBalanceEquity", "RetainedEarnings"),
+    "Income": ("ServiceFeeIncome", "SalesOfProductIncome", "OtherPrimaryIncome"),
+    "Other Income": ("OtherMiscellaneousIncome", "InterestEarned"),
+    "Cost of Goods Sold": ("SuppliesMaterialsCogs", "OtherCostsOfServiceCos"),
+    "Expense": (
+        "OtherMiscellaneousServiceCost",
+        "OfficeGeneralAdministrativeExpenses",
+        "DuesSubscriptions",
+        "Travel",
+        "AdvertisingPromotional",
+        "LegalProfessionalFees",
+        "Insurance",
+    ),
+    "Other Expense": ("OtherMiscellaneousExpense",),
+}
+_TYPE_OF_SUBTYPE = {sub: kind for kind, subs in _SUBTYPES.items() for sub in subs}
+
+
+def _active(candidate: JsonObject) -> bool:
+    value = candidate.get("Active", True)
+    if not isinstance(value, bool):
+        raise invalid_property("Active", "Active must be true or false")
+    return value
+
+
+def _unique(ledger: Ledger, index: str, name: str, own: tuple[str, str] | None, kind: str) -> None:
+    if ledger.company.holders(index, name) - {own}:
+        raise duplicate_name(kind)
+
+
+def _party(entity: str) -> Normalizer:
+    """Customer and Vendor share QBO's naming rules: one DisplayName space across both."""
+
+    def normalize(
+        ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
+    ) -> JsonObject:
+        parts = [part for key in _NAME_PARTS if (part := text(candidate, key))]
+        display = text(candidate, "DisplayName") or " ".join(parts) or None
+        if display is None:
+            raise required("DisplayName")
+        active = _active(candidate)
+        was_active = previous is None or previous.get("Active") is not False
+        if not active and was_active and not display.endswith(DELETED_SUFFIX):
+            display += DELETED_SUFFIX
+        elif active and not was_active and display.endswith(DELETED_SUFFIX):
+            display = display.removesuffix(DELETED_SUFFIX)
+        max_length(display, "DisplayName", 500)
+        own = (entity, previous["Id"]) if previous else None
+        _unique(ledger, "names", display, own, "customer, vendor or employee")
+        candidate.update(
+            DisplayName=display,
+            FullyQualifiedName=display,
+            PrintOnCheckName=text(candidate, "PrintOnCheckName") or display,
+            Active=active,
+            CurrencyRef=previous["CurrencyRef"] if previous else ledger.company.home_currency,
+            # Read-only after create: the opening balance, not kept in step with invoices.
+            Balance=previous["Balance"]
+            if previous
+            else money(candidate.get("Balance", 0), "Balance"),
+        )
+        if entity == "Customer" and ledger.company.is_us:
+            candidate.setdefault("Taxable", True)
+        return candidate
+
+    return normalize
+
+
+def _item(
+    ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
+) -> JsonObject:
+    name = text(candidate, "Name")
+    if name is None:
+        raise required("Name")
+    max_length(name, "Name", 100)
+    item_type = candidate.get("Type", "Service")
+    if item_type not in ITEM_TYPES:
+        raise invalid_enum("Type", item_type)
+    income = ref_id(candidate, "IncomeAccountRef")
+    expense = ref_id(candidate, "ExpenseAccountRef")
+    if income is None and (item_type == "Service" or expense is None):
+        raise required("IncomeAccountRef")
+    for key, account_id in (("IncomeAccountRef", income), ("ExpenseAccountRef", expense)):
+        if account_id is not None:
+            candidate[key] = ledger.named_ref("Account", ledger.resolve("Account", account_id, key))
+    for key in ("SalesTaxCodeRef", "PurchaseTaxCodeRef"):
+        code = ref_id(candidate, key)
+        if code is not None:
+            candidate[key] = ledger.named_ref("TaxCode", ledger.resolve("TaxCode", code, key))
+    _unique(ledger, "items", name, ("Item", previous["Id"]) if previous else None, "item")
+    unit_price = candidate.get("UnitPrice", 0)
+    candidate.update(
+        Name=name,
+        FullyQualifiedName=name,
+        Type=item_type,
+        Active=_active(candidate),
+        UnitPrice=decimal(unit_price, "UnitPrice"),
+    )
+    if ledger.company.is_us:
+        candidate.setdefault("Taxable", False)
+    return candidate
+
+
+def _account(
+    ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
+) -> JsonObject:
+    name = text(candidate, "Name")
+    if name is None:
+        raise required("Name")
+    max_length(name, "Name", 100)
+    account_type = text(candidate, "AccountType")
+    subtype = text(candidate, "AccountSubType")
+    if account_type is None and subtype is None:
+        raise required("AccountType")
+    if account_type is None:
+        account_type = _TYPE_OF_SUBTYPE.get(subtype or "")
+        if account_type is None:
+            raise invalid_enum("AccountSubType", subtype)
+    if account_type not in ACCOUNT_CLASSIFICATION:
+        raise invalid_enum("AccountType", account_type)
+    if subtype is not None and _TYPE_OF_SUBTYPE.get(subtype, account_type) != account_type:
+        raise invalid_enum("AccountSubType", subtype)
+    max_length(text(candidate, "AcctNum"), "AcctNum", 7)
+    _unique(ledger, "accounts", name, ("Account", previous["Id"]) if previous else None, "account")
+    balance = previous["CurrentBalance"] if previous else Decimal("0")
+    candidate.update(
+        Name=name,
+        FullyQualifiedName=name,
+        SubAccount=False,
+        AccountType=account_type,
+        AccountSubType=subtype or _SUBTYPES[account_type][0],
+        Classification=ACCOUNT_CLASSIFICATION[account_type],
+        Active=_active(candidate),
+        CurrentBalance=balance,
+        CurrentBalanceWithSubAccounts=balance,
+        CurrencyRef=previous["CurrencyRef"] if previous else ledger.company.home_currency,
+    )
+    return candidate
+
+
+NAME_LIST_RULES: dict[str, EntityRules] = {
+    "Customer": EntityRules(_party("Customer")),
+    "Vendor": EntityRules(_party("Vendor")),
+    "Item": EntityRules(_item),
+    "Account": EntityRules(_account),
+}

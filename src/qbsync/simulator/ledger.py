@@ -1,0 +1,195 @@
+"""Writes to one company: SyncToken checks, sparse and full updates, delete, void, change events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from qbsync.simulator.clock import SimClock
+from qbsync.simulator.errors import (
+    business_rule,
+    inactive_reference,
+    invalid_reference,
+    object_not_found,
+    required,
+    stale_object,
+    unsupported,
+)
+from qbsync.simulator.fields import mapping
+from qbsync.simulator.jsonio import JsonObject
+from qbsync.simulator.store import NAME_LISTS, Company, writable_copy
+
+_NAME_FIELD = {"Customer": "DisplayName", "Vendor": "DisplayName", "TaxCode": "Name"}
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    realm_id: str
+    entity: str
+    entity_id: str
+    operation: str  # Create | Update | Delete | Void, as Intuit's webhooks spell them
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    sent: JsonObject  # the body the client sent, before a sparse merge
+    allow_duplicate_doc_number: bool = False
+
+
+class Normalizer(Protocol):
+    def __call__(
+        self,
+        ledger: Ledger,
+        candidate: JsonObject,
+        previous: JsonObject | None,
+        request: WriteRequest,
+    ) -> JsonObject: ...
+
+
+@dataclass(frozen=True)
+class EntityRules:
+    """What one entity adds to the generic write path."""
+
+    normalize: Normalizer
+    after_write: Callable[[Ledger, JsonObject, JsonObject | None], None] | None = None
+    check_delete: Callable[[Ledger, JsonObject], None] | None = None
+    after_delete: Callable[[Ledger, JsonObject], None] | None = None
+    void: Callable[[Ledger, JsonObject], JsonObject] | None = None
+
+
+class Ledger:
+    def __init__(
+        self,
+        company: Company,
+        clock: SimClock,
+        rules: Mapping[str, EntityRules],
+        on_change: Callable[[ChangeEvent], None],
+    ) -> None:
+        self.company = company
+        self.clock = clock
+        self._rules = rules
+        self._on_change = on_change
+
+    def read(self, entity: str, object_id: str) -> JsonObject:
+        stored = self.company.get(entity, object_id)
+        if stored is None:
+            raise object_not_found(entity, object_id)
+        return stored
+
+    def resolve(self, entity: str, object_id: str, element: str) -> JsonObject:
+        """The active object a reference points to."""
+        target = self.company.get(entity, object_id)
+        if target is None:
+            raise invalid_reference(element, object_id)
+        if target.get("Active") is False:
+            raise inactive_reference(element)
+        return target
+
+    def named_ref(self, entity: str, target: JsonObject) -> JsonObject:
+        name = target.get(_NAME_FIELD.get(entity, "FullyQualifiedName"), target.get("Name"))
+        return {"value": target["Id"], "name": name}
+
+    def write(
+        self, entity: str, operation: str | None, body: Any, include: frozenset[str] = frozenset()
+    ) -> JsonObject:
+        """Dispatch one API write; the result is what the response carries under the entity."""
+        body = mapping(body, entity)
+        request = WriteRequest(body, "allowduplicatedocnum" in include)
+        if operation == "delete":
+            return self.delete(entity, body)
+        if operation == "void" or (operation == "update" and "void" in include):
+            return self.void(entity, body)
+        if operation == "create" or (operation is None and "Id" not in body):
+            return self.create(entity, request)
+        if operation in (None, "update"):
+            return self.update(entity, request)
+        raise unsupported(f"Operation {operation} is not supported for {entity}")
+
+    def create(self, entity: str, request: WriteRequest) -> JsonObject:
+        rules = self._rules[entity]
+        normalized = rules.normalize(self, writable_copy(request.sent), None, request)
+        timestamp = self.clock.timestamp()
+        stored = self.company.insert(entity, normalized, timestamp)
+        self._notify(entity, stored["Id"], "Create", timestamp)
+        if rules.after_write:
+            rules.after_write(self, stored, None)
+        return stored
+
+    def update(self, entity: str, request: WriteRequest) -> JsonObject:
+        previous = self._current(entity, request.sent)
+        if (entity, previous["Id"]) in self.company.voided:
+            raise business_rule("A voided transaction can't be changed.")
+        candidate = writable_copy(request.sent)
+        if request.sent.get("sparse") is True:
+            candidate = {**writable_copy(previous), **candidate}
+        return self._replace(entity, previous, candidate, request, "Update")
+
+    def delete(self, entity: str, body: JsonObject) -> JsonObject:
+        previous = self._current(entity, body)
+        if entity in NAME_LISTS:
+            # Lists can't be deleted in QBO; "delete" makes the record inactive.
+            candidate = {**writable_copy(previous), "Active": False}
+            return self._replace(entity, previous, candidate, WriteRequest(candidate), "Delete")
+        rules = self._rules[entity]
+        if rules.check_delete:
+            rules.check_delete(self, previous)
+        timestamp = self.clock.timestamp()
+        self.company.remove(entity, previous["Id"], timestamp)
+        self.company.voided.discard((entity, previous["Id"]))
+        self._notify(entity, previous["Id"], "Delete", timestamp)
+        if rules.after_delete:
+            rules.after_delete(self, previous)
+        return {"status": "Deleted", "domain": "QBO", "Id": previous["Id"]}
+
+    def void(self, entity: str, body: JsonObject) -> JsonObject:
+        previous = self._current(entity, body)
+        void = self._rules[entity].void
+        if void is None:
+            raise unsupported(f"Operation void is not supported for {entity}")
+        voided = void(self, previous)
+        timestamp = self.clock.timestamp()
+        stored = self.company.replace(entity, previous, voided, timestamp)
+        self.company.voided.add((entity, stored["Id"]))
+        self._notify(entity, stored["Id"], "Void", timestamp)
+        return stored
+
+    def touch(self, entity: str, previous: JsonObject, body: JsonObject) -> JsonObject:
+        """A server-side change to another object (an invoice's balance after a payment)."""
+        timestamp = self.clock.timestamp()
+        stored = self.company.replace(entity, previous, body, timestamp)
+        self._notify(entity, stored["Id"], "Update", timestamp)
+        return stored
+
+    def _current(self, entity: str, body: JsonObject) -> JsonObject:
+        object_id = body.get("Id")
+        if object_id is None:
+            raise required("Id")
+        previous = self.read(entity, str(object_id))
+        sync_token = body.get("SyncToken")
+        if sync_token is None:
+            raise required("SyncToken")
+        if str(sync_token) != previous["SyncToken"]:
+            raise stale_object(entity)
+        return previous
+
+    def _replace(
+        self,
+        entity: str,
+        previous: JsonObject,
+        candidate: JsonObject,
+        request: WriteRequest,
+        operation: str,
+    ) -> JsonObject:
+        rules = self._rules[entity]
+        normalized = rules.normalize(self, candidate, previous, request)
+        timestamp = self.clock.timestamp()
+        stored = self.company.replace(entity, previous, normalized, timestamp)
+        self._notify(entity, stored["Id"], operation, timestamp)
+        if rules.after_write:
+            rules.after_write(self, stored, previous)
+        return stored
+
+    def _notify(self, entity: str, entity_id: str, operation: str, timestamp: float) -> None:
+        self._on_change(ChangeEvent(self.company.realm_id, entity, entity_id, operation, timestamp))

@@ -1,0 +1,152 @@
+"""What every transaction shares: header fields, line amounts, VAT codes, voiding."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from qbsync.simulator.errors import business_rule, invalid_enum, invalid_reference, required
+from qbsync.simulator.fields import (
+    iso_date,
+    mapping,
+    max_length,
+    money,
+    optional_decimal,
+    ref_id,
+    round_money,
+    sequence,
+    text,
+)
+from qbsync.simulator.jsonio import JsonObject
+from qbsync.simulator.ledger import Ledger
+from qbsync.simulator.tax import GLOBAL_TAX_CALCULATIONS, GlobalTaxCalculation, Rate
+
+SALES_LINE = "SalesItemLineDetail"
+ACCOUNT_LINE = "AccountBasedExpenseLineDetail"
+ITEM_LINE = "ItemBasedExpenseLineDetail"
+US_LINE_CODES = frozenset({"TAX", "NON"})
+ZERO = Decimal("0.00")
+# QBO's own wording when a GB line has no VAT code.
+VAT_CODE_MISSING = "Make sure all your transactions have a VAT rate before you save."
+
+
+def header(ledger: Ledger, candidate: JsonObject, previous: JsonObject | None) -> date:
+    company = ledger.company
+    txn_date = (
+        iso_date(candidate, "TxnDate") or company.local(ledger.clock.timestamp()).date().isoformat()
+    )
+    max_length(text(candidate, "DocNumber"), "DocNumber", 21)
+    candidate["TxnDate"] = txn_date
+    candidate["CurrencyRef"] = previous["CurrencyRef"] if previous else company.home_currency
+    return date.fromisoformat(txn_date)
+
+
+def tax_mode(ledger: Ledger, candidate: JsonObject) -> GlobalTaxCalculation | None:
+    """GB transactions must say how line amounts relate to VAT; US ones can't."""
+    if ledger.company.is_us:
+        candidate.pop("GlobalTaxCalculation", None)
+        return None
+    mode = candidate.get("GlobalTaxCalculation")
+    if mode is None:
+        raise required("GlobalTaxCalculation")
+    for known in GLOBAL_TAX_CALCULATIONS:
+        if mode == known:
+            return known
+    raise invalid_enum("GlobalTaxCalculation", mode)
+
+
+def line_amount(line: JsonObject, detail: JsonObject) -> Decimal:
+    if line.get("Amount") is None:
+        raise required("Line.Amount")
+    amount = money(line["Amount"], "Line.Amount")
+    qty = optional_decimal(detail, "Qty", "Qty")
+    unit_price = optional_decimal(detail, "UnitPrice", "UnitPrice")
+    if qty is not None and unit_price is not None and round_money(qty * unit_price) != amount:
+        raise business_rule(
+            f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}", "Line.Amount"
+        )
+    for key, value in (("Qty", qty), ("UnitPrice", unit_price)):
+        if value is not None:
+            detail[key] = value
+    return amount
+
+
+def line_rates(
+    ledger: Ledger, detail: JsonObject, mode: GlobalTaxCalculation | None, *, purchase: bool
+) -> tuple[Rate, ...] | None:
+    """The VAT rates of a GB line (None in the US), after checking its TaxCodeRef."""
+    code_id = ref_id(detail, "TaxCodeRef")
+    if ledger.company.is_us:
+        if code_id is not None and code_id not in US_LINE_CODES:
+            raise invalid_reference("TaxCodeRef", code_id)
+        return None
+    if code_id is None:
+        if mode == "NotApplicable":
+            return ()
+        raise business_rule(VAT_CODE_MISSING)
+    code = ledger.resolve("TaxCode", code_id, "TaxCodeRef")
+    detail["TaxCodeRef"] = ledger.named_ref("TaxCode", code)
+    rate_list = code.get("PurchaseTaxRateList" if purchase else "SalesTaxRateList", {})
+    rates = []
+    for rate_detail in rate_list.get("TaxRateDetail", []):
+        rate = ledger.read("TaxRate", rate_detail["TaxRateRef"]["value"])
+        rates.append(Rate(rate["Id"], rate["Name"], rate["RateValue"]))
+    return tuple(rates)
+
+
+def output_line(
+    sent: JsonObject, amount: Decimal | None, detail_type: str, detail: JsonObject
+) -> JsonObject:
+    line: JsonObject = {}
+    description = text(sent, "Description")
+    if description is not None:
+        line["Description"] = description
+    if amount is not None:
+        line["Amount"] = amount
+    line["DetailType"] = detail_type
+    line[detail_type if detail_type != "DescriptionOnly" else "DescriptionLineDetail"] = detail
+    return line
+
+
+def numbered(lines: list[JsonObject]) -> list[JsonObject]:
+    for number, line in enumerate(lines, start=1):
+        line["Id"] = str(number)
+        line["LineNum"] = number
+    return lines
+
+
+def sent_lines(candidate: JsonObject) -> list[JsonObject]:
+    raw = candidate.get("Line")
+    if raw is None or raw == []:
+        raise required("Line")
+    return [mapping(line, "Line") for line in sequence(raw, "Line")]
+
+
+def zeroed(body: JsonObject) -> JsonObject:
+    """A voided copy: amounts and quantities zeroed, the note saying so."""
+    for line in body.get("Line", []):
+        if "Amount" in line:
+            line["Amount"] = ZERO
+        for detail_key in (SALES_LINE, ITEM_LINE):
+            detail = line.get(detail_key)
+            if isinstance(detail, dict):
+                for key in ("Qty", "TaxInclusiveAmt"):
+                    if key in detail:
+                        detail[key] = Decimal(0) if key == "Qty" else ZERO
+    tax_detail = body.get("TxnTaxDetail")
+    if isinstance(tax_detail, dict):
+        tax_detail["TotalTax"] = ZERO
+        for tax_line in tax_detail.get("TaxLine", []):
+            tax_line["Amount"] = ZERO
+            tax_line["TaxLineDetail"]["NetAmountTaxable"] = ZERO
+    note = body.get("PrivateNote")
+    body["PrivateNote"] = f"Voided - {note}" if note else "Voided"
+    body["TotalAmt"] = ZERO
+    return body
+
+
+def account_of_subtype(ledger: Ledger, subtype: str) -> JsonObject:
+    for account in ledger.company.table("Account").values():
+        if account.get("AccountSubType") == subtype and account.get("Active"):
+            return account
+    raise required(subtype)

@@ -1,0 +1,172 @@
+"""One company's books in memory: objects by entity and Id, deletions, remembered responses."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+from qbsync.simulator.config import CompanySpec
+from qbsync.simulator.jsonio import JsonObject
+
+NAME_LISTS = frozenset({"Customer", "Vendor", "Item", "Account"})
+TRANSACTIONS = frozenset({"Invoice", "Payment", "Bill", "Purchase"})
+WRITABLE = NAME_LISTS | TRANSACTIONS
+READ_ONLY = frozenset({"CompanyInfo", "Preferences", "TaxCode", "TaxRate"})
+ALL_ENTITIES = WRITABLE | READ_ONLY
+BY_LOWER_NAME = {name.lower(): name for name in ALL_ENTITIES}
+
+# QBO numbers all transactions from one sequence and each list from its own.
+_SEQUENCE = dict.fromkeys(TRANSACTIONS, "Transaction")
+
+# Values QBO keeps unique, indexed so that checks stay cheap in companies with many records.
+# Customers and vendors share one name space.
+UNIQUE_FIELDS = {
+    "Customer": ("names", "DisplayName"),
+    "Vendor": ("names", "DisplayName"),
+    "Item": ("items", "Name"),
+    "Account": ("accounts", "Name"),
+    "Invoice": ("invoice-numbers", "DocNumber"),
+}
+
+# Fixed offsets: the simulator does not model daylight saving time.
+_ZONES = {"US": timezone(timedelta(hours=-8)), "GB": UTC}
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    deleted_at: float
+    last_updated: str
+
+
+@dataclass
+class Company:
+    spec: CompanySpec
+    objects: dict[str, dict[str, JsonObject]] = field(default_factory=dict)
+    # Exact change times (MetaData shows whole seconds, CDC must not lose sub-second changes).
+    changed_at: dict[tuple[str, str], float] = field(default_factory=dict)
+    tombstones: dict[str, dict[str, Tombstone]] = field(default_factory=dict)
+    sequences: dict[str, int] = field(default_factory=dict)
+    responses: dict[str, StoredResponse] = field(default_factory=dict)
+    # invoice Id -> payment Id -> amount applied: the source of every invoice's Balance.
+    applied: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    voided: set[tuple[str, str]] = field(default_factory=set)
+    _unique: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)
+
+    @property
+    def realm_id(self) -> str:
+        return self.spec.realm_id
+
+    @property
+    def is_us(self) -> bool:
+        return self.spec.country == "US"
+
+    @property
+    def tz(self) -> timezone:
+        return _ZONES[self.spec.country]
+
+    @property
+    def home_currency(self) -> JsonObject:
+        if self.is_us:
+            return {"value": "USD", "name": "United States Dollar"}
+        return {"value": "GBP", "name": "British Pound Sterling"}
+
+    @property
+    def preferences(self) -> JsonObject:
+        return self.objects["Preferences"]["1"]
+
+    def local(self, timestamp: float) -> datetime:
+        return datetime.fromtimestamp(timestamp, self.tz)
+
+    def stamp(self, timestamp: float) -> str:
+        return self.local(timestamp).isoformat(timespec="seconds")
+
+    def response_time(self, timestamp: float) -> str:
+        return self.local(timestamp).isoformat(timespec="milliseconds")
+
+    def table(self, entity: str) -> dict[str, JsonObject]:
+        return self.objects.setdefault(entity, {})
+
+    def get(self, entity: str, object_id: str) -> JsonObject | None:
+        return self.table(entity).get(object_id)
+
+    def holders(self, index: str, value: str) -> frozenset[tuple[str, str]]:
+        """(entity, Id) of the records whose unique field equals `value`, ignoring case."""
+        return frozenset(self._unique.get((index, value.casefold()), ()))
+
+    def next_id(self, entity: str) -> str:
+        sequence = _SEQUENCE.get(entity, entity)
+        value = self.sequences.get(sequence, 0) + 1
+        self.sequences[sequence] = value
+        return str(value)
+
+    def insert(
+        self, entity: str, body: JsonObject, timestamp: float, object_id: str | None = None
+    ) -> JsonObject:
+        stamp = self.stamp(timestamp)
+        stored = {
+            **body,
+            "domain": "QBO",
+            "sparse": False,
+            "Id": object_id or self.next_id(entity),
+            "SyncToken": "0",
+            "MetaData": {"CreateTime": stamp, "LastUpdatedTime": stamp},
+        }
+        self._store(entity, stored, timestamp)
+        return stored
+
+    def replace(
+        self, entity: str, previous: JsonObject, body: JsonObject, timestamp: float
+    ) -> JsonObject:
+        stored = {
+            **body,
+            "domain": "QBO",
+            "sparse": False,
+            "Id": previous["Id"],
+            "SyncToken": str(int(previous["SyncToken"]) + 1),
+            "MetaData": {
+                "CreateTime": previous["MetaData"]["CreateTime"],
+                "LastUpdatedTime": self.stamp(timestamp),
+            },
+        }
+        self._index(entity, previous, add=False)
+        self._store(entity, stored, timestamp)
+        return stored
+
+    def remove(self, entity: str, object_id: str, timestamp: float) -> None:
+        self._index(entity, self.table(entity).pop(object_id), add=False)
+        self.changed_at.pop((entity, object_id), None)
+        self.tombstones.setdefault(entity, {})[object_id] = Tombstone(
+            timestamp, self.stamp(timestamp)
+        )
+
+    def _store(self, entity: str, stored: JsonObject, timestamp: float) -> None:
+        self.table(entity)[stored["Id"]] = stored
+        self.changed_at[(entity, stored["Id"])] = timestamp
+        self._index(entity, stored, add=True)
+
+    def _index(self, entity: str, stored: JsonObject, *, add: bool) -> None:
+        unique = UNIQUE_FIELDS.get(entity)
+        value = stored.get(unique[1]) if unique else None
+        if unique is None or not isinstance(value, str):
+            return
+        holders = self._unique.setdefault((unique[0], value.casefold()), set())
+        if add:
+            holders.add((entity, stored["Id"]))
+        else:
+            holders.discard((entity, stored["Id"]))
+
+
+def writable_copy(stored: JsonObject) -> JsonObject:
+    """A stored object without the fields the server owns, ready to be edited."""
+    body = copy.deepcopy(stored)
+    for key in ("domain", "sparse", "Id", "SyncToken", "MetaData"):
+        body.pop(key, None)
+    return body
