@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= $(or $(QBSYNC_PORT),8000)
+CODE := $(wildcard src tests migrations bench)
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint fmt migrate openapi clean
@@ -27,13 +28,13 @@ test: $(STAMP) lint ## Lint, then run the whole test suite
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff and mypy --strict
-	$(BIN)/ruff check src tests migrations bench
-	$(BIN)/ruff format --check src tests migrations bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
 
 fmt: $(STAMP) ## Format and auto-fix
-	$(BIN)/ruff format src tests migrations bench
-	$(BIN)/ruff check --fix src tests migrations bench
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
 
 migrate: $(STAMP) ## Apply migrations (embedded Postgres unless QBSYNC_DATABASE__URL is set)
 	$(BIN)/qbsync migrate

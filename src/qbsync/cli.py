@@ -177,7 +177,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     from qbsync.simulator.config import SimulatorConfig
     from qbsync.simulator.server import serve
 
-    settings = get_settings()
+    # A test double needs none of qbsync's production secrets; it never runs in production mode.
+    settings = Settings(env="dev")
     config = SimulatorConfig.from_settings(settings)
     asyncio.run(serve(config, args.host or "127.0.0.1", args.port or settings.simulator.port))
     return 0
