@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Browser origins of the platform's frontend allowed to call the API (a JSON list).
+    cors_origins: list[str] = Field(default_factory=list)
 
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()

@@ -61,3 +61,25 @@ async def test_every_response_carries_a_request_id(client: httpx.AsyncClient) ->
     generated = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
     assert generated.headers["x-request-id"] != "bad id with spaces"
     assert len(generated.headers["x-request-id"]) == 32
+
+
+async def test_the_platform_frontend_origin_may_call_the_api(
+    settings: Settings, db: Database, redis: ArqRedis
+) -> None:
+    allowed = settings.model_copy(update={"cors_origins": ["https://app.example.com"]})
+    app = create_app(allowed, database=db, redis=redis)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            preflight = await client.options(
+                "/v1/quickbooks/connection",
+                headers={
+                    "Origin": "https://app.example.com",
+                    "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": "authorization",
+                },
+            )
+            stranger = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "access-control-allow-origin" not in stranger.headers
