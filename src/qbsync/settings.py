@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +81,7 @@ class IntuitSettings(BaseModel):
     client_secret: SecretStr = SecretStr(DEV_INTUIT_CLIENT_SECRET)
     redirect_uri: str = "http://127.0.0.1:8000/v1/quickbooks/callback"
     webhook_verifier_token: SecretStr = SecretStr(DEV_INTUIT_VERIFIER_TOKEN)
+    # Unset: the simulator while no Intuit client id is configured, Intuit's sandbox once one is.
     environment: IntuitEnvironment = "simulator"
     authorize_url: str | None = None
     token_url: str | None = None
@@ -92,6 +93,15 @@ class IntuitSettings(BaseModel):
     requests_per_minute: int = Field(default=450, ge=1, le=500)
     max_in_flight: int = Field(default=8, ge=1, le=10)
     batch_requests_per_minute: int = Field(default=36, ge=1, le=40)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_environment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("environment"):
+            client_id = data.get("client_id")
+            has_app = bool(client_id) and client_id != DEV_INTUIT_CLIENT_ID
+            return {**data, "environment": "sandbox" if has_app else "simulator"}
+        return data
 
 
 class CryptoSettings(BaseModel):
@@ -148,6 +158,8 @@ class Settings(BaseSettings):
             problems.append("QBSYNC_DATABASE__URL")
         if self.redis.url is None:
             problems.append("QBSYNC_REDIS__URL")
+        if self.uses_simulator:
+            problems.append("QBSYNC_INTUIT__ENVIRONMENT (the simulator is for dev and tests only)")
         if problems:
             raise SettingsError(
                 "refusing to start outside dev mode with a missing or placeholder value for: "

@@ -94,3 +94,20 @@ def test_dev_mode_runs_on_defaults() -> None:
     settings = Settings(env="dev")
     assert settings.uses_simulator
     assert settings.intuit_endpoints().token_url == "http://127.0.0.1:8100/oauth2/v1/tokens/bearer"
+
+
+def test_the_simulator_stands_in_only_until_intuit_credentials_are_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings(env="dev").intuit.environment == "simulator"
+    monkeypatch.setenv("QBSYNC_INTUIT__CLIENT_ID", "ABrealClientId")
+    assert Settings(env="dev").intuit.environment == "sandbox"
+    monkeypatch.setenv("QBSYNC_INTUIT__ENVIRONMENT", "production")
+    assert Settings(env="dev").intuit.environment == "production"
+
+
+def test_production_refuses_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.setenv("QBSYNC_INTUIT__ENVIRONMENT", "simulator")
+    with pytest.raises(ValidationError, match="QBSYNC_INTUIT__ENVIRONMENT"):
+        Settings()
