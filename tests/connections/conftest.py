@@ -9,7 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from qbsync.db import Database
+from qbsync.models import Connection
 from qbsync.settings import Settings
 from qbsync.simulator.admin import AuthorizeRequest
 from qbsync.simulator.config import SimulatorConfig
@@ -48,6 +51,18 @@ def simulator_settings(simulator: SimulatorHandle, key_prefix: str) -> Settings:
 @pytest.fixture
 def settings(simulator: SimulatorHandle, key_prefix: str) -> Settings:
     return simulator_settings(simulator, key_prefix)
+
+
+async def load_connection(db: Database, org_id: str = "org_1") -> Connection:
+    """The org's connection row as stored now (never a stale identity-map copy)."""
+    async with db.sessions() as session:
+        row = await session.scalar(
+            select(Connection)
+            .where(Connection.org_id == org_id)
+            .execution_options(populate_existing=True)
+        )
+        assert row is not None
+        return row
 
 
 @dataclass

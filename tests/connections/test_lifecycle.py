@@ -23,7 +23,7 @@ from qbsync.simulator.admin import ExpireRequest
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
-from tests.connections.conftest import OTHER_US_REALM, UK_REALM, US_REALM, Consent
+from tests.connections.conftest import OTHER_US_REALM, UK_REALM, US_REALM, Consent, load_connection
 
 
 async def _test(client: httpx.AsyncClient, token: str) -> dict[str, dict[str, str]]:
@@ -31,17 +31,6 @@ async def _test(client: httpx.AsyncClient, token: str) -> dict[str, dict[str, st
     assert response.status_code == 200, response.text
     body = response.json()
     return {check["name"]: check for check in body["checks"]} | {"_": {"ok": str(body["ok"])}}
-
-
-async def _connection(db: Database, org_id: str = "org_1") -> Connection:
-    async with db.sessions() as session:
-        row = await session.scalar(
-            select(Connection)
-            .where(Connection.org_id == org_id)
-            .execution_options(populate_existing=True)
-        )
-        assert row is not None
-        return row
 
 
 async def test_connection_test_passes_for_a_healthy_us_company(
@@ -126,12 +115,12 @@ async def test_an_expired_access_token_is_refreshed_on_401(
     db: Database,
 ) -> None:
     await consent.connect()
-    before = await _connection(db)
+    before = await load_connection(db)
     simulator.admin.expire_tokens(ExpireRequest(kind="access", realm_id=US_REALM))
     checks = await _test(client, make_token())
     assert checks["_"]["ok"] == "True"
     assert simulator.admin.refresh_calls == 1
-    after = await _connection(db)
+    after = await load_connection(db)
     assert after.access_token != before.access_token
     assert after.status is ConnectionStatus.CONNECTED
 
@@ -151,7 +140,7 @@ async def test_disconnect_revokes_shreds_and_keeps_mappings(
     assert body["status"] == "disconnected"
     assert body["revoked_at_intuit"] is True
     assert simulator.admin.revoke_calls == 1
-    row = await _connection(db)
+    row = await load_connection(db)
     assert row.access_token is None
     assert row.refresh_token is None
     assert row.status is ConnectionStatus.DISCONNECTED
@@ -182,7 +171,7 @@ async def test_disconnect_when_intuit_cannot_be_told(
     body = response.json()
     assert body["revoked_at_intuit"] is False
     assert "QuickBooks" in body["message"]
-    row = await _connection(db)
+    row = await load_connection(db)
     assert row.status is ConnectionStatus.DISCONNECTED
     assert row.refresh_token is None
 

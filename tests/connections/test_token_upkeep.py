@@ -31,22 +31,11 @@ from qbsync.settings import Settings
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory
-from tests.connections.conftest import US_REALM, Consent
+from tests.connections.conftest import US_REALM, Consent, load_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 4
 JOBS_PER_PROCESS = 50
-
-
-async def _connected(db: Database, org_id: str = "org_1") -> Connection:
-    async with db.sessions() as session:
-        row = await session.scalar(
-            select(Connection)
-            .where(Connection.org_id == org_id)
-            .execution_options(populate_existing=True)
-        )
-        assert row is not None
-        return row
 
 
 async def _expire_access(db: Database) -> None:
@@ -83,7 +72,7 @@ async def test_two_hundred_jobs_in_four_processes_cause_one_refresh(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://qbsync.test") as client:
             await Consent(client, simulator, make_token).connect(org_id, US_REALM)
-    connection = await _connected(committed_db, org_id)
+    connection = await load_connection(committed_db, org_id)
     async with committed_db.sessions() as session:
         await session.execute(
             update(Connection)
@@ -123,7 +112,7 @@ async def test_two_hundred_jobs_in_four_processes_cause_one_refresh(
     seen = {token for stdout, _ in outputs for token in json.loads(stdout)}
 
     assert simulator.admin.refresh_calls - refreshes_before == 1
-    refreshed = await _connected(committed_db, org_id)
+    refreshed = await load_connection(committed_db, org_id)
     assert refreshed.status is ConnectionStatus.CONNECTED
     assert refreshed.access_expires_at is not None
     assert refreshed.access_expires_at > utcnow() + timedelta(minutes=30)
@@ -138,11 +127,11 @@ async def test_token_endpoint_down_keeps_the_connection_and_defers(
     await _expire_access(db)
     simulator.admin.inject(FaultSpec(kind="error", status_code=503, times=5, path="tokens/bearer"))
     intuit: IntuitAccess = app.state.intuit  # type: ignore[attr-defined]
-    connection = await _connected(db)
+    connection = await load_connection(db)
     with pytest.raises(TokenEndpointUnavailableError) as raised:
         await ConnectionTokens(db, intuit, connection.id).access_token()
     assert raised.value.retryable
-    after = await _connected(db)
+    after = await load_connection(db)
     assert after.status is ConnectionStatus.CONNECTED
     assert after.refresh_token == connection.refresh_token
 
@@ -161,12 +150,12 @@ async def test_token_endpoint_timeout_keeps_the_connection(
         update={"intuit": settings.intuit.model_copy(update={"timeout_seconds": 0.2})}
     )
     simulator.admin.inject(FaultSpec(kind="delay", delay_seconds=2, times=1, path="tokens/bearer"))
-    connection = await _connected(db)
+    connection = await load_connection(db)
     async with httpx.AsyncClient() as http:
         impatient = IntuitAccess.build(hurried, http, redis)
         with pytest.raises(TokenEndpointUnavailableError):
             await ConnectionTokens(db, impatient, connection.id).access_token()
-    after = await _connected(db)
+    after = await load_connection(db)
     assert after.status is ConnectionStatus.CONNECTED
     assert after.refresh_token == connection.refresh_token
 
@@ -179,10 +168,10 @@ async def test_invalid_grant_marks_needs_reauth_and_tells_the_platform(
     await _expire_access(db)
     simulator.admin.disconnect(US_REALM)
     intuit: IntuitAccess = app.state.intuit  # type: ignore[attr-defined]
-    connection = await _connected(db)
+    connection = await load_connection(db)
     with pytest.raises(InvalidGrantError):
         await ConnectionTokens(db, intuit, connection.id).access_token()
-    after = await _connected(db)
+    after = await load_connection(db)
     assert after.status is ConnectionStatus.NEEDS_REAUTH
     assert after.refresh_token is None
     async with db.sessions() as session:
@@ -222,7 +211,7 @@ async def test_the_upkeep_cron_rolls_tokens_nearing_idle_expiry(
     before = simulator.admin.refresh_calls
     assert await refresh_expiring_tokens(ctx) == 1
     assert simulator.admin.refresh_calls == before + 1
-    after = await _connected(db)
+    after = await load_connection(db)
     assert after.refresh_expires_at is not None
     assert after.refresh_expires_at > utcnow() + timedelta(days=90)
     assert after.hard_expiry_warned_at is None
@@ -234,7 +223,7 @@ async def test_the_upkeep_cron_rolls_tokens_nearing_idle_expiry(
         )
         await session.commit()
     assert await refresh_expiring_tokens(ctx) == 0
-    assert (await _connected(db)).hard_expiry_warned_at is not None
+    assert (await load_connection(db)).hard_expiry_warned_at is not None
     async with db.sessions() as session:
         warning = await session.scalar(
             select(OutboundEvent).where(OutboundEvent.payload["warning"].as_string().is_not(None))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 
 import pytest
 from sqlalchemy import text
 
+from qbsync.cli import main
 from qbsync.connections.token_vault import TokenPair, open_tokens, rotate_all, seal
 from qbsync.crypto import CryptoError, Keyring, generate_key, key_id_of
 from qbsync.db import Database
 from qbsync.models import Connection, ConnectionStatus
+from qbsync.settings import get_settings
 
 OLD = f"old:{generate_key()}"
 NEW = f"new:{generate_key()}"
@@ -105,3 +108,50 @@ def test_token_pairs_never_print_their_values() -> None:
 
 def test_generated_keys_are_32_bytes() -> None:
     assert len(base64.b64decode(generate_key())) == 32
+
+
+def test_the_rotate_keys_command_reencrypts_committed_rows(
+    database_url: str,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """S6: `qbsync rotate-keys` against the real database, as an operator runs it."""
+    org_id = f"org_cli_{uuid.uuid4().hex[:8]}"
+    connection_id = uuid.uuid4()
+
+    async def seed() -> None:
+        db = Database.connect(database_url)
+        async with db.sessions() as session:
+            connection = Connection(
+                id=connection_id, org_id=org_id, realm_id="1", status=ConnectionStatus.CONNECTED
+            )
+            seal(Keyring.parse(OLD), connection, TokenPair(ACCESS, REFRESH))
+            session.add(connection)
+            await session.commit()
+        await db.dispose()
+
+    async def read_back_and_remove() -> tuple[str | None, TokenPair | None]:
+        db = Database.connect(database_url)
+        async with db.sessions() as session:
+            row = await session.get(Connection, connection_id)
+            assert row is not None
+            result = row.token_key_id, open_tokens(Keyring.parse(NEW), row)
+            await session.delete(row)
+            await session.commit()
+        await db.dispose()
+        return result
+
+    asyncio.run(seed())
+    monkeypatch.setenv("QBSYNC_DATABASE__URL", database_url)
+    monkeypatch.setenv("QBSYNC_REDIS__URL", redis_url)
+    monkeypatch.setenv("QBSYNC_CRYPTO__ENCRYPTION_KEYS", f"{NEW},{OLD}")
+    get_settings.cache_clear()
+    try:
+        assert main(["rotate-keys"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "with key 'new'" in capsys.readouterr().out
+    key_id, tokens = asyncio.run(read_back_and_remove())
+    assert key_id == "new"
+    assert tokens == TokenPair(ACCESS, REFRESH)

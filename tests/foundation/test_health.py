@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import httpx
 from arq.connections import ArqRedis
+from fastapi import FastAPI
 
 from qbsync.db import Database
 from qbsync.main import create_app
@@ -20,13 +21,16 @@ async def test_readyz_when_postgres_and_redis_answer(client: httpx.AsyncClient) 
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
 
 
-async def test_readyz_is_503_when_the_database_is_down(settings: Settings, redis: ArqRedis) -> None:
-    down = Database.connect("postgresql+asyncpg://postgres@127.0.0.1:1/none")
-    app = create_app(settings, database=down, redis=redis)
+async def _readyz(app: FastAPI) -> httpx.Response:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            response = await client.get("/readyz")
+            return await client.get("/readyz")
+
+
+async def test_readyz_is_503_when_the_database_is_down(settings: Settings, redis: ArqRedis) -> None:
+    down = Database.connect("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    response = await _readyz(create_app(settings, database=down, redis=redis))
     await down.dispose()
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
@@ -37,11 +41,7 @@ async def test_readyz_is_503_when_the_database_is_down(settings: Settings, redis
 
 async def test_readyz_is_503_when_redis_is_down(settings: Settings, db: Database) -> None:
     down = ArqRedis.from_url("redis://127.0.0.1:1/0")
-    app = create_app(settings, database=db, redis=down)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            response = await client.get("/readyz")
+    response = await _readyz(create_app(settings, database=db, redis=down))
     await down.aclose()
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "ok", "redis": "down"}
