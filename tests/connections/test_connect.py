@@ -12,6 +12,8 @@ from qbsync.db import Database
 from qbsync.models import Connection, OAuthState, OutboundEvent
 from qbsync.models.base import utcnow
 from qbsync.settings import Settings
+from qbsync.simulator.faults import FaultSpec
+from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
 from tests.connections.conftest import OTHER_US_REALM, REDIRECT_URI, UK_REALM, US_REALM, Consent
 
@@ -171,3 +173,13 @@ async def test_the_code_exchange_failing_is_reported_not_stored(
     outcome = await consent.finish(tampered)
     assert outcome["reason"] == ["token_exchange_failed"]
     assert await _connections(db) == 0
+
+
+async def test_a_company_that_cannot_be_read_is_not_stored_and_the_grant_is_revoked(
+    consent: Consent, simulator: SimulatorHandle, db: Database
+) -> None:
+    simulator.admin.inject(FaultSpec(kind="error", status_code=503, times=10, path="companyinfo"))
+    outcome = await consent.finish(consent.consent(await consent.start()))
+    assert outcome["reason"] == ["quickbooks_unavailable"]
+    assert await _connections(db) == 0
+    assert simulator.admin.revoke_calls == 1

@@ -250,3 +250,21 @@ async def _add_mapping_and_pending_work(db: Database, realm_id: str) -> None:
             )
         )
         await session.commit()
+
+
+async def test_disconnect_after_intuit_already_revoked_access(
+    consent: Consent,
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    simulator: SimulatorHandle,
+    db: Database,
+) -> None:
+    await consent.connect()
+    simulator.admin.disconnect(US_REALM)
+    await _test(client, make_token())
+    response = await client.delete("/v1/quickbooks/connection", headers=bearer(make_token()))
+    body = response.json()
+    assert body["status"] == "disconnected"
+    assert body["revoked_at_intuit"] is False
+    assert "could not be told" not in body["message"], "there was nothing left to revoke"
+    assert simulator.admin.revoke_calls == 0

@@ -20,6 +20,13 @@ from qbsync.models.base import utcnow
 from qbsync.security import OrgDep
 
 router = APIRouter(prefix="/v1/quickbooks", tags=["connection"])
+KEPT = "Your data and mappings are kept; reconnect any time."
+DISCONNECT_MESSAGES = {
+    service.Revocation.REVOKED: f"Disconnected. {KEPT}",
+    service.Revocation.NOTHING_TO_REVOKE: f"Disconnected. {KEPT}",
+    service.Revocation.FAILED: "Disconnected here, but Intuit could not be told. Remove the app "
+    "from QuickBooks (Settings → Apps) to be sure it has no access.",
+}
 
 
 def get_intuit(request: Request) -> IntuitAccess:
@@ -112,11 +119,9 @@ async def disconnect(org: OrgDep, session: SessionDep, intuit: IntuitDep) -> Dis
         return DisconnectResult(
             status="disconnected", revoked_at_intuit=False, message="Already disconnected."
         )
-    revoked = await service.disconnect(session, intuit, connection)
-    message = (
-        "Disconnected. Your data and mappings are kept; reconnect any time."
-        if revoked
-        else "Disconnected here, but Intuit could not be told. Remove the app from QuickBooks "
-        "(Settings → Apps) to be sure it has no access."
+    revocation = await service.disconnect(session, intuit, connection)
+    return DisconnectResult(
+        status="disconnected",
+        revoked_at_intuit=revocation is service.Revocation.REVOKED,
+        message=DISCONNECT_MESSAGES[revocation],
     )
-    return DisconnectResult(status="disconnected", revoked_at_intuit=revoked, message=message)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import hashlib
 import re
 import secrets
@@ -11,7 +13,7 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.connections import token_vault
@@ -32,6 +34,8 @@ from qbsync.notify import service as notify
 from qbsync.qbo import CompanyInfo, Preferences, QboError, TokenError, TokenSet
 
 STATE_TTL = timedelta(minutes=10)
+# Spent and expired states are kept a day for support questions, then deleted.
+STATE_KEPT = timedelta(days=1)
 _REALM_ID = re.compile(r"^\d{1,32}$")
 log = structlog.get_logger(__name__)
 
@@ -45,6 +49,7 @@ async def start_connect(
 ) -> ConnectStarted:
     state = secrets.token_urlsafe(32)
     expires_at = utcnow() + STATE_TTL
+    await session.execute(delete(OAuthState).where(OAuthState.expires_at < utcnow() - STATE_KEPT))
     session.add(
         OAuthState(
             state_hash=_hash_state(state), org_id=org_id, user_id=user_id, expires_at=expires_at
@@ -118,6 +123,9 @@ async def complete_connect(
     try:
         company, preferences = await _read_company(intuit, params.realm_id, tokens)
     except QboError as error:
+        # Nothing will be stored, so the grant Intuit just made must not outlive this request.
+        with contextlib.suppress(TokenError):
+            await intuit.oauth.revoke(tokens.refresh_token.get_secret_value())
         raise CallbackError("quickbooks_unavailable", type(error).__name__) from error
 
     connection = await session.scalar(
@@ -295,15 +303,24 @@ def token_health(connection: Connection, now: datetime) -> TokenHealth:
     )
 
 
-async def disconnect(session: AsyncSession, intuit: IntuitAccess, connection: Connection) -> bool:
-    """Revoke at Intuit (best effort), shred the tokens, hold both directions. True if revoked."""
+class Revocation(enum.StrEnum):
+    REVOKED = "revoked"
+    FAILED = "failed"
+    NOTHING_TO_REVOKE = "nothing_to_revoke"
+
+
+async def disconnect(
+    session: AsyncSession, intuit: IntuitAccess, connection: Connection
+) -> Revocation:
+    """Revoke at Intuit (best effort), shred the tokens, hold both directions."""
     tokens = token_vault.open_tokens(intuit.keyring, connection)
-    revoked = False
+    revocation = Revocation.NOTHING_TO_REVOKE
     if tokens is not None:
         try:
             await intuit.oauth.revoke(tokens.refresh_token)
-            revoked = True
+            revocation = Revocation.REVOKED
         except TokenError as error:
+            revocation = Revocation.FAILED
             log.warning("revoke_failed_disconnecting_locally", error=type(error).__name__)
     token_vault.shred(connection)
     connection.status = ConnectionStatus.DISCONNECTED
@@ -318,7 +335,7 @@ async def disconnect(session: AsyncSession, intuit: IntuitAccess, connection: Co
             "status": "disconnected",
             "realm_id": connection.realm_id,
             "company_name": connection.company_name,
-            "revoked_at_intuit": revoked,
+            "revoked_at_intuit": revocation is Revocation.REVOKED,
         },
     )
-    return revoked
+    return revocation
