@@ -91,6 +91,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("org_id", name=op.f("uq_connections_org_id")),
     )
     op.create_index(op.f("ix_connections_realm_id"), "connections", ["realm_id"], unique=False)
+    op.create_index(
+        "uq_connections_realm_id_connected",
+        "connections",
+        ["realm_id"],
+        unique=True,
+        postgresql_where=sa.text("status = 'connected'"),
+    )
     op.create_table(
         "entity_mappings",
         sa.Column("org_id", sa.String(length=128), nullable=False),
@@ -423,6 +430,7 @@ def downgrade() -> None:
     op.drop_table("oauth_states")
     op.drop_index("ix_entity_mappings_org_realm_kind_qbo", table_name="entity_mappings")
     op.drop_table("entity_mappings")
+    op.drop_index("uq_connections_realm_id_connected", table_name="connections")
     op.drop_index(op.f("ix_connections_realm_id"), table_name="connections")
     op.drop_table("connections")
     op.drop_table("cdc_watermarks")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from qbsync.db import Database
-from qbsync.models import Connection, OAuthState, OutboundEvent
+from qbsync.models import Connection, ConnectionStatus, OAuthState, OutboundEvent
 from qbsync.models.base import utcnow
 from qbsync.settings import Settings
 from qbsync.simulator.faults import FaultSpec
@@ -183,3 +186,19 @@ async def test_a_company_that_cannot_be_read_is_not_stored_and_the_grant_is_revo
     assert outcome["reason"] == ["quickbooks_unavailable"]
     assert await _connections(db) == 0
     assert simulator.admin.revoke_calls == 1
+
+
+async def test_the_database_refuses_one_company_connected_to_two_orgs(db: Database) -> None:
+    """Two orgs sharing one company would fight over its rotating refresh token."""
+    async with db.sessions() as session:
+        for org_id in ("org_x", "org_y"):
+            session.add(
+                Connection(
+                    id=uuid.uuid4(),
+                    org_id=org_id,
+                    realm_id=US_REALM,
+                    status=ConnectionStatus.CONNECTED,
+                )
+            )
+        with pytest.raises(IntegrityError, match="uq_connections_realm_id_connected"):
+            await session.commit()

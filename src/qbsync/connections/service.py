@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.connections import token_vault
@@ -98,6 +99,8 @@ async def complete_connect(
 ) -> Connection:
     """Everything the callback does after the state checked out; raises CallbackError."""
     oauth_state = await consume_state(session, params.state)
+    # The state is spent whatever happens below, even if a later step rolls back.
+    await session.flush()
     if params.error:
         reason = "access_denied" if params.error == "access_denied" else "authorization_failed"
         raise CallbackError(reason, f"Intuit answered error={params.error[:64]}")
@@ -144,6 +147,17 @@ async def complete_connect(
     connection.hard_expiry_warned_at = None
     _apply_company(connection, company, preferences)
     store_tokens(intuit, connection, tokens)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as error:
+        # Another org connected the same company a moment ago (the check above raced).
+        with contextlib.suppress(TokenError):
+            await intuit.oauth.revoke(tokens.refresh_token.get_secret_value())
+        raise CallbackError(
+            "company_already_connected",
+            "this QuickBooks company is connected to another organisation",
+        ) from error
     await _resume_held_work(session, org_id, params.realm_id)
     notify.record(
         session,

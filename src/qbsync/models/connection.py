@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import String, Text
+from sqlalchemy import Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from qbsync.models.base import Base, Timestamps, UuidPrimaryKey, enum_column
@@ -19,6 +19,15 @@ class Connection(UuidPrimaryKey, Timestamps, Base):
     """An org's link to one QuickBooks company; tokens are ciphertext from qbsync.crypto."""
 
     __tablename__ = "connections"
+    __table_args__ = (
+        # Two orgs sharing one company would fight over its rotating refresh token.
+        Index(
+            "uq_connections_realm_id_connected",
+            "realm_id",
+            unique=True,
+            postgresql_where=text("status = 'connected'"),
+        ),
+    )
 
     org_id: Mapped[str] = mapped_column(String(128), unique=True)
     realm_id: Mapped[str] = mapped_column(String(32), index=True)
