@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,6 +75,17 @@ class Api:
         assert response.status_code == 200, response.text
         result: dict[str, Any] = decode(response)["QueryResponse"]
         return result
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Every task a test starts (servers, lifespans, webhook senders) is gone when it ends."""
+    before = asyncio.all_tasks()
+    yield
+    for _ in range(3):
+        await asyncio.sleep(0)
+    leaked = asyncio.all_tasks() - before - {asyncio.current_task()}
+    assert not leaked, f"tasks left pending: {leaked}"
 
 
 @pytest.fixture

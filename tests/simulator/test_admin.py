@@ -75,6 +75,10 @@ async def test_admin_errors_are_faults(client: httpx.AsyncClient) -> None:
         "/_sim/authorize", json={"realm_id": US, "redirect_uri": "x", "client_id": "other"}
     )
 
+    unknown_connect = await client.post("/_sim/companies/1234/connect")
+
+    assert unknown_connect.status_code == 400
+    assert unknown_connect.json()["Fault"]["Error"][0]["code"] == "610"
     assert unknown_invoice.status_code == 400
     assert unknown_invoice.json()["Fault"]["Error"][0]["code"] == "610"
     assert unknown_company.status_code == 400

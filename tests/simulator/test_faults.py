@@ -37,10 +37,13 @@ async def test_a_reset_after_commit_loses_the_answer_but_keeps_the_invoice(
 
     [stored] = (await us.query("SELECT * FROM Invoice"))["Invoice"]
     assert stored["TotalAmt"] > 0
-    retried = await us.create("Invoice", INVOICE, requestid="push-1")
-    assert retried["Id"] == stored["Id"]
+    retried = await us.post("Invoice", INVOICE, requestid="push-1")
+    again = await us.post("Invoice", {**INVOICE, "PrivateNote": "changed"}, requestid="push-1")
+    assert retried.status_code == again.status_code == 200
+    assert again.content == retried.content
+    assert decode(retried)["Invoice"] == stored
     assert len(sim.admin.documents(US, "Invoice")) == 1
-    assert sim.admin.requestid_counts(US) == {"push-1": 2}
+    assert sim.admin.requestid_counts(US) == {"push-1": 3}
 
 
 async def test_the_next_calls_fail_with_a_server_error(sim: SimulatorHandle, us: Api) -> None:
@@ -102,12 +105,16 @@ async def test_faults_through_the_admin_api(sim: SimulatorHandle, us: Api) -> No
             "/_sim/faults",
             json={"kind": "error", "status_code": 500, "times": 3, "path": "companyinfo"},
         )
+        bad_path = await http.post("/_sim/faults", json={"kind": "error", "path": "invoice("})
         listed = (await http.get("/_sim/faults")).json()
         first = await us.client.get(us.url("companyinfo/" + US))
         await http.delete("/_sim/faults")
+        unaffected = await us.client.get(us.url("preferences"))
         after_clear = await us.client.get(us.url("companyinfo/" + US))
 
     assert created.status_code == 200
+    assert bad_path.status_code == 422
+    assert unaffected.status_code == 200
     assert listed[0]["remaining"] == 3
     assert listed[0]["path"] == "companyinfo"
     assert first.status_code == 500

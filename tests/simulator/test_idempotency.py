@@ -53,3 +53,5 @@ async def test_batches_replay_as_well(us: Api) -> None:
 
     assert second.content == first.content
     assert "Fault" not in second.text
+    vendors = [v["DisplayName"] for v in us.admin.documents(US, "Vendor")]
+    assert vendors.count("V") == 1

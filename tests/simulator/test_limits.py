@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -59,30 +59,54 @@ async def test_requests_past_the_minute_limit_get_429_with_the_xml_fault() -> No
 
 
 async def test_the_minute_is_time_scaled() -> None:
-    config = SimulatorConfig(time_scale=60, limits=LimitsConfig(requests_per_minute=3))
+    config = SimulatorConfig(time_scale=240, limits=LimitsConfig(requests_per_minute=3))
     async with simulated(config) as (_, us, _gb):
+        started = time.monotonic()
         for _ in range(3):
             await us.client.get(us.url("query"), params=QUERY)
         assert (await us.client.get(us.url("query"), params=QUERY)).status_code == 429
-        started = time.monotonic()
-        for _ in range(60):
-            await asyncio.sleep(0.05)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
             if (await us.client.get(us.url("query"), params=QUERY)).status_code == 200:
                 break
 
-        # Three calls a minute at 60x: the window reopens about one real second later.
-        assert 0.5 < time.monotonic() - started < 2.5
+        # Three calls a minute at 240x: the window reopens a quarter of a real second later.
+        assert 0.2 < time.monotonic() - started < 1.0
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the condition never held")
 
 
 async def test_more_than_the_allowed_requests_in_flight_get_429() -> None:
-    config = SimulatorConfig(api_latency=1.0, limits=LimitsConfig(max_in_flight=3))
-    async with simulated(config) as (_, us, _gb):
-        responses = await asyncio.gather(
-            *(us.client.get(us.url("query"), params=QUERY) for _ in range(4))
-        )
+    # Every call takes ten Intuit minutes, so calls stay in flight until the clock is moved.
+    config = SimulatorConfig(api_latency=600, limits=LimitsConfig(max_in_flight=3))
+    async with simulated(config) as (sim, us, gb):
+        in_flight = sim.state.limiter.in_flight
+        calls = [
+            asyncio.create_task(us.client.get(us.url("query"), params=QUERY)) for _ in range(4)
+        ]
+        await until(lambda: any(call.done() for call in calls) and in_flight[US] == 3)
+        [refused] = [call.result() for call in calls if call.done()]
+        other_company = asyncio.create_task(gb.client.get(gb.url("query"), params=QUERY))
+        await until(lambda: in_flight[GB] == 1)
 
-        assert sorted(response.status_code for response in responses) == [200, 200, 200, 429]
-        assert (await us.client.get(us.url("query"), params=QUERY)).status_code == 200
+        sim.admin.advance_clock(600)
+        answered = await asyncio.gather(*(call for call in calls if not call.done()))
+
+        assert refused.status_code == 429
+        assert '<Error code="3001">' in refused.text
+        assert [response.status_code for response in answered] == [200, 200, 200]
+        assert (await other_company).status_code == 200
+        assert in_flight[US] == in_flight[GB] == 0
+        again = asyncio.create_task(us.client.get(us.url("query"), params=QUERY))
+        await until(lambda: in_flight[US] == 1)
+        sim.admin.advance_clock(600)
+        assert (await again).status_code == 200
 
 
 async def test_batch_calls_have_their_own_minute_limit() -> None:

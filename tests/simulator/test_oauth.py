@@ -200,6 +200,21 @@ async def test_a_code_works_once_and_only_with_its_redirect_uri(
     assert reused.json() == {"error": "invalid_grant", "error_description": "Token invalid"}
 
 
+async def test_a_code_expires_after_ten_minutes(
+    sim: SimulatorHandle, http: httpx.AsyncClient
+) -> None:
+    late = sim.admin.authorize(AuthorizeRequest(realm_id=US, redirect_uri=REDIRECT))
+    sim.admin.advance_clock(599)
+    in_time = sim.admin.authorize(AuthorizeRequest(realm_id=US, redirect_uri=REDIRECT))
+    sim.admin.advance_clock(1)
+
+    expired = await exchange(http, callback_params(late)["code"])
+
+    assert expired.status_code == 400
+    assert expired.json()["error"] == "invalid_grant"
+    assert (await exchange(http, callback_params(in_time)["code"])).status_code == 200
+
+
 async def test_the_token_endpoint_requires_the_apps_basic_credentials(
     sim: SimulatorHandle, http: httpx.AsyncClient
 ) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from qbsync.simulator import SimulatorConfig
 from qbsync.simulator.errors import QboError
+from qbsync.simulator.ledger import WriteRequest
 from qbsync.simulator.query import run
 from qbsync.simulator.state import SimulatorState
 from qbsync.simulator.store import Company
@@ -45,6 +46,17 @@ def test_keywords_entities_fields_and_values_ignore_case_and_quotes_escape(
 ) -> None:
     result = run(company, r"select * from CUSTOMER where displayname = 'AMY\'S BIRD SANCTUARY'")
     assert names(result) == ["Amy's Bird Sanctuary"]
+
+
+def test_an_email_address_filter_compares_the_address(company: Company) -> None:
+    # Emails are not unique in QBO: two seeded customers share one (the second is inactive).
+    statement = "SELECT * FROM Customer WHERE PrimaryEmailAddr = 'QBWebSampleCompany@yahoo.com'"
+
+    assert names(run(company, statement)) == ["Red Rock Diner"]
+    assert names(run(company, statement + " AND Active IN (true, false)")) == [
+        "Red Rock Diner",
+        "Kookies by Kathy (deleted)",
+    ]
 
 
 def test_like_with_percent(company: Company) -> None:
@@ -84,23 +96,54 @@ def test_in_and_comparisons_on_ids_numbers_and_dotted_fields(company: Company) -
     )
 
 
-def test_ordering_both_spellings_and_directions(company: Company) -> None:
-    descending = names(run(company, "SELECT * FROM Customer ORDERBY DisplayName DESC"))
-    ascending = names(run(company, "SELECT * FROM Customer ORDER BY DisplayName ASC"))
+@pytest.fixture(scope="module")
+def unordered() -> Company:
+    """A company whose customers were not created in name order (the seeded ones were)."""
+    state = SimulatorState(SimulatorConfig())
+    ledger = state.ledger(US)
+    for name in ("Zebra Zoo", "Mango Mart", "Aardvark Ales", "mango market", "Beta Books"):
+        ledger.create("Customer", WriteRequest({"DisplayName": name}))
+    return state.companies[US]
 
-    assert ascending == sorted(ascending)
+
+def test_ordering_both_spellings_and_directions(unordered: Company) -> None:
+    inserted = names(run(unordered, "SELECT * FROM Customer"))
+    ascending = names(run(unordered, "SELECT * FROM Customer ORDER BY DisplayName ASC"))
+    default = names(run(unordered, "select * from Customer orderby displayname"))
+    descending = names(run(unordered, "SELECT * FROM Customer ORDERBY DisplayName DESC"))
+
+    assert ascending != inserted
+    assert ascending == sorted(inserted, key=str.casefold)
+    assert default == ascending
     assert descending == list(reversed(ascending))
+    by_id = run(unordered, "SELECT * FROM Customer ORDER BY Id DESC MAXRESULTS 3")["Customer"]
+    assert [row["Id"] for row in by_id] == ["10", "9", "8"]  # numerically, not "9" > "10"
 
 
-def test_paging_is_one_based(company: Company) -> None:
-    first = run(company, "SELECT * FROM Customer ORDERBY Id STARTPOSITION 1 MAXRESULTS 3")
-    second = run(company, "SELECT * FROM Customer ORDERBY Id STARTPOSITION 4 MAXRESULTS 3")
+def test_paging_is_one_based_and_pages_neither_overlap_nor_skip(unordered: Company) -> None:
+    everyone = run(unordered, "SELECT * FROM Customer ORDERBY DisplayName")["Customer"]
+    pages = [
+        run(
+            unordered,
+            f"SELECT * FROM Customer ORDERBY DisplayName STARTPOSITION {start} MAXRESULTS 3",
+        )
+        for start in (1, 4, 7, 10)
+    ]
 
-    assert first["startPosition"] == 1
-    assert first["maxResults"] == 3
-    assert second["startPosition"] == 4
-    assert second["maxResults"] == 1
-    assert run(company, "SELECT * FROM Customer STARTPOSITION 10") == {}
+    assert [(page["startPosition"], page["maxResults"]) for page in pages[:3]] == [
+        (1, 3),
+        (4, 3),
+        (7, 3),
+    ]
+    assert [row for page in pages[:3] for row in page["Customer"]] == everyone
+    assert pages[3] == {}
+    unordered_pages = [
+        run(unordered, f"SELECT * FROM Customer STARTPOSITION {start} MAXRESULTS 4")["Customer"]
+        for start in (1, 5, 9)
+    ]
+    assert [row["Id"] for page in unordered_pages for row in page] == [
+        row["Id"] for row in run(unordered, "SELECT * FROM Customer")["Customer"]
+    ]
 
 
 @pytest.mark.parametrize(
@@ -136,6 +179,24 @@ async def test_queries_by_get_and_post_and_ref_fields(us: Api) -> None:
 
     assert [row["Id"] for row in by_get["Invoice"]] == [invoice["Id"]]
     assert decode(by_post)["QueryResponse"] == by_get
+
+
+async def test_a_body_that_is_not_utf8_is_an_unsupported_operation(us: Api) -> None:
+    latin1 = "SELECT * FROM Customer WHERE DisplayName = 'Caf\u00e9'".encode("latin-1")
+
+    query = await us.client.post(
+        us.url("query"), content=latin1, headers={"Content-Type": "application/text"}
+    )
+    write = await us.client.post(
+        us.url("customer"),
+        content='{"DisplayName": "Caf\u00e9"}'.encode("latin-1"),
+        headers={"Content-Type": "application/json"},
+    )
+
+    for response in (query, write):
+        assert response.status_code == 400
+        assert first_error(response)["code"] == "500"
+        assert first_error(response)["Message"] == "Unsupported Operation"
 
 
 async def test_a_bad_query_over_http_is_a_400_fault(us: Api, client: httpx.AsyncClient) -> None:

@@ -54,7 +54,9 @@ def free_port() -> int:
     return port
 
 
-async def test_serve_answers_on_the_given_port(free_port: int) -> None:
+async def test_serve_answers_on_the_given_port_and_cancelling_shuts_it_down(
+    free_port: int,
+) -> None:
     task = asyncio.create_task(serve(SimulatorConfig(), "127.0.0.1", free_port))
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port}") as http:
@@ -67,4 +69,10 @@ async def test_serve_answers_on_the_given_port(free_port: int) -> None:
         assert response.json()["token_endpoint"].endswith("/oauth2/v1/tokens/bearer")
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    # The listening socket is closed (not left to the garbage collector) and, as the autouse
+    # fixture checks, no lifespan or webhook task is left pending.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", free_port), timeout=1).close()

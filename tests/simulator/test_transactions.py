@@ -72,6 +72,38 @@ async def test_an_explicit_total_tax_overrides_automated_sales_tax(us: Api) -> N
     assert created["TotalAmt"] == D("160.00")
 
 
+async def test_an_overridden_tax_survives_a_sparse_update_that_leaves_lines_alone(
+    us: Api,
+) -> None:
+    created = await us.create(
+        "Invoice",
+        invoice("1", sales_line("150", "2", code="TAX"), TxnTaxDetail={"TotalTax": D("10")}),
+    )
+    await us.create("Payment", payment(created["Id"], "160.00"))
+    paid = await us.read("Invoice", created["Id"])
+
+    memo = await us.create(
+        "Invoice",
+        {"Id": created["Id"], "SyncToken": paid["SyncToken"], "sparse": True, "PrivateNote": "m"},
+    )
+    in_quickbooks = us.admin.edit_invoice(us.realm_id, created["Id"], {"DueDate": "2027-01-31"})
+
+    for edited in (memo, in_quickbooks):
+        assert edited["TxnTaxDetail"]["TotalTax"] == D("10.00")
+        assert edited["TotalAmt"] == D("160.00")
+        assert edited["Balance"] == D("0.00")
+    relined = await us.create(
+        "Invoice",
+        {
+            "Id": created["Id"],
+            "SyncToken": in_quickbooks["SyncToken"],
+            "sparse": True,
+            "Line": [sales_line("200", "2", code="TAX")],
+        },
+    )
+    assert relined["TxnTaxDetail"]["TotalTax"] == D("16.50")  # new lines: AST computes again
+
+
 async def test_gb_vat_excluded_gives_one_tax_line_per_rate(gb: Api) -> None:
     created = await gb.create(
         "Invoice",
@@ -123,6 +155,27 @@ async def test_gb_vat_inclusive_amounts_contain_the_tax(gb: Api) -> None:
     assert tax["TotalTax"] == D("26.67")
     assert created["TotalAmt"] == D("235.00")
     assert created["Line"][0]["SalesItemLineDetail"]["TaxInclusiveAmt"] == D("120.00")
+
+
+async def test_switching_a_gb_invoice_to_tax_excluded_recomputes_every_figure(gb: Api) -> None:
+    created = await gb.create(
+        "Invoice",
+        invoice("1", sales_line("120.00", "1", code="3"), GlobalTaxCalculation="TaxInclusive"),
+    )
+
+    excluded = await gb.create(
+        "Invoice",
+        {
+            "Id": created["Id"],
+            "SyncToken": created["SyncToken"],
+            "sparse": True,
+            "GlobalTaxCalculation": "TaxExcluded",
+        },
+    )
+
+    assert excluded["TxnTaxDetail"]["TotalTax"] == D("24.00")
+    assert excluded["TotalAmt"] == D("144.00")
+    assert "TaxInclusiveAmt" not in excluded["Line"][0]["SalesItemLineDetail"]
 
 
 async def test_gb_vat_not_applicable(gb: Api) -> None:
@@ -274,6 +327,20 @@ async def test_a_payment_above_what_it_applies_leaves_credit(us: Api) -> None:
     )
     other_customer = await us.post("Payment", payment(inv["Id"], "10", customer="2"))
     assert first_error(other_customer)["code"] == "6000"
+
+
+async def test_a_negative_amount_cannot_be_applied_to_an_invoice(us: Api) -> None:
+    inv = await us.create("Invoice", invoice("1", sales_line("100", code="NON")))
+    await us.create("Payment", payment(inv["Id"], "40"))
+
+    negative = await us.post("Payment", payment(inv["Id"], "-5", total="0"))
+
+    assert negative.status_code == 400
+    assert (first_error(negative)["code"], first_error(negative)["element"]) == (
+        "6000",
+        "Line.Amount",
+    )
+    assert (await us.read("Invoice", inv["Id"]))["Balance"] == D("60.00")
 
 
 async def test_voiding_an_invoice_zeroes_it_and_unapplies_its_payments(us: Api) -> None:

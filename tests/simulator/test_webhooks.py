@@ -198,10 +198,16 @@ async def test_edits_voids_and_deletions_in_quickbooks_are_notified() -> None:
 async def test_companies_not_connected_to_the_app_send_nothing() -> None:
     receiver = Receiver()
     async with simulator_with_receiver(receiver) as sim:
-        sim.state.ledger(US2).create("Customer", WriteRequest({"DisplayName": "Quiet Ltd"}))
-        await asyncio.sleep(0.2)
+        sim.state.tokens.connect(US)
+        quiet = sim.state.ledger(US2).create("Customer", WriteRequest({"DisplayName": "Quiet Ltd"}))
+        loud = sim.state.ledger(US).create("Customer", WriteRequest({"DisplayName": "Loud Ltd"}))
+        # Events go out in order, so once the connected company's has arrived the other one
+        # would have arrived too.
+        deliveries = await receiver.wait_for(1)
 
-    assert receiver.deliveries == []
+    events = [event for delivery in deliveries for event in delivery.payload]
+    assert [(e["intuitaccountid"], e["intuitentityid"]) for e in events] == [(US, loud["Id"])]
+    assert quiet["Id"] == loud["Id"]  # same Id in both companies: only the realm tells them apart
 
 
 async def test_failed_deliveries_follow_intuits_schedule_and_hold_later_events() -> None:

@@ -19,21 +19,30 @@ Where the simulator simplifies Intuit's behaviour:
   Bill and Purchase are writable; CompanyInfo, Preferences, TaxCode and TaxRate are read-only (no
   TaxService). No employees, multicurrency, sub-customers, discounts, group or shipping lines,
   bill payments or attachments. Customer Balance stays at the opening balance. Deactivated
-  customers and vendors get " (deleted)" appended, which frees the name.
+  customers and vendors get " (deleted)" appended, which frees the name. Names are not checked
+  for the colons, tabs and newlines QBO refuses.
 * Tax: US automated sales tax uses the company's one code (8.25%) whatever the addresses; a
   non-taxable customer pays none; an explicit `TxnTaxDetail.TotalTax` is honoured. GB VAT is
   rounded once per rate on the rate's total; with TaxInclusive a line's Amount is taken as gross
-  (QBO's rewriting of Amount to the net figure is not modelled). US purchases carry no tax.
-* Payments: each line links exactly one invoice; paying more than an invoice's open balance is
-  refused; voiding an invoice unapplies its payments; an invoice with payments can't be deleted.
+  (QBO's rewriting of Amount to the net figure is not modelled), and a code with several rates
+  gives the last one the cent that rounding leaves. US purchases carry no tax. A sparse update
+  that sends no Line, TxnTaxDetail or CustomerRef keeps an invoice's tax as it was (an override
+  included; how QBO treats this is not documented); other writes let AST compute again.
+* Payments: each line links exactly one invoice; paying more than an invoice's open balance, or
+  applying a negative amount, is refused; voiding an invoice unapplies its payments; an invoice
+  with payments can't be deleted.
 * Duplicate DocNumber (6140) is checked for invoices only; without custom transaction numbers
   (the US companies) invoices are numbered from 1001.
-* Query: any field may be filtered (real QBO refuses some with 4001); unknown fields match nothing.
+* Query: any field may be filtered (real QBO refuses some with 4001); unknown fields match nothing;
+  a reference compares its `value`, an address object (`PrimaryEmailAddr`) its `Address`.
 * Batch items run in order and see earlier items' writes; no `optionsData`, void or CDCQuery items.
 * CDC: past `cdc_max_objects` the oldest changes are kept. `requestid` answers are remembered
   for the life of the process, faults included; injected faults and throttles are not remembered.
-* Limits: sliding one-minute windows per company; the in-flight limit refuses at once; the
-  all-apps batch limit (120/min), the 800/min combined limit and CorePlus metering are not modelled.
+  Intuit's length limits (50 characters, 36 for a batch, `bId` 10 with a requestid) are not
+  enforced, and a repeat is always a replay, never fault 600.
+* Limits: sliding one-minute windows per company; Intuit's "10 per second per company and app"
+  is modelled as 10 requests in flight, and that limit refuses at once; the all-apps batch limit
+  (120/min), the 800/min combined limit and CorePlus metering are not modelled.
 * Webhooks go only to companies with a live connection, for every change (including an invoice's
   balance moving after a payment); one ordered queue per simulator, so a failing batch holds later
   ones. Name-list deletes are reported as Delete; there is no Merge or Emailed. The admin API has

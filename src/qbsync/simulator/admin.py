@@ -67,6 +67,7 @@ class Admin:
 
     def connect(self, realm_id: str) -> TokenSet:
         """Tokens for a company as if consent and code exchange had happened (not counted)."""
+        self.state.company(realm_id)  # Intuit only knows companies that exist
         return self.state.tokens.connect(realm_id)
 
     def expire_tokens(self, request: ExpireRequest) -> int:

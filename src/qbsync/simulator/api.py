@@ -56,9 +56,9 @@ def build_router(state: SimulatorState) -> APIRouter:
 
     @router.post("/query")
     async def query_by_post(realm_id: str, request: Request) -> Response:
-        statement = (await request.body()).decode()
+        raw = await request.body()
         company = state.companies[realm_id]
-        return answer(realm_id, lambda: {"QueryResponse": query.run(company, statement)})
+        return answer(realm_id, lambda: {"QueryResponse": query.run(company, _text(raw))})
 
     @router.get("/cdc")
     async def change_data_capture(realm_id: str, request: Request) -> Response:
@@ -117,8 +117,15 @@ def _entity(resource: str, allowed: frozenset[str]) -> str:
     return entity
 
 
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise unsupported("The request body is not valid UTF-8.") from exc
+
+
 def _json(raw: bytes) -> object:
     try:
-        return loads(raw)
+        return loads(_text(raw))
     except ValueError as exc:
         raise invalid_property("", f"Request body is not valid JSON: {exc}") from exc

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 # error: answer `status_code`; throttle: answer 429/3001; delay: answer late (real seconds);
 # reset: do the work, then drop the connection instead of answering.
@@ -22,6 +22,17 @@ class FaultSpec(BaseModel):
     method: str | None = None
     # A regular expression searched in the request path, e.g. "/invoice$" or "tokens/bearer".
     path: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _compiles(cls, path: str | None) -> str | None:
+        # Refused here, not by every later request failing to match it.
+        if path is not None:
+            try:
+                re.compile(path)
+            except re.error as exc:
+                raise ValueError(f"path is not a regular expression: {exc}") from exc
+        return path
 
 
 @dataclass

@@ -57,6 +57,7 @@ def _invoice(
         item = ledger.resolve("Item", item_id, "ItemRef")
         detail["ItemRef"] = ledger.named_ref("Item", item)
         rates = line_rates(ledger, detail, mode, purchase=False)
+        detail.pop("TaxInclusiveAmt", None)  # the server's figure, never a stale or sent one
         if rates is None:
             code = ref_id(detail, "TaxCodeRef") or ("TAX" if item.get("Taxable") else "NON")
             detail["TaxCodeRef"] = {"value": code}
@@ -71,7 +72,7 @@ def _invoice(
     if mode is None:
         if customer.get("Taxable") is False:
             us_taxable = []
-        result = _automated_sales_tax(ledger, us_taxable, subtotal, request)
+        result = _automated_sales_tax(ledger, us_taxable, subtotal, previous, request)
     else:
         result = vat(taxed, mode)
     applied = applied_total(ledger, previous)
@@ -97,15 +98,31 @@ def _subtotal_line(subtotal: Decimal) -> JsonObject:
     return {"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}
 
 
+# A sparse update that sends none of these leaves the tax as it was, an override included.
+_TAX_INPUTS = ("Line", "TxnTaxDetail", "CustomerRef")
+
+
 def _automated_sales_tax(
-    ledger: Ledger, taxable: list[Decimal], subtotal: Decimal, request: WriteRequest
+    ledger: Ledger,
+    taxable: list[Decimal],
+    subtotal: Decimal,
+    previous: JsonObject | None,
+    request: WriteRequest,
 ) -> TaxResult:
     company = ledger.company
     code = ledger.read("TaxCode", company.preferences["TaxPrefs"]["TaxGroupCodeRef"]["value"])
     rate_ref = code["SalesTaxRateList"]["TaxRateDetail"][0]["TaxRateRef"]["value"]
     rate = ledger.read("TaxRate", rate_ref)
-    sent_detail = request.sent.get("TxnTaxDetail")
+    sent = request.sent
+    sent_detail = sent.get("TxnTaxDetail")
     override = sent_detail.get("TotalTax") if isinstance(sent_detail, dict) else None
+    if (
+        previous is not None
+        and sent.get("sparse") is True
+        and not any(key in sent for key in _TAX_INPUTS)
+    ):
+        # Changing the due date or a memo must not re-run AST over an overridden amount.
+        override = previous["TxnTaxDetail"]["TotalTax"]
     return us_automated_sales_tax(
         taxable,
         subtotal,

@@ -84,6 +84,9 @@ def _payment_line(ledger: Ledger, line: JsonObject, customer_id: str) -> JsonObj
     if line.get("Amount") is None:
         raise required("Line.Amount")
     amount = money(line["Amount"], "Line.Amount")
+    if amount < 0:
+        # A negative amount would raise the invoice's balance above its total.
+        raise business_rule("The amount applied to an invoice can't be negative.", "Line.Amount")
     linked = sequence(line.get("LinkedTxn") or [], "LinkedTxn")
     if len(linked) != 1:
         raise business_rule("Each payment line must link exactly one invoice.", "LinkedTxn")

@@ -232,7 +232,9 @@ def _lookup(row: JsonObject, path: tuple[str, ...]) -> Any:
             return None
         value = next((item for key, item in value.items() if key.lower() == segment), None)
     if isinstance(value, dict):
-        return value.get("value")  # `CustomerRef = '12'` compares the reference's id
+        # `CustomerRef = '12'` compares the reference's id, `PrimaryEmailAddr = 'a@b.test'`
+        # the address.
+        return value.get("value", value.get("Address"))
     return value
 
 

@@ -17,6 +17,7 @@ GLOBAL_TAX_CALCULATIONS: tuple[GlobalTaxCalculation, ...] = (
     "NotApplicable",
 )
 HUNDRED = Decimal(100)
+ZERO = Decimal("0.00")
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,15 @@ def _split(
             continue
         combined = sum((rate.percent for rate in rates), Decimal(0))
         code_tax = round_money(amount * combined / (HUNDRED + combined))
-        for rate in rates:
-            share = round_money(code_tax * rate.percent / combined) if combined else Decimal(0)
+        # The code's tax is split across its rates; the last takes what rounding leaves, so
+        # that net plus tax is still the gross amount the line carried.
+        left = code_tax
+        for index, rate in enumerate(rates):
+            if index == len(rates) - 1:
+                share = left
+            else:
+                share = round_money(code_tax * rate.percent / combined) if combined else ZERO
+            left -= share
             parts.append((rate, amount - code_tax, share))
     return parts
 

@@ -37,10 +37,23 @@ class SimulatorHandle:
 
 
 class _EmbeddedServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.exit_requested = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         # Signals belong to the test runner, not to a server living inside its loop.
         yield
+
+    async def main_loop(self) -> None:
+        # uvicorn polls `should_exit` every 0.1 s; a test's server stops as soon as it is asked.
+        await self.on_tick(0)
+        await self.exit_requested.wait()
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        self.exit_requested.set()
 
 
 @contextlib.asynccontextmanager
@@ -64,7 +77,7 @@ async def serving(app: ASGIApp, host: str = "127.0.0.1") -> AsyncIterator[str]:
             await asyncio.sleep(0.005)
         yield f"http://{host}:{port}"
     finally:
-        server.should_exit = True
+        server.request_exit()
         await task
 
 
