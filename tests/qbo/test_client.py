@@ -22,6 +22,7 @@ from qbsync.qbo import (
     QboAuthenticationError,
     QboClient,
     QboDuplicateNameError,
+    QboServerError,
     QboStaleObjectError,
     Ref,
     quote,
@@ -155,6 +156,17 @@ async def test_count(intuit: respx.MockRouter, qbo: QboClient) -> None:
     assert route.calls.last.request.url.params["query"] == (
         "SELECT COUNT(*) FROM Invoice WHERE Balance > '0'"
     )
+
+
+@pytest.mark.parametrize("total", [{"n": 1}, "many", 1.5, -1, True])
+async def test_a_count_that_is_not_a_count_is_a_qbo_error(
+    intuit: respx.MockRouter, qbo: QboClient, total: object
+) -> None:
+    intuit.get(f"{COMPANY}/query").respond(
+        200, json={"QueryResponse": {"totalCount": total}, "time": TIME}
+    )
+    with pytest.raises(QboServerError, match="totalCount"):
+        await qbo.count(Invoice)
 
 
 async def test_create_sends_requestid_and_exact_money(
@@ -308,8 +320,9 @@ async def test_requestid_is_validated_before_anything_is_sent(
 async def test_a_requestid_of_50_characters_is_accepted(
     intuit: respx.MockRouter, qbo: QboClient
 ) -> None:
-    intuit.post(f"{COMPANY}/customer").respond(200, json={"Customer": customer(1)})
+    route = intuit.post(f"{COMPANY}/customer").respond(200, json={"Customer": customer(1)})
     await qbo.create(Customer(display_name="Acme"), requestid="r" * 50)
+    assert params(route.calls.last.request)["requestid"] == "r" * 50
 
 
 async def test_batch_with_some_items_failing(
@@ -475,3 +488,87 @@ def test_a_realm_id_cannot_escape_the_path(http: httpx.AsyncClient) -> None:
         QboClient(
             http, make_config(), realm_id="../1", tokens=FakeTokens(), limiter=RecordingLimiter()
         )
+
+
+async def test_query_stops_when_the_server_ignores_startposition(
+    intuit: respx.MockRouter, qbo: QboClient
+) -> None:
+    """A page that is not the one asked for ends the query with an error, not an endless loop."""
+    full_page = {
+        "QueryResponse": {"Customer": [customer(n) for n in range(1, 4)], "startPosition": 1},
+        "time": TIME,
+    }
+    route = intuit.get(f"{COMPANY}/query").respond(200, json=full_page)
+    with pytest.raises(QboServerError, match="page"):
+        [row async for row in qbo.query(Customer, page_size=3)]
+    assert route.call_count == 2
+
+
+async def test_query_stops_when_a_page_repeats_without_saying_where_it_starts(
+    intuit: respx.MockRouter, qbo: QboClient
+) -> None:
+    full_page = {"QueryResponse": {"Customer": [customer(n) for n in range(1, 4)]}, "time": TIME}
+    route = intuit.get(f"{COMPANY}/query").respond(200, json=full_page)
+    with pytest.raises(QboServerError, match="page"):
+        [row async for row in qbo.query(Customer, page_size=3)]
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"Invoice": {"Id": "1", "TotalAmt": "not money"}, "time": TIME},
+        {"Invoice": {"Id": "1", "LinkedTxn": [{"TxnId": "5"}]}, "time": TIME},
+        {"Invoice": {"Id": "1", "TotalAmt": "NaN"}, "time": TIME},
+    ],
+    ids=["bad-amount", "missing-required", "nan-amount"],
+)
+async def test_an_entity_that_does_not_fit_its_model_is_a_qbo_error(
+    intuit: respx.MockRouter, qbo: QboClient, body: dict[str, Any]
+) -> None:
+    """One error hierarchy: never a bare pydantic ValidationError."""
+    intuit.get(f"{COMPANY}/invoice/1").respond(200, json=body, headers={"intuit_tid": "tid-v"})
+    with pytest.raises(QboServerError) as caught:
+        await qbo.get(Invoice, "1")
+    assert caught.value.intuit_tid == "tid-v"
+
+
+async def test_a_query_row_or_cdc_row_that_does_not_fit_is_a_qbo_error(
+    intuit: respx.MockRouter, qbo: QboClient
+) -> None:
+    bad = {"Id": "1", "Balance": "lots"}
+    intuit.get(f"{COMPANY}/query").respond(
+        200, json={"QueryResponse": {"Customer": [bad], "startPosition": 1}, "time": TIME}
+    )
+    with pytest.raises(QboServerError):
+        await qbo.query_all(Customer)
+    intuit.get(f"{COMPANY}/cdc").respond(
+        200, json={"CDCResponse": [{"QueryResponse": [{"Customer": [bad]}]}], "time": TIME}
+    )
+    with pytest.raises(QboServerError):
+        await qbo.cdc([Customer], datetime(2026, 1, 10, tzinfo=UTC))
+
+
+async def test_a_batch_item_with_an_empty_or_odd_fault_is_not_a_success(
+    intuit: respx.MockRouter, qbo: QboClient
+) -> None:
+    intuit.post(f"{COMPANY}/batch").respond(
+        200,
+        json={
+            "BatchItemResponse": [
+                {"bId": "b1", "Fault": {}},
+                {"bId": "b2", "fault": {"error": [{"message": "Duplicate", "code": "6240"}]}},
+                {"bId": "b3", "Customer": {"Id": "1", "Balance": "lots"}},
+            ],
+            "time": TIME,
+        },
+    )
+    operations = [
+        BatchOperation(f"b{n}", "create", Customer(display_name=str(n))) for n in (1, 2, 3)
+    ]
+    first, second, third = await qbo.batch(operations, requestid="batch-odd")
+    assert isinstance(first.error, QboServerError)
+    assert first.entity is None
+    assert isinstance(second.error, QboDuplicateNameError)
+    assert isinstance(third.error, QboServerError)
+    assert [first.ok, second.ok, third.ok] == [False, False, False]

@@ -176,3 +176,29 @@ def test_name_lists_parse_their_minimal_bodies() -> None:
     assert item.income_account_ref is not None
     assert item.income_account_ref.value == "79"
     assert (account.account_type, account.account_sub_type) == ("Income", "ServiceFeeIncome")
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_not_read_as_amounts(constant: bytes) -> None:
+    with pytest.raises(ValueError, match="not a JSON number"):
+        loads(b'{"TotalAmt": ' + constant + b"}")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "123456789012345678901234567890.123456789",
+        "0.000000001",
+        "-0.00",
+        "1E+2",
+        "12.50",
+    ],
+)
+def test_amounts_beyond_float_precision_round_trip_through_an_entity(text: str) -> None:
+    """Read from JSON, held on a model, sent back: the same digits, as a JSON number."""
+    invoice = Invoice.model_validate(loads(b'{"TotalAmt": ' + text.encode() + b"}"))
+    assert invoice.total_amt is not None
+    assert invoice.total_amt.as_tuple() == Decimal(text).as_tuple()
+    sent = dumps(invoice.to_payload())
+    assert sent == b'{"TotalAmt":' + format(Decimal(text), "f").encode() + b"}"
+    assert loads(sent)["TotalAmt"] == Decimal(text)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -27,7 +30,7 @@ from qbsync.qbo import (
     QboThrottledError,
     QboValidationError,
 )
-from qbsync.qbo.errors import INTUIT_THROTTLE_WAIT_SECONDS, redact
+from qbsync.qbo.errors import INTUIT_THROTTLE_WAIT_SECONDS, MAX_TEXT_LENGTH, redact
 from qbsync.qbo.faults import parse_retry_after, read_response
 from tests.qbo import bodies
 from tests.qbo.conftest import ACCESS_TOKEN_1, ACCESS_TOKEN_2, COMPANY, FakeTokens
@@ -153,9 +156,31 @@ def test_throttle_wait_is_retry_after_or_intuits_sixty_seconds() -> None:
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after("120") == 120
+    assert parse_retry_after(" 7 ") == 7
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past
+    future = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    waited = parse_retry_after(future)
+    assert waited is not None
+    assert 88 <= waited <= 90
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize("value", ["inf", "Infinity", "nan", "-5", "1e9", "0x10", "1_000"])
+def test_retry_after_that_is_not_delta_seconds_is_ignored(value: str) -> None:
+    """A nonsense header falls back to the default wait; it never means "wait forever"."""
+    assert parse_retry_after(value) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"Fault": {}, "time": "t"}, {"Fault": {"type": "SystemFault"}}, {"fault": {"error": []}}],
+    ids=["empty", "type-only", "lower-case-empty"],
+)
+def test_a_200_carrying_an_empty_fault_is_still_an_error(body: dict[str, Any]) -> None:
+    with pytest.raises(QboServerError) as caught:
+        read_response(response(200, body))
+    assert caught.value.retryable
 
 
 def test_validation_error_names_the_element_and_says_what_to_fix() -> None:
@@ -264,3 +289,50 @@ async def test_intuit_tid_comes_from_the_response_header(
         await qbo.get(Customer, "9")
     assert caught.value.intuit_tid == "1-66a1b2c3-abcdef"
     assert "intuit_tid=1-66a1b2c3-abcdef" in str(caught.value)
+
+
+async def test_no_token_in_the_logs_or_errors_of_retried_failures(
+    intuit: respx.MockRouter, qbo: QboClient
+) -> None:
+    """S6: failures that are logged on the way (retries) leak no token either."""
+    echo = {
+        "Fault": {
+            "Error": [
+                {
+                    "Message": f"upstream said Bearer {ACCESS_TOKEN_1}",
+                    "Detail": f"refresh_token={REFRESH_TOKEN}",
+                    "code": "10000",
+                }
+            ],
+            "type": "SystemFault",
+        }
+    }
+    intuit.get(f"{COMPANY}/customer/1").mock(
+        side_effect=[
+            httpx.Response(503, json=echo),
+            httpx.ConnectError(f"refused while sending Authorization: Bearer {ACCESS_TOKEN_1}"),
+            httpx.Response(500, json=echo),
+            httpx.Response(502, json=echo),
+        ]
+    )
+    with structlog.testing.capture_logs() as logs, pytest.raises(QboServerError) as caught:
+        await qbo.get(Customer, "1")
+    assert [entry["event"] for entry in logs] == ["qbo_retry"] * 3
+    error = caught.value
+    everything = " ".join(
+        [str(error), repr(error), error.detail or "", error.user_message]
+        + [f"{item.message} {item.detail}" for item in error.errors]
+        + [repr(entry) for entry in logs]
+    )
+    for secret in (ACCESS_TOKEN_1, REFRESH_TOKEN, "first-access-token"):
+        assert secret not in everything
+
+
+def test_redacting_a_huge_message_is_quick_and_cut_short() -> None:
+    """A fault detail of 200 kB (up to the XML cap) must not stall the event loop."""
+    text = "a+" * 100_000 + " Token expired: AB01"
+    started = time.monotonic()
+    cleaned = redact(text)
+    assert time.monotonic() - started < 0.5
+    assert len(cleaned) <= MAX_TEXT_LENGTH + 1
+    assert redact(text, secrets=["AB01"]).count("AB01") == 0

@@ -207,3 +207,50 @@ async def test_revoke_failures_are_typed(intuit: respx.MockRouter, oauth: Intuit
     with pytest.raises(TokenRequestError) as caught:
         await oauth.revoke(OLD_REFRESH)
     assert OLD_REFRESH not in f"{caught.value} {caught.value!r}"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"refresh_token": None},
+        {"refresh_token": ""},
+        {"access_token": None},
+        {"access_token": 12345},
+        {"refresh_token": {"value": "x"}},
+        {"expires_in": "soon"},
+        {"expires_in": 10**30},
+        {"expires_in": -5},
+    ],
+    ids=[
+        "null-refresh",
+        "empty-refresh",
+        "null-access",
+        "numeric-access",
+        "object-refresh",
+        "text-expiry",
+        "huge-expiry",
+        "negative-expiry",
+    ],
+)
+async def test_a_token_response_without_usable_tokens_is_never_returned(
+    intuit: respx.MockRouter, oauth: IntuitOAuth, change: dict[str, object]
+) -> None:
+    """R7: a garbled 200 must not replace the stored refresh token with "None" or ""; the old
+    token stays valid for 24 h, so the refresh is retried instead."""
+    intuit.post(TOKEN_URL).respond(200, json={**token_response(), **change})
+    with pytest.raises(TokenEndpointUnavailableError) as caught:
+        await oauth.refresh(OLD_REFRESH)
+    assert caught.value.retryable
+
+
+@pytest.mark.parametrize("seconds", [10**30, "forever", -1])
+async def test_odd_refresh_expiries_are_left_unknown(
+    intuit: respx.MockRouter, oauth: IntuitOAuth, seconds: object
+) -> None:
+    intuit.post(TOKEN_URL).respond(
+        200, json={**token_response(), "x_refresh_token_hard_expires_in": seconds}
+    )
+    tokens = await oauth.refresh(OLD_REFRESH)
+    assert tokens.refresh_token.get_secret_value() == NEW_REFRESH
+    assert tokens.refresh_hard_expires_at is None
+    assert tokens.refresh_expires_at == NOW + timedelta(seconds=8726400)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -38,3 +38,34 @@ def test_select_bounds() -> None:
         select("Item", max_results=1001)
     with pytest.raises(ValueError, match="1-based"):
         select("Item", start_position=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        ("C:\\Temp", "'C:\\\\Temp'"),
+        # A trailing backslash must not escape the closing quote.
+        ("ends with \\", "'ends with \\\\'"),
+        # Nor may a backslash before an apostrophe un-escape it and end the string early.
+        ("x\\' OR Id > '0", "'x\\\\\\' OR Id > \\'0'"),
+    ],
+)
+def test_quote_escapes_backslashes_before_apostrophes(value: str, quoted: str) -> None:
+    assert quote(value) == quoted
+    # Read back as QuickBooks' lexer would: the literal ends at the last character, once.
+    body, index, unescaped = quoted[1:], 0, []
+    while body[index] != "'":
+        if body[index] == "\\":
+            index += 1
+        unescaped.append(body[index])
+        index += 1
+    assert index == len(body) - 1
+    assert "".join(unescaped) == value
+
+
+def test_quote_writes_decimals_without_an_exponent_and_refuses_naive_times() -> None:
+    assert quote(Decimal("1E+2")) == "'100'"
+    assert quote(Decimal("0.10")) == "'0.10'"
+    assert quote(datetime(2026, 1, 1, tzinfo=UTC)) == "'2026-01-01T00:00:00+00:00'"
+    with pytest.raises(ValueError, match="UTC offset"):
+        quote(datetime(2026, 1, 1))  # noqa: DTZ001

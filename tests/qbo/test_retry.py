@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -105,14 +110,20 @@ async def test_a_storm_of_429_and_503_ends_with_every_job_done(
 ) -> None:
     """R8: 20 concurrent writes through a storm of 429/503 all complete; none is dropped."""
     storm = iter([429, 503, 429, 500, 429, 502] * 4)
+    bodies_by_requestid: dict[str, set[bytes]] = {}
+    created: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
+        requestid = request.url.params["requestid"]
+        bodies_by_requestid.setdefault(requestid, set()).add(request.content)
         status = next(storm, 200)
         if status == 429:
             return httpx.Response(429, json=bodies.THROTTLED_SIMPLE)
         if status >= 500:
             return httpx.Response(status)
-        return httpx.Response(200, json={"Customer": {"Id": "1", "SyncToken": "0"}})
+        created.append(requestid)
+        number = requestid.removeprefix("cl_").removesuffix(":create")
+        return httpx.Response(200, json={"Customer": {"Id": number, "SyncToken": "0"}})
 
     route = intuit.post(f"{COMPANY}/customer").mock(side_effect=answer)
     policy = RetryPolicy(
@@ -135,5 +146,79 @@ async def test_a_storm_of_429_and_503_ends_with_every_job_done(
             for n in range(20)
         )
     )
-    assert len(results) == 20
+    assert [customer.id for customer in results] == [str(n) for n in range(20)]
+    # Each job succeeded exactly once, and every resend carried the same body and requestid.
+    assert sorted(created) == sorted(f"cl_{n}:create" for n in range(20))
+    assert all(len(sent) == 1 for sent in bodies_by_requestid.values())
     assert route.call_count == 24 + 20
+
+
+@dataclass
+class HeldSlots:
+    """A limiter that knows how many of its slots are held right now."""
+
+    held: int = 0
+
+    @asynccontextmanager
+    async def slot(self, realm_id: str, *, batch: bool = False) -> AsyncIterator[None]:
+        self.held += 1
+        try:
+            yield
+        finally:
+            self.held -= 1
+
+
+async def test_no_slot_is_held_while_waiting_to_retry(
+    intuit: respx.MockRouter, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R8: the backoff sleep happens outside the per-company limiter, for every transient kind."""
+    limiter = HeldSlots()
+    held_while_sleeping: list[int] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        held_while_sleeping.append(limiter.held)
+        await real_sleep(0)
+
+    monkeypatch.setattr("qbsync.qbo.retry.asyncio.sleep", sleep)
+    intuit.get(f"{COMPANY}/customer/1").mock(
+        side_effect=[
+            httpx.Response(429, content=bodies.THROTTLED_XML),
+            httpx.Response(503),
+            httpx.ReadTimeout("slow"),
+            OK,
+        ]
+    )
+    client = QboClient(http, make_config(), realm_id=REALM, tokens=FakeTokens(), limiter=limiter)
+    await client.get(Customer, "1")
+    assert held_while_sleeping == [0, 0, 0]
+    assert limiter.held == 0
+
+
+async def test_retry_after_as_an_http_date_is_honoured(
+    intuit: respx.MockRouter, qbo: QboClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr("qbsync.qbo.retry.asyncio.sleep", sleep)
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=1), usegmt=True)
+    intuit.get(f"{COMPANY}/customer/1").mock(
+        side_effect=[httpx.Response(503, headers={"retry-after": when}), OK]
+    )
+    await qbo.get(Customer, "1")
+    (delay,) = slept
+    # At most 1 s away when sent (the date has whole seconds), plus at most 20 % jitter.
+    assert 0 < delay <= 1.2
+
+
+async def test_a_write_without_a_requestid_is_never_sent(
+    intuit: respx.MockRouter, qbo: QboClient
+) -> None:
+    """R3: a POST that could be applied twice on a retry has no way in."""
+    route = intuit.post(f"{COMPANY}/customer").respond(200, json={"Customer": {"Id": "1"}})
+    with pytest.raises(ValueError, match="requestid"):
+        await qbo._request("POST", "customer", body={"DisplayName": "Acme"})
+    assert route.call_count == 0

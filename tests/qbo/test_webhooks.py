@@ -34,6 +34,8 @@ VECTORS = [
     ("test-verifier-token", CLOUDEVENTS_BODY, "TJPlspJg1Fay84BEh43c7xDhSTnOyhoAgyTsaTe9Ezw="),
     ("test-verifier-token", LEGACY_BODY, "urf8fzikceUULaGKElv9FvrGAicu3hpwxX+UDPFGdiQ="),
 ]
+# sha256 of realm, entity, id, operation and UTC time, as ids were first issued.
+LEGACY_UPDATE_DIGEST = "d1f747f9be716c83071f4bdab2c024dd6a5a2147"
 VECTOR_IDS = ["python-quickbooks", "java-sdk", "cloudevents-doc", "legacy-doc"]
 
 
@@ -53,6 +55,8 @@ def test_signature_refuses_any_change(token: str, body: bytes, signature: str) -
     assert not verify_signature(body, None, token)
     assert not verify_signature(body, "", token)
     assert not verify_signature(body, "not base64!", token)
+    assert not verify_signature(body, "ñ" + signature, token)
+    assert not verify_signature(body, signature + signature, token)
     assert not verify_signature(body, signature, "")
 
 
@@ -92,6 +96,7 @@ def test_legacy_example_with_a_merge() -> None:
 
 
 def test_legacy_exact_body_and_the_upper_case_deleted_id_spelling() -> None:
+    """The event id is pinned: ids already stored for dedupe must still match after upgrades."""
     (change,) = parse_webhook(LEGACY_BODY)
     assert change == EntityChange(
         realm_id="9341450000000000",
@@ -99,7 +104,7 @@ def test_legacy_exact_body_and_the_upper_case_deleted_id_spelling() -> None:
         entity_id="130",
         operation="Update",
         occurred_at=datetime(2026, 1, 15, 18, 4, 5, tzinfo=UTC),
-        event_id=change.event_id,
+        event_id="legacy-" + LEGACY_UPDATE_DIGEST,
         deleted_id=None,
         source_format="legacy",
     )
@@ -234,3 +239,83 @@ def test_an_empty_cloudevents_array_has_no_changes() -> None:
 def test_malformed_payloads_raise_a_clear_error(body: bytes, message: str) -> None:
     with pytest.raises(WebhookPayloadError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_webhook(body)
+
+
+def legacy_entity(**fields: object) -> bytes:
+    entity = {
+        "name": "Customer",
+        "id": "5",
+        "operation": "Update",
+        "lastUpdated": "2015-10-05T14:42:19-0700",
+        **fields,
+    }
+    notification = {"realmId": "1", "dataChangeEvent": {"entities": [entity]}}
+    return json.dumps({"eventNotifications": [notification]}).encode()
+
+
+def cloud_event(**fields: object) -> bytes:
+    event = {**json.loads(CLOUDEVENTS_BODY)[0], **fields}
+    return json.dumps([event]).encode()
+
+
+MALFORMED = {
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+    "an integer too long to read": b'{"eventNotifications": [{"realmId": ' + b"1" * 5000 + b"}]}",
+    "not UTF-8": b'{"eventNotifications": "\xff\xfe"}',
+    "a time past year 9999 in UTC": legacy_entity(lastUpdated="9999-12-31T23:59:59-01:00"),
+    "a time before year 1 in UTC": legacy_entity(lastUpdated="0001-01-01T00:00:00+01:00"),
+    "a cloud event time past year 9999": cloud_event(time="9999-12-31T23:59:59-01:00"),
+    "an empty entity in the type": cloud_event(type="qbo..updated.v1"),
+    "an empty operation in the type": cloud_event(type="qbo.invoice..v1"),
+    "a deletedId that is an object": legacy_entity(operation="Merge", deletedId={"id": "7"}),
+    "a deletedId that is a list": legacy_entity(operation="Merge", deletedId=["7"]),
+    "a cloud event deletedId that is a list": cloud_event(data={"deletedId": ["7"]}),
+    "a boolean id": legacy_entity(id=True),
+    "a fractional id": legacy_entity(id=1.5),
+    "an entity name of spaces": legacy_entity(name="   "),
+    "entities null": json.dumps(
+        {"eventNotifications": [{"realmId": "1", "dataChangeEvent": {"entities": None}}]}
+    ).encode(),
+    "dataChangeEvent a list": json.dumps(
+        {"eventNotifications": [{"realmId": "1", "dataChangeEvent": []}]}
+    ).encode(),
+    "a cloud event that is a list": b"[[]]",
+    "a cloud event type that is a number": cloud_event(type=5),
+    "a time that is a number": legacy_entity(lastUpdated=1444081339),
+    "null": b"null",
+    "empty body": b"",
+}
+
+
+@pytest.mark.parametrize("body", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_every_malformed_shape_is_a_webhook_payload_error(body: bytes) -> None:
+    """A body no handler can use is refused with one error type, never a crash."""
+    with pytest.raises(WebhookPayloadError):
+        parse_webhook(body)
+
+
+def test_merges_into_one_record_in_the_same_second_keep_distinct_event_ids() -> None:
+    """The legacy id dedupes retries, but two merges into customer 5 are two events."""
+    body = {
+        "eventNotifications": [
+            {
+                "realmId": "1",
+                "dataChangeEvent": {
+                    "entities": [
+                        {
+                            "name": "Customer",
+                            "id": "5",
+                            "operation": "Merge",
+                            "lastUpdated": "2015-10-05T14:42:19-0700",
+                            "deletedId": deleted,
+                        }
+                        for deleted in ("7", "8")
+                    ]
+                },
+            }
+        ]
+    }
+    first, second = parse_webhook(json.dumps(body).encode())
+    assert first.event_id != second.event_id
+    (again, _) = parse_webhook(json.dumps(body).encode())
+    assert again.event_id == first.event_id

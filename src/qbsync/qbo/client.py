@@ -9,17 +9,24 @@ rides out 429 / 5xx / network errors within the configured bound.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote as quote_path
 
 import httpx
+from pydantic import ValidationError
 
 from qbsync.qbo import codec
 from qbsync.qbo.config import QboConfig
-from qbsync.qbo.entities import CompanyInfo, Preferences, QboEntity, entity_from_wire
+from qbsync.qbo.entities import (
+    ENTITY_TYPES,
+    CompanyInfo,
+    Preferences,
+    QboEntity,
+    entity_from_wire,
+)
 from qbsync.qbo.errors import QboAuthenticationError, QboError, QboNetworkError, QboServerError
 from qbsync.qbo.faults import INTUIT_TID_HEADER, fault_error, read_response
 from qbsync.qbo.query import MAX_RESULTS, count_statement, select
@@ -146,14 +153,23 @@ class QboClient:
         """Every matching object, fetched page by page (build `where` with `query.quote`)."""
         name = _type_name(entity_type)
         start = 1
+        previous_first: Any = None
         while True:
             statement = select(
                 name, where, order_by=order_by, start_position=start, max_results=page_size
             )
             reply = await self._request("GET", "query", params={"query": statement})
-            rows = _query_rows(reply, name)
+            rows = _query_rows(reply, name, start)
+            # A server that ignores STARTPOSITION would hand back the same full page forever.
+            first = rows[0].get("Id") if rows and isinstance(rows[0], Mapping) else None
+            if start > 1 and first is not None and first == previous_first:
+                raise QboServerError(
+                    f"QuickBooks repeated the query page before position {start}",
+                    intuit_tid=reply.intuit_tid,
+                )
+            previous_first = first
             for row in rows:
-                yield entity_type.model_validate(row)
+                yield _validate(entity_type, row, reply)
             if len(rows) < page_size:
                 return
             start += len(rows)
@@ -169,7 +185,10 @@ class QboClient:
         response = reply.body.get("QueryResponse")
         if not isinstance(response, Mapping):
             raise _unexpected(reply, "QueryResponse")
-        return int(response.get("totalCount", 0))
+        total = response.get("totalCount", 0)
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise _unexpected(reply, "QueryResponse.totalCount")
+        return total
 
     async def create(self, entity: E, *, requestid: str) -> E:
         _check_request_id(requestid, MAX_REQUEST_ID_LENGTH)
@@ -275,7 +294,9 @@ class QboClient:
                 for key, rows in group.items() if isinstance(group, Mapping) else ():
                     if isinstance(rows, list):
                         changes.setdefault(key, []).extend(
-                            entity_from_wire(key, row) for row in rows if isinstance(row, dict)
+                            _from_wire(key, row, reply.intuit_tid)
+                            for row in rows
+                            if isinstance(row, dict)
                         )
         return CdcResult(changes=changes, object_count=sum(len(rows) for rows in changes.values()))
 
@@ -288,6 +309,10 @@ class QboClient:
         body: Any = None,
         batch: bool = False,
     ) -> _Reply:
+        if method != "GET" and not (params or {}).get("requestid"):
+            # Retries resend writes; only a requestid makes Intuit answer a repeat with the
+            # first response instead of applying it twice.
+            raise ValueError(f"a {method} to {path} needs a requestid")
         url = f"{self._base_url}/{path}"
         query = {"minorversion": str(self._config.minor_version), **(params or {})}
         content = None if body is None else codec.dumps(body)
@@ -331,7 +356,8 @@ class QboClient:
                     headers=headers,
                     timeout=self._config.timeout_seconds,
                 )
-            except httpx.TransportError as error:
+            except httpx.RequestError as error:
+                # Transport failures, and a body that could not be decoded (bad gzip).
                 raise QboNetworkError(
                     f"QuickBooks could not be reached ({type(error).__name__})", secrets=(token,)
                 ) from error
@@ -348,13 +374,22 @@ def _batch_result(
             f"QuickBooks returned no result for batch item {bid}", intuit_tid=intuit_tid
         )
         return BatchItemResult(bid=bid, entity=None, error=error)
-    fault = item.get("Fault") or item.get("fault")
-    if isinstance(fault, Mapping):
+    # The key's presence is the signal: an empty Fault is still a failure, never an entity.
+    fault = item.get("Fault")
+    if fault is None:
+        fault = item.get("fault")
+    if fault is not None:
+        if not isinstance(fault, Mapping):
+            fault = {}
         error = fault_error(fault, intuit_tid=intuit_tid)
         return BatchItemResult(bid=bid, entity=None, error=error)
     for key, value in item.items():
-        if key != "bId" and isinstance(value, dict):
-            return BatchItemResult(bid=bid, entity=entity_from_wire(key, value), error=None)
+        if key not in ("bId", "Fault", "fault") and isinstance(value, dict):
+            try:
+                entity = _from_wire(key, value, intuit_tid)
+            except QboServerError as invalid:
+                return BatchItemResult(bid=bid, entity=None, error=invalid)
+            return BatchItemResult(bid=bid, entity=entity, error=None)
     error = QboServerError(f"batch item {bid} carried no entity", intuit_tid=intuit_tid)
     return BatchItemResult(bid=bid, entity=None, error=error)
 
@@ -364,16 +399,49 @@ def _entity(reply: _Reply, entity_type: type[E]) -> E:
     data = reply.body.get(name)
     if not isinstance(data, dict):
         raise _unexpected(reply, name)
-    return entity_type.model_validate(data)
+    return _validate(entity_type, data, reply)
 
 
-def _query_rows(reply: _Reply, name: str) -> list[Any]:
+def _validate(entity_type: type[E], data: Any, reply: _Reply) -> E:
+    return _checked(lambda: entity_type.model_validate(data), entity_type, reply.intuit_tid)
+
+
+def _from_wire(name: str, data: dict[str, Any], intuit_tid: str | None) -> QboEntity:
+    entity_type = ENTITY_TYPES.get(name, QboEntity)
+    return _checked(lambda: entity_from_wire(name, data), entity_type, intuit_tid)
+
+
+def _checked(parse: Callable[[], E], entity_type: type[QboEntity], tid: str | None) -> E:
+    """A body that does not fit our model is QuickBooks answering oddly: a QboError like any.
+
+    The message names the fields, never their values (which could be anything).
+    """
+    try:
+        return parse()
+    except ValidationError as invalid:
+        fields = sorted(
+            {".".join(str(part) for part in error["loc"]) for error in invalid.errors()}
+        )
+        raise QboServerError(
+            f"QuickBooks sent a {entity_type.entity_name or 'record'} that does not fit: "
+            + ", ".join(fields[:5]),
+            intuit_tid=tid,
+        ) from None
+
+
+def _query_rows(reply: _Reply, name: str, start: int) -> list[Any]:
     response = reply.body.get("QueryResponse")
     if not isinstance(response, Mapping):
         raise _unexpected(reply, "QueryResponse")
     rows = response.get(name, [])
     if not isinstance(rows, list):
         raise _unexpected(reply, f"QueryResponse.{name}")
+    answered = response.get("startPosition")
+    if rows and answered is not None and str(answered) != str(start):
+        raise QboServerError(
+            f"QuickBooks answered the query page at position {answered}, not {start}",
+            intuit_tid=reply.intuit_tid,
+        )
     return rows
 
 

@@ -15,7 +15,12 @@ from typing import Any
 
 
 def loads(data: bytes | str) -> Any:
-    return json.loads(data, parse_float=Decimal)
+    """JSON with fractions as exact `Decimal`; NaN and Infinity (which `json` accepts) refused."""
+    return json.loads(data, parse_float=Decimal, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def dumps(value: Any) -> bytes:
@@ -37,6 +42,8 @@ def _encode(value: Any) -> str:
     if isinstance(value, Mapping):
         items = (f"{_encode(str(key))}:{_encode(item)}" for key, item in value.items())
         return "{" + ",".join(items) + "}"
+    if isinstance(value, bytes | bytearray):
+        raise TypeError("cannot encode bytes as JSON")
     if isinstance(value, Sequence):
         return "[" + ",".join(_encode(item) for item in value) + "]"
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")

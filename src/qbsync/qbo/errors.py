@@ -24,19 +24,31 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(token[\"']?[^:=\n]{0,20}[:=]\s*[\"']?)[^\s,;\"'}]+"),
     # JWT/JWE-shaped strings (Intuit's access tokens), every dot-separated part.
     re.compile(r"()eyJ[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)+"),
-    # Long opaque letter-and-digit runs: refresh tokens ("AB11…"), secrets. Without "-", "/"
-    # and ".", so UUIDs, request ids and URL paths in Intuit's messages stay readable.
-    re.compile(r"()\b(?=[A-Za-z0-9_+]*\d)(?=[A-Za-z0-9_+]*[A-Za-z])[A-Za-z0-9_+]{32,}=*"),
 )
+# Long opaque letter-and-digit runs: refresh tokens ("AB11…"), secrets. Without "-", "/" and ".",
+# so UUIDs, request ids and URL paths in Intuit's messages stay readable. Matched as whole runs
+# and checked for a digit and a letter afterwards: lookaheads at every boundary made a long
+# "a+a+a+…" take quadratic time.
+_OPAQUE_RUN = re.compile(r"(?<![A-Za-z0-9_+])[A-Za-z0-9_+]{32,}=*")
+# Intuit's messages are short; a huge one is cut so redacting it stays cheap.
+MAX_TEXT_LENGTH = 2000
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
+    if len(text) > MAX_TEXT_LENGTH:
+        text = text[:MAX_TEXT_LENGTH] + "…"
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda match: match.group(1) + REDACTED, text)
-    return text
+    return _OPAQUE_RUN.sub(_opaque, text)
+
+
+def _opaque(match: re.Match[str]) -> str:
+    run = match.group(0)
+    looks_secret = any(c.isdigit() for c in run) and any(c.isalpha() for c in run)
+    return REDACTED if looks_secret else run
 
 
 @dataclass(frozen=True)

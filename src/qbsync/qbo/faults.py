@@ -9,6 +9,7 @@ then the text.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ from qbsync.qbo.errors import (
 )
 
 INTUIT_TID_HEADER = "intuit_tid"
+_DELTA_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
+_MAX_RETRY_AFTER_SECONDS = 86_400.0
 # A fault body is small; anything bigger is not worth parsing for a message.
 _MAX_FAULT_BYTES = 256 * 1024
 
@@ -131,24 +134,32 @@ def _classify(status: int | None, code: str | None, text: str) -> type[QboError]
         return QboDuplicateRequestError
     if (status is not None and status >= 500) or (code is not None and _numeric(code) >= 10000):
         return QboServerError
+    # A Fault with nothing in it, on a 200 (or no status, in a batch item): not a verdict on
+    # our data, so nothing to fix; treat it as QuickBooks misbehaving.
+    if code is None and not text.strip() and (status is None or 200 <= status < 300):
+        return QboServerError
     return QboValidationError
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date).
+
+    Anything else ("inf", "nan", "-5", "1e9") is ignored, so the caller's default wait applies;
+    a wait is capped at a day so it always fits a timestamp.
+    """
+    if not value or not value.strip():
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    value = value.strip()
+    if _DELTA_SECONDS.fullmatch(value):
+        return min(float(value), _MAX_RETRY_AFTER_SECONDS)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(0.0, seconds), _MAX_RETRY_AFTER_SECONDS)
 
 
 def _parse_body(content: bytes) -> Any:
@@ -161,7 +172,10 @@ def _parse_body(content: bytes) -> Any:
 def _fault_of(
     body: Mapping[str, Any], secrets: Sequence[str]
 ) -> tuple[list[FaultItem], str | None] | None:
-    fault = body.get("Fault") or body.get("fault")
+    # The key's presence is the signal: even an empty Fault is not a success.
+    fault = body.get("Fault")
+    if fault is None:
+        fault = body.get("fault")
     return _fault_items(fault, secrets) if isinstance(fault, Mapping) else None
 
 

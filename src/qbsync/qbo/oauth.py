@@ -108,15 +108,20 @@ class IntuitOAuth:
         tid = response.headers.get(INTUIT_TID_HEADER)
         try:
             payload = codec.loads(response.content)
-            access_token = str(payload["access_token"])
-            refresh_token = str(payload["refresh_token"])
-            expires_in = int(payload["expires_in"])
-        except (ValueError, KeyError, TypeError) as error:
-            # Intuit may have rotated the token and lost the answer; the old refresh token stays
-            # valid for 24 h, so trying again later is safe.
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            payload = {}
+        access_token = _token(payload.get("access_token"))
+        refresh_token = _token(payload.get("refresh_token"))
+        expires_in = _seconds(payload.get("expires_in"))
+        if access_token is None or refresh_token is None or expires_in is None:
+            # Never hand back "None" or "" to be stored over the real refresh token. Intuit may
+            # have rotated it and lost the answer; the old one stays valid for 24 h, so trying
+            # again later is safe.
             raise TokenEndpointUnavailableError(
                 "the token endpoint answered without a usable token", intuit_tid=tid
-            ) from error
+            )
         return TokenSet(
             access_token=SecretStr(access_token),
             refresh_token=SecretStr(refresh_token),
@@ -185,10 +190,25 @@ def _oauth_error(content: bytes) -> tuple[str | None, str | None]:
     )
 
 
-def _after(start: datetime, seconds: Any) -> datetime | None:
-    if seconds is None:
+# Longer than any lifetime Intuit gives (the hard cap is 5 years); beyond it a value is garbage.
+_MAX_LIFETIME_SECONDS = 20 * 366 * 24 * 3600
+
+
+def _token(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _seconds(value: Any) -> int | None:
+    """A lifetime in whole seconds, or None when the value is not a sane one."""
+    if isinstance(value, bool):
         return None
     try:
-        return start + timedelta(seconds=int(seconds))
-    except (TypeError, ValueError):
+        seconds = int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return seconds if 0 < seconds <= _MAX_LIFETIME_SECONDS else None
+
+
+def _after(start: datetime, value: Any) -> datetime | None:
+    seconds = _seconds(value)
+    return None if seconds is None else start + timedelta(seconds=seconds)

@@ -1,7 +1,10 @@
 """Building QuickBooks query statements safely.
 
 Values always travel as single-quoted strings (QuickBooks compares numbers and dates that way
-too); an apostrophe inside is escaped with a backslash, as Intuit documents.
+too); an apostrophe inside is escaped with a backslash, as Intuit documents. The backslash is the
+escape character, so a backslash in a value is doubled first: otherwise a value ending in a
+backslash leaves the literal unterminated, and one holding backslash-apostrophe ends it early and
+lets the rest of the value add clauses to the query.
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ QueryValue = str | int | Decimal | date | datetime
 def quote(value: QueryValue) -> str:
     if isinstance(value, bool):
         raise TypeError("write booleans as the bare words true / false")
-    text = value.isoformat() if isinstance(value, date | datetime) else str(value)
-    return "'" + text.replace("'", "\\'") + "'"
+    if isinstance(value, datetime) and value.utcoffset() is None:
+        raise ValueError("a datetime in a query must carry a UTC offset")
+    if isinstance(value, date | datetime):
+        text = value.isoformat()
+    elif isinstance(value, Decimal):
+        text = format(value, "f")  # never "1E+2"
+    else:
+        text = str(value)
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def in_list(values: Iterable[QueryValue]) -> str:

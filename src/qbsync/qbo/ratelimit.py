@@ -5,6 +5,11 @@ the last unit: a sliding-window log of requests (N a window), a second log for b
 window; a batch also counts as a request, as at Intuit), and a semaphore of in-flight requests (M).
 In-flight slots are leases scored by their expiry, so a process killed mid-request gives its
 slot back once the lease runs out. Time is Redis's own clock, so hosts' clocks may disagree.
+
+A slot is given back however its holder ends: the release runs in its own task, shielded, because
+anyio (FastAPI) cancels again at every await of a cancelled task, which would otherwise cancel the
+release itself and leave the slot taken until its lease runs out. An acquire interrupted after
+Redis ran the script (cancelled, or the reply lost) gives back the lease it may have taken.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from qbsync.qbo.errors import RateLimiterUnavailableError
 
 log = structlog.get_logger(__name__)
 _random = secrets.SystemRandom()
+# The event loop keeps only weak references to tasks: hold releases until they finish.
+_releases: set[asyncio.Task[None]] = set()
 
 # KEYS: requests log, in-flight leases[, batch log]
 # ARGV: lease id, window ms, request limit, in-flight limit, lease ms[, batch limit]
@@ -101,9 +108,14 @@ class RedisRateLimiter:
             try:
                 wait_ms = int(await self._script(keys=keys, args=args))
             except RedisError as error:
+                # The script may have run before the reply was lost.
+                await self._release(realm_id, lease_id)
                 raise RateLimiterUnavailableError(
                     f"the rate limiter could not reach Redis ({type(error).__name__})"
                 ) from error
+            except BaseException:
+                await self._release(realm_id, lease_id)
+                raise
             if wait_ms == 0:
                 return lease_id
             if wait_ms < 0:
@@ -114,6 +126,13 @@ class RedisRateLimiter:
             await asyncio.sleep(delay)
 
     async def _release(self, realm_id: str, lease_id: str) -> None:
+        """Give the in-flight slot back, even when the caller is being cancelled."""
+        task = asyncio.ensure_future(self._remove_lease(realm_id, lease_id))
+        _releases.add(task)
+        task.add_done_callback(_releases.discard)
+        await asyncio.shield(task)
+
+    async def _remove_lease(self, realm_id: str, lease_id: str) -> None:
         try:
             await self._redis.zrem(self._key(realm_id, "inflight"), lease_id)
         except RedisError as error:

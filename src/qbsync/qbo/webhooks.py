@@ -103,10 +103,13 @@ def verify_signature(body: bytes, signature: str | None, verifier_token: str) ->
 
 
 def parse_webhook(body: bytes) -> list[EntityChange]:
+    """Every change in a delivery; any body that is not a usable payload raises
+    `WebhookPayloadError` (never KeyError, TypeError or RecursionError)."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WebhookPayloadError(f"the body is not JSON: {error}") from error
+    except (ValueError, RecursionError) as error:
+        # ValueError covers bad JSON, bad UTF-8 and integers too long to convert.
+        raise WebhookPayloadError(f"the body is not JSON: {type(error).__name__}") from None
     if isinstance(payload, list):
         return [_cloud_event(event, f"[{index}]") for index, event in enumerate(payload)]
     if isinstance(payload, Mapping):
@@ -132,7 +135,10 @@ def _legacy(notifications: Any) -> list[EntityChange]:
             entity_id = _string(entity, "id", at)
             operation = _operation(_string(entity, "operation", at))
             occurred_at = _timestamp(_string(entity, "lastUpdated", at), f"{at}.lastUpdated")
-            deleted = entity.get("deletedId", entity.get("deletedID"))
+            deleted_id = _deleted_id(entity, at)
+            event_id = _legacy_event_id(
+                realm_id, name, entity_id, operation, occurred_at, deleted_id
+            )
             changes.append(
                 EntityChange(
                     realm_id=realm_id,
@@ -140,8 +146,8 @@ def _legacy(notifications: Any) -> list[EntityChange]:
                     entity_id=entity_id,
                     operation=operation,
                     occurred_at=occurred_at,
-                    event_id=_legacy_event_id(realm_id, name, entity_id, operation, occurred_at),
-                    deleted_id=None if deleted is None else str(deleted),
+                    event_id=event_id,
+                    deleted_id=deleted_id,
                     source_format="legacy",
                 )
             )
@@ -152,14 +158,12 @@ def _cloud_event(raw: Any, where: str) -> EntityChange:
     event = _object(raw, where)
     event_type = _string(event, "type", where)
     parts = event_type.split(".")
-    if len(parts) < 3 or parts[0] != "qbo":
+    if len(parts) < 3 or parts[0] != "qbo" or not parts[1].strip() or not parts[2].strip():
         raise WebhookPayloadError(
-            f"{where}.type: expected qbo.<entity>.<operation>.v<N>, got {event_type!r}"
+            f"{where}.type: expected qbo.<entity>.<operation>.v<N>, got {_shown(event_type)}"
         )
     data = event.get("data")
-    deleted = None
-    if isinstance(data, Mapping):
-        deleted = data.get("deletedId", data.get("deletedID"))
+    deleted_id = _deleted_id(data, f"{where}.data") if isinstance(data, Mapping) else None
     return EntityChange(
         realm_id=_string(event, "intuitaccountid", where),
         entity=_entity_name(parts[1]),
@@ -167,16 +171,36 @@ def _cloud_event(raw: Any, where: str) -> EntityChange:
         operation=_operation(parts[2]),
         occurred_at=_timestamp(_string(event, "time", where), f"{where}.time"),
         event_id=_string(event, "id", where),
-        deleted_id=None if deleted is None else str(deleted),
+        deleted_id=deleted_id,
         source_format="cloudevents",
     )
 
 
+def _deleted_id(container: Mapping[str, Any], where: str) -> str | None:
+    """Merge's merged-away id; both spellings seen in Intuit's material."""
+    key = "deletedId" if "deletedId" in container else "deletedID"
+    if container.get(key) is None:
+        return None
+    return _string(container, key, where)
+
+
 def _legacy_event_id(
-    realm_id: str, entity: str, entity_id: str, operation: str, occurred_at: datetime
+    realm_id: str,
+    entity: str,
+    entity_id: str,
+    operation: str,
+    occurred_at: datetime,
+    deleted_id: str | None,
 ) -> str:
-    """Stable across Intuit's retries, which resend the same (realm, entity, id, op, time)."""
-    key = "\x1f".join((realm_id, entity, entity_id, operation, occurred_at.isoformat()))
+    """Stable across Intuit's retries, which resend the same (realm, entity, id, op, time).
+
+    A merge also counts what was merged away: two customers merged into one in the same second
+    are two events. (Added only when present, so other events keep the ids they always had.)
+    """
+    parts = [realm_id, entity, entity_id, operation, occurred_at.isoformat()]
+    if deleted_id is not None:
+        parts.append(deleted_id)
+    key = "\x1f".join(parts)
     return "legacy-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
@@ -193,10 +217,13 @@ def _timestamp(raw: str, where: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(raw.strip())
     except ValueError as error:
-        raise WebhookPayloadError(f"{where}: not an ISO-8601 time: {raw!r}") from error
+        raise WebhookPayloadError(f"{where}: not an ISO-8601 time: {_shown(raw)}") from error
     if parsed.tzinfo is None:
-        raise WebhookPayloadError(f"{where}: the time has no UTC offset: {raw!r}")
-    return parsed.astimezone(UTC)
+        raise WebhookPayloadError(f"{where}: the time has no UTC offset: {_shown(raw)}")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as error:
+        raise WebhookPayloadError(f"{where}: the time is out of range: {_shown(raw)}") from error
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
@@ -219,3 +246,8 @@ def _string(container: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise WebhookPayloadError(f"{where}.{key}: expected a non-empty string")
     return value
+
+
+def _shown(raw: str) -> str:
+    """A sender's value in a message, cut short: messages end up in logs."""
+    return repr(raw if len(raw) <= 64 else raw[:64] + "…")
