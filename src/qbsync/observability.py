@@ -68,7 +68,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
         logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _CurrentStderr())),
-        cache_logger_on_first_use=True,
+        # Not cached: a logger picks up the configuration in force when it logs (tests rely on it).
+        cache_logger_on_first_use=False,
     )
 
 

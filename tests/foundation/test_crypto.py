@@ -72,7 +72,7 @@ async def test_rotate_keys_reencrypts_every_row_and_leaves_no_plaintext(db: Data
             connection = Connection(
                 id=uuid.uuid4(),
                 org_id=f"org_rot_{index}_{uuid.uuid4().hex[:6]}",
-                realm_id="9341450000000000",
+                realm_id=f"934145000000000{index}",
                 status=ConnectionStatus.CONNECTED,
             )
             seal(old, connection, TokenPair(f"{ACCESS}-{index}", f"{REFRESH}-{index}"))
