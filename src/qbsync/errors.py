@@ -12,6 +12,58 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details with a stable `code`.",
+    "required": ["type", "title", "status", "code", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "Stable, for programs to branch on."},
+        "detail": {"type": "string", "description": "For people: what happened, what to do."},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Each field at fault.",
+            "items": {
+                "type": "object",
+                "required": ["field", "code", "message"],
+                "properties": {
+                    "field": {"type": "string"},
+                    "location": {"type": "string"},
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_PROBLEM_DESCRIPTIONS = {
+    400: "The request can't be processed",
+    401: "Missing, expired or invalid platform token",
+    403: "The organisation's plan does not include integrations",
+    404: "Not found for this organisation",
+    409: "The resource is in a state that does not allow this",
+    413: "The request body is too large",
+    422: "A field is not valid; `errors` names each one",
+    500: "Unexpected error; quote the request id to support",
+    503: "A dependency is unavailable; retry shortly",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem+json answers a route can give."""
+    return {
+        status: {
+            "description": _PROBLEM_DESCRIPTIONS[status],
+            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
+
 
 class AppError(Exception):
     """An error a caller can act on. Subclasses fix `status` and `code`; `detail` is for people."""

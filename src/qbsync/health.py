@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from qbsync.db import Database
-from qbsync.errors import PROBLEM_JSON
+from qbsync.errors import PROBLEM_JSON, problem_responses
 from qbsync.observability import metrics_endpoint
 from qbsync.queue import JobQueue
 
@@ -26,7 +26,7 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
+    status: Literal["ready"]
     checks: dict[str, CheckState]
 
 
@@ -39,7 +39,16 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     summary="Postgres and Redis answer",
-    responses={503: {"description": "A dependency is down", "model": Readiness}},
+    responses={
+        503: {
+            "description": "A dependency is down: a problem body that also carries `checks`",
+            "content": {
+                PROBLEM_JSON: {
+                    "schema": problem_responses(503)[503]["content"][PROBLEM_JSON]["schema"]
+                }
+            },
+        }
+    },
 )
 async def readyz(request: Request) -> JSONResponse:
     db: Database = request.app.state.db
@@ -47,9 +56,8 @@ async def readyz(request: Request) -> JSONResponse:
     database, redis = await asyncio.gather(_check(db.ping()), _check(queue.redis.ping()))
     checks: dict[str, CheckState] = {"database": database, "redis": redis}
     ready = all(state == "ok" for state in checks.values())
-    body = Readiness(status="ready" if ready else "not_ready", checks=checks)
     if ready:
-        return JSONResponse(body.model_dump())
+        return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
     return JSONResponse(
         {
             "type": "https://qbsync.dev/problems/not-ready",
@@ -58,7 +66,7 @@ async def readyz(request: Request) -> JSONResponse:
             "code": "not_ready",
             "detail": "A dependency is down: "
             + ", ".join(name for name, state in checks.items() if state != "ok"),
-            **body.model_dump(),
+            "checks": checks,
         },
         status_code=503,
         media_type=PROBLEM_JSON,

@@ -36,6 +36,7 @@ async def test_readyz_is_503_when_the_database_is_down(settings: Settings, redis
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
     assert body["code"] == "not_ready"
+    assert body["status"] == 503
     assert body["checks"] == {"database": "down", "redis": "ok"}
 
 

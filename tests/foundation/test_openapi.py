@@ -13,10 +13,22 @@ def test_the_committed_contract_matches_the_app() -> None:
     assert COMMITTED.read_text() == openapi_document(), "run `make openapi` and commit the result"
 
 
-def test_every_operation_documents_problem_responses() -> None:
+def test_every_operation_documents_its_problem_responses() -> None:
     document = json.loads(openapi_document())
-    assert document["info"]["title"] == "qbsync"
-    assert "/readyz" in document["paths"]
+    operations = [
+        (path, operation)
+        for path, methods in document["paths"].items()
+        if path.startswith("/v1/")
+        for operation in methods.values()
+    ]
+    assert operations
+    for path, operation in operations:
+        responses = operation["responses"]
+        for status in ("422", "500"):
+            assert "application/problem+json" in responses[status]["content"], (path, status)
+        if path != "/v1/quickbooks/callback":
+            assert {"401", "403"} <= responses.keys(), path
+    assert "HTTPValidationError" not in json.dumps(document)
 
 
 def test_openapi_command_writes_the_file(tmp_path: Path) -> None:

@@ -15,11 +15,17 @@ from qbsync.connections.schemas import (
 )
 from qbsync.db import Database
 from qbsync.deps import SessionDep, SettingsDep
+from qbsync.errors import problem_responses
 from qbsync.models import ConnectionStatus
 from qbsync.models.base import utcnow
 from qbsync.security import OrgDep
 
-router = APIRouter(prefix="/v1/quickbooks", tags=["connection"])
+router = APIRouter(
+    prefix="/v1/quickbooks",
+    tags=["connection"],
+    responses=problem_responses(413, 422, 500, 503),
+)
+ORG_ERRORS = problem_responses(401, 403)
 KEPT = "Your data and mappings are kept; reconnect any time."
 DISCONNECT_MESSAGES = {
     service.Revocation.REVOKED: f"Disconnected. {KEPT}",
@@ -48,6 +54,7 @@ Param = Annotated[str | None, Query(max_length=2048)]
     "/connect",
     response_model=ConnectStarted,
     summary="Start connecting a QuickBooks company",
+    responses=ORG_ERRORS,
     description="Answers the Intuit consent URL. Its state is single-use, bound to this org and "
     "user, and expires in 10 minutes.",
 )
@@ -88,6 +95,7 @@ async def callback(
     "/connection",
     response_model=ConnectionStatusView,
     summary="Connection status, company and token health",
+    responses=ORG_ERRORS,
 )
 async def get_connection(org: OrgDep, session: SessionDep) -> ConnectionStatusView:
     connection = await service.get_connection(session, org.org_id)
@@ -98,7 +106,7 @@ async def get_connection(org: OrgDep, session: SessionDep) -> ConnectionStatusVi
     "/connection/test",
     response_model=ConnectionTestReport,
     summary="Run read-only checks against QuickBooks",
-    responses={404: {"description": "Never connected"}},
+    responses=ORG_ERRORS | problem_responses(404),
 )
 async def test_connection(
     org: OrgDep, session: SessionDep, db: DatabaseDep, intuit: IntuitDep
@@ -111,7 +119,7 @@ async def test_connection(
     "/connection",
     response_model=DisconnectResult,
     summary="Disconnect: revoke at Intuit, forget the tokens, keep data and mappings",
-    responses={404: {"description": "Never connected"}},
+    responses=ORG_ERRORS | problem_responses(404),
 )
 async def disconnect(org: OrgDep, session: SessionDep, intuit: IntuitDep) -> DisconnectResult:
     connection = await service.require_connection(session, org.org_id, lock=True)
