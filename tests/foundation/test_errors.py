@@ -74,6 +74,9 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     wrong_method = await client.delete("/healthz")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["code"] == "method_not_allowed"
+    shared = await client.put("/v1/quickbooks/connection")
+    assert shared.status_code == 405
+    assert shared.headers["allow"] == "DELETE, GET"
 
 
 async def test_oversized_body_is_refused_before_work(
