@@ -47,6 +47,10 @@ async def test_connection_test_passes_for_a_healthy_us_company(
         "read_accounts",
         "read_tax_codes",
         "read_invoices",
+        "read_payments",
+        "read_vendors",
+        "read_bills",
+        "read_expenses",
     ):
         assert checks[name]["outcome"] == "pass", checks[name]
     assert "Craig's Design and Landscaping" in checks["company_file"]["message"]

@@ -14,15 +14,19 @@ from qbsync.db import Database
 from qbsync.models import Connection, ConnectionStatus, EntityMapping, MappingKind
 from qbsync.qbo import (
     Account,
+    Bill,
     Customer,
     InvalidGrantError,
     Invoice,
     Item,
+    Payment,
+    Purchase,
     QboClient,
     QboEntity,
     QboError,
     TaxCode,
     TokenError,
+    Vendor,
 )
 
 HARD_EXPIRY_WARNING = timedelta(days=30)
@@ -32,6 +36,10 @@ READS: list[tuple[str, type[QboEntity]]] = [
     ("accounts", Account),
     ("tax codes", TaxCode),
     ("invoices", Invoice),
+    ("payments", Payment),
+    ("vendors", Vendor),
+    ("bills", Bill),
+    ("expenses", Purchase),
 ]
 
 
