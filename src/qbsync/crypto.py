@@ -86,12 +86,6 @@ class Keyring:
         except InvalidTag as error:
             raise CryptoError("ciphertext failed authentication") from error
 
-    def needs_rotation(self, ciphertext: str) -> bool:
-        return key_id_of(ciphertext) != self.primary_key_id
-
-    def rotate(self, ciphertext: str, *, context: str) -> str:
-        return self.encrypt(self.decrypt(ciphertext, context=context), context=context)
-
 
 def key_id_of(ciphertext: str) -> str:
     return _split(ciphertext)[1]

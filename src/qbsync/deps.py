@@ -1,11 +1,10 @@
-"""Short dependency aliases for routers: the unit of work, the queue, the shared clients."""
+"""Short dependency aliases for routers: the request's unit of work and the settings."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import httpx
 from fastapi import Depends, Request
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,11 +23,6 @@ def get_settings(request: Request) -> Settings:
 def get_queue(request: Request) -> JobQueue:
     queue: JobQueue = request.app.state.queue
     return queue
-
-
-def get_http(request: Request) -> httpx.AsyncClient:
-    http: httpx.AsyncClient = request.app.state.http
-    return http
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -55,5 +49,3 @@ def _database_unavailable() -> ServiceUnavailableError:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-QueueDep = Annotated[JobQueue, Depends(get_queue)]
-HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]

@@ -104,11 +104,6 @@ class ConflictError(AppError):
     code = "conflict"
 
 
-class UnprocessableError(AppError):
-    status = 422
-    code = "validation_error"
-
-
 class UnauthorizedError(AppError):
     status = 401
     code = "unauthenticated"

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.db import Database
@@ -32,10 +32,6 @@ class JobRequest:
 
 def redis_settings(url: str) -> RedisSettings:
     return RedisSettings.from_dsn(url)
-
-
-async def connect(url: str) -> ArqRedis:
-    return await create_pool(redis_settings(url))
 
 
 class JobQueue:
