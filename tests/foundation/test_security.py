@@ -95,6 +95,7 @@ async def test_alg_none_is_refused(whoami: httpx.AsyncClient) -> None:
     assert response.status_code == 401
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 async def test_hs256_token_with_a_different_algorithm_is_refused(
     whoami: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
