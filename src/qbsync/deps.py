@@ -1,4 +1,4 @@
-"""Short dependency aliases for routers: the request's unit of work and the settings."""
+"""Short dependency aliases for routers: the request's unit of work, the settings, the queue."""
 
 from __future__ import annotations
 
@@ -49,3 +49,4 @@ def _database_unavailable() -> ServiceUnavailableError:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]

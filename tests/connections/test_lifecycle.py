@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+from arq.connections import ArqRedis
 from sqlalchemy import select, update
 
 from qbsync.db import Database
@@ -19,6 +20,7 @@ from qbsync.models import (
     SyncRecord,
 )
 from qbsync.models.base import utcnow
+from qbsync.settings import Settings
 from qbsync.simulator.admin import ExpireRequest
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
@@ -89,18 +91,23 @@ async def test_connection_test_when_intuit_revoked_access(
     make_token: TokenFactory,
     simulator: SimulatorHandle,
     db: Database,
+    redis: ArqRedis,
+    settings: Settings,
 ) -> None:
-    """The user removed the app inside QuickBooks: refresh gives invalid_grant → needs_reauth."""
+    """The user removed the app inside QuickBooks: refresh gives invalid_grant → needs_reauth,
+    and the platform's event is queued at once."""
     await consent.connect()
     simulator.admin.disconnect(US_REALM)
     async with db.sessions() as session:
         await session.execute(update(Connection).values(access_expires_at=utcnow()))
         await session.commit()
+    queued_before = await redis.zcard(settings.redis.queue_name)
     checks = await _test(client, make_token())
     assert checks["credentials"]["outcome"] == "fail"
     assert "reconnect" in checks["credentials"]["message"].lower()
     status = await client.get("/v1/quickbooks/connection", headers=bearer(make_token()))
     assert status.json()["status"] == "needs_reauth"
+    assert await redis.zcard(settings.redis.queue_name) == queued_before + 1
 
 
 async def test_connection_test_before_connecting_is_404(

@@ -28,6 +28,7 @@ from qbsync.qbo import (
     TokenError,
     Vendor,
 )
+from qbsync.queue import JobQueue
 
 HARD_EXPIRY_WARNING = timedelta(days=30)
 READS: list[tuple[str, type[QboEntity]]] = [
@@ -44,10 +45,15 @@ READS: list[tuple[str, type[QboEntity]]] = [
 
 
 async def run_checks(
-    session: AsyncSession, db: Database, intuit: IntuitAccess, connection: Connection, now: datetime
+    session: AsyncSession,
+    db: Database,
+    queue: JobQueue,
+    intuit: IntuitAccess,
+    connection: Connection,
+    now: datetime,
 ) -> ConnectionTestReport:
     checks: list[CheckResult] = []
-    client = await _credentials(db, intuit, connection, checks)
+    client = await _credentials(db, queue, intuit, connection, checks)
     if client is None:
         checks.append(_skipped("company_file"))
         checks.extend(_skipped(f"read_{name.replace(' ', '_')}") for name, _ in READS)
@@ -63,7 +69,11 @@ async def run_checks(
 
 
 async def _credentials(
-    db: Database, intuit: IntuitAccess, connection: Connection, checks: list[CheckResult]
+    db: Database,
+    queue: JobQueue,
+    intuit: IntuitAccess,
+    connection: Connection,
+    checks: list[CheckResult],
 ) -> QboClient | None:
     name = "credentials"
     if connection.status is not ConnectionStatus.CONNECTED:
@@ -75,7 +85,7 @@ async def _credentials(
             )
         )
         return None
-    tokens = ConnectionTokens(db, intuit, connection.id)
+    tokens = ConnectionTokens(db, intuit, connection.id, queue)
     try:
         await tokens.access_token()
     except InvalidGrantError:

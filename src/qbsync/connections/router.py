@@ -14,7 +14,7 @@ from qbsync.connections.schemas import (
     DisconnectResult,
 )
 from qbsync.db import Database
-from qbsync.deps import SessionDep, SettingsDep
+from qbsync.deps import QueueDep, SessionDep, SettingsDep
 from qbsync.errors import problem_responses
 from qbsync.models import ConnectionStatus
 from qbsync.models.base import utcnow
@@ -109,10 +109,10 @@ async def get_connection(org: OrgDep, session: SessionDep) -> ConnectionStatusVi
     responses=ORG_ERRORS | problem_responses(404),
 )
 async def test_connection(
-    org: OrgDep, session: SessionDep, db: DatabaseDep, intuit: IntuitDep
+    org: OrgDep, session: SessionDep, db: DatabaseDep, queue: QueueDep, intuit: IntuitDep
 ) -> ConnectionTestReport:
     connection = await service.require_connection(session, org.org_id)
-    return await checks.run_checks(session, db, intuit, connection, utcnow())
+    return await checks.run_checks(session, db, queue, intuit, connection, utcnow())
 
 
 @router.delete(

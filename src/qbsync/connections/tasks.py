@@ -38,7 +38,7 @@ async def refresh_expiring_tokens(ctx: WorkerContext) -> int:
         )
     refreshed = 0
     for connection_id in due:
-        tokens = ConnectionTokens(ctx["db"], ctx["intuit"], connection_id)
+        tokens = ConnectionTokens(ctx["db"], ctx["intuit"], connection_id, ctx["queue"])
         try:
             await tokens.refresh_now(unless_refreshed_after=now - timedelta(hours=1))
             refreshed += 1

@@ -23,6 +23,7 @@ from qbsync.models import Connection, ConnectionStatus
 from qbsync.models.base import utcnow
 from qbsync.notify import service as notify
 from qbsync.qbo import InvalidGrantError, TokenSet
+from qbsync.queue import JobQueue, take_pending
 
 # Refresh this long before the access token expires, so no call starts with a dying token.
 ACCESS_MARGIN = timedelta(minutes=5)
@@ -44,10 +45,18 @@ def needs_refresh(connection: Connection, now: datetime) -> bool:
 class ConnectionTokens:
     """An `AccessTokenProvider` for one connection, safe to share between concurrent calls."""
 
-    def __init__(self, db: Database, intuit: IntuitAccess, connection_id: uuid.UUID) -> None:
+    def __init__(
+        self,
+        db: Database,
+        intuit: IntuitAccess,
+        connection_id: uuid.UUID,
+        queue: JobQueue | None = None,
+    ) -> None:
         self._db = db
         self._intuit = intuit
         self._connection_id = connection_id
+        # Without a queue, the platform still hears of a dead grant through the redrive cron.
+        self._queue = queue
         self._last_token: str | None = None
 
     async def access_token(self, *, force_refresh: bool = False) -> str:
@@ -90,6 +99,8 @@ class ConnectionTokens:
                     session, connection, "QuickBooks refused the stored refresh token"
                 )
                 await session.commit()
+                if self._queue is not None:
+                    await self._queue.enqueue_all(take_pending(session))
                 log.warning("connection_needs_reauth", connection_id=str(connection.id))
                 raise
             store_tokens(self._intuit, connection, fresh)
