@@ -17,6 +17,7 @@ from qbsync.simulator.lines import (
     line_rates,
     numbered,
     output_line,
+    required_ref,
     sent_lines,
     tax_mode,
     zeroed,
@@ -28,10 +29,7 @@ from qbsync.simulator.tax import Rate, TaxedLine, TaxResult, us_automated_sales_
 def _invoice(
     ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
 ) -> JsonObject:
-    customer_id = ref_id(candidate, "CustomerRef")
-    if customer_id is None:
-        raise required("CustomerRef")
-    customer = ledger.resolve("Customer", customer_id, "CustomerRef")
+    customer = required_ref(ledger, candidate, "CustomerRef", "Customer")
     mode = tax_mode(ledger, candidate)
     txn_date = header(ledger, candidate, previous)
     lines: list[JsonObject] = []
@@ -51,10 +49,7 @@ def _invoice(
             raise required(SALES_LINE)
         detail = dict(mapping(line[SALES_LINE], SALES_LINE))
         amount = line_amount(line, detail)
-        item_id = ref_id(detail, "ItemRef")
-        if item_id is None:
-            raise required("ItemRef")
-        item = ledger.resolve("Item", item_id, "ItemRef")
+        item = required_ref(ledger, detail, "ItemRef", "Item")
         detail["ItemRef"] = ledger.named_ref("Item", item)
         rates = line_rates(ledger, detail, mode, purchase=False)
         detail.pop("TaxInclusiveAmt", None)  # the server's figure, never a stale or sent one

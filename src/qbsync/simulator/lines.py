@@ -145,6 +145,22 @@ def zeroed(body: JsonObject) -> JsonObject:
     return body
 
 
+def required_ref(ledger: Ledger, body: JsonObject, key: str, entity: str) -> JsonObject:
+    """The active object `body[key]` points to; 2020 naming `key` when it is absent."""
+    object_id = ref_id(body, key)
+    if object_id is None:
+        raise required(key)
+    return ledger.resolve(entity, object_id, key)
+
+
+def account_or_default(ledger: Ledger, body: JsonObject, key: str, subtype: str) -> JsonObject:
+    """The account `body[key]` names, or the company's account of `subtype` as QBO defaults."""
+    account_id = ref_id(body, key)
+    if account_id is None:
+        return account_of_subtype(ledger, subtype)
+    return ledger.resolve("Account", account_id, key)
+
+
 def account_of_subtype(ledger: Ledger, subtype: str) -> JsonObject:
     for account in ledger.company.table("Account").values():
         if account.get("AccountSubType") == subtype and account.get("Active"):

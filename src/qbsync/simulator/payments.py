@@ -5,11 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from qbsync.simulator.errors import business_rule, invalid_enum, invalid_reference, required
-from qbsync.simulator.fields import mapping, money, ref_id, sequence
+from qbsync.simulator.fields import mapping, money, sequence
 from qbsync.simulator.invoices import linked_invoice, refresh_invoice
 from qbsync.simulator.jsonio import JsonObject
 from qbsync.simulator.ledger import EntityRules, Ledger, WriteRequest
-from qbsync.simulator.lines import ZERO, account_of_subtype, header, zeroed
+from qbsync.simulator.lines import ZERO, account_or_default, header, required_ref, zeroed
 from qbsync.simulator.store import writable_copy
 
 
@@ -25,17 +25,14 @@ def _payment(
     ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
 ) -> JsonObject:
     company = ledger.company
-    customer_id = ref_id(candidate, "CustomerRef")
-    if customer_id is None:
-        raise required("CustomerRef")
-    customer = ledger.resolve("Customer", customer_id, "CustomerRef")
+    customer = required_ref(ledger, candidate, "CustomerRef", "Customer")
     if candidate.get("TotalAmt") is None:
         raise required("TotalAmt")
     total = money(candidate["TotalAmt"], "TotalAmt")
     if total < 0:
         raise business_rule("The payment amount can't be negative.", "TotalAmt")
     header(ledger, candidate, previous)
-    lines = [_payment_line(ledger, line, customer_id) for line in _optional_lines(candidate)]
+    lines = [_payment_line(ledger, line, customer["Id"]) for line in _optional_lines(candidate)]
     links = _links({"Line": lines})
     own_id = previous["Id"] if previous else None
     for invoice_id, amount in links.items():
@@ -58,12 +55,7 @@ def _payment(
     applied = sum(links.values(), ZERO)
     if applied > total:
         raise business_rule("The amounts applied to invoices exceed the payment total.", "TotalAmt")
-    deposit_id = ref_id(candidate, "DepositToAccountRef")
-    deposit = (
-        ledger.resolve("Account", deposit_id, "DepositToAccountRef")
-        if deposit_id
-        else account_of_subtype(ledger, "UndepositedFunds")
-    )
+    deposit = account_or_default(ledger, candidate, "DepositToAccountRef", "UndepositedFunds")
     candidate.update(
         CustomerRef=ledger.named_ref("Customer", customer),
         DepositToAccountRef=ledger.named_ref("Account", deposit),

@@ -12,12 +12,13 @@ from qbsync.simulator.lines import (
     ACCOUNT_LINE,
     ITEM_LINE,
     ZERO,
-    account_of_subtype,
+    account_or_default,
     header,
     line_amount,
     line_rates,
     numbered,
     output_line,
+    required_ref,
     sent_lines,
     tax_mode,
     zeroed,
@@ -67,20 +68,12 @@ def _expense_totals(
 def _bill(
     ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
 ) -> JsonObject:
-    vendor_id = ref_id(candidate, "VendorRef")
-    if vendor_id is None:
-        raise required("VendorRef")
-    vendor = ledger.resolve("Vendor", vendor_id, "VendorRef")
+    vendor = required_ref(ledger, candidate, "VendorRef", "Vendor")
     mode = tax_mode(ledger, candidate)
     txn_date = header(ledger, candidate, previous)
     lines, taxed = _expense_lines(ledger, candidate, mode)
     total, tax_detail = _expense_totals(lines, taxed, mode)
-    ap_id = ref_id(candidate, "APAccountRef")
-    ap = (
-        ledger.resolve("Account", ap_id, "APAccountRef")
-        if ap_id
-        else account_of_subtype(ledger, "AccountsPayable")
-    )
+    ap = account_or_default(ledger, candidate, "APAccountRef", "AccountsPayable")
     candidate.update(
         VendorRef=ledger.named_ref("Vendor", vendor),
         APAccountRef=ledger.named_ref("Account", ap),
@@ -102,10 +95,7 @@ def _purchase(
         raise required("PaymentType")
     if payment_type not in PAYMENT_TYPES:
         raise invalid_enum("PaymentType", payment_type)
-    account_id = ref_id(candidate, "AccountRef")
-    if account_id is None:
-        raise required("AccountRef")
-    account = ledger.resolve("Account", account_id, "AccountRef")
+    account = required_ref(ledger, candidate, "AccountRef", "Account")
     expected = "Credit Card" if payment_type == "CreditCard" else "Bank"
     if account["AccountType"] != expected:
         raise business_rule(
