@@ -9,10 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from qbsync.db import Database
 from qbsync.models import Connection
+from qbsync.models.base import utcnow
 from qbsync.settings import Settings
 from qbsync.simulator.admin import AuthorizeRequest
 from qbsync.simulator.config import SimulatorConfig
@@ -63,6 +64,13 @@ async def load_connection(db: Database, org_id: str = "org_1") -> Connection:
         )
         assert row is not None
         return row
+
+
+async def expire_access_token(db: Database) -> None:
+    """qbsync's stored access token is due for a refresh (QuickBooks is not told)."""
+    async with db.sessions() as session:
+        await session.execute(update(Connection).values(access_expires_at=utcnow()))
+        await session.commit()
 
 
 @dataclass

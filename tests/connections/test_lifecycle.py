@@ -7,11 +7,10 @@ from datetime import timedelta
 
 import httpx
 from arq.connections import ArqRedis
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from qbsync.db import Database
 from qbsync.models import (
-    Connection,
     ConnectionStatus,
     EntityMapping,
     MappingKind,
@@ -25,7 +24,14 @@ from qbsync.simulator.admin import ExpireRequest
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
-from tests.connections.conftest import OTHER_US_REALM, UK_REALM, US_REALM, Consent, load_connection
+from tests.connections.conftest import (
+    OTHER_US_REALM,
+    UK_REALM,
+    US_REALM,
+    Consent,
+    expire_access_token,
+    load_connection,
+)
 
 
 async def _test(client: httpx.AsyncClient, token: str) -> dict[str, dict[str, str]]:
@@ -98,9 +104,7 @@ async def test_connection_test_when_intuit_revoked_access(
     and the platform's event is queued at once."""
     await consent.connect()
     simulator.admin.disconnect(US_REALM)
-    async with db.sessions() as session:
-        await session.execute(update(Connection).values(access_expires_at=utcnow()))
-        await session.commit()
+    await expire_access_token(db)
     queued_before = await redis.zcard(settings.redis.queue_name)
     checks = await _test(client, make_token())
     assert checks["credentials"]["outcome"] == "fail"

@@ -31,17 +31,11 @@ from qbsync.settings import Settings
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory
-from tests.connections.conftest import US_REALM, Consent, load_connection
+from tests.connections.conftest import US_REALM, Consent, expire_access_token, load_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 4
 JOBS_PER_PROCESS = 50
-
-
-async def _expire_access(db: Database) -> None:
-    async with db.sessions() as session:
-        await session.execute(update(Connection).values(access_expires_at=utcnow()))
-        await session.commit()
 
 
 @pytest.fixture
@@ -124,7 +118,7 @@ async def test_token_endpoint_down_keeps_the_connection_and_defers(
 ) -> None:
     """R7: 5xx from the token endpoint → retryable error, connection stays connected."""
     await consent.connect()
-    await _expire_access(db)
+    await expire_access_token(db)
     simulator.admin.inject(FaultSpec(kind="error", status_code=503, times=5, path="tokens/bearer"))
     intuit: IntuitAccess = app.state.intuit  # type: ignore[attr-defined]
     connection = await load_connection(db)
@@ -145,7 +139,7 @@ async def test_token_endpoint_timeout_keeps_the_connection(
 ) -> None:
     """R7: a timeout is not a verdict on the token."""
     await consent.connect()
-    await _expire_access(db)
+    await expire_access_token(db)
     hurried = settings.model_copy(
         update={"intuit": settings.intuit.model_copy(update={"timeout_seconds": 0.2})}
     )
@@ -165,7 +159,7 @@ async def test_invalid_grant_marks_needs_reauth_and_tells_the_platform(
 ) -> None:
     """R7: only invalid_grant, checked against stored tokens under the lock, is fatal."""
     await consent.connect()
-    await _expire_access(db)
+    await expire_access_token(db)
     simulator.admin.disconnect(US_REALM)
     intuit: IntuitAccess = app.state.intuit  # type: ignore[attr-defined]
     connection = await load_connection(db)
