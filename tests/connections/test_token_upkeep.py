@@ -224,3 +224,20 @@ async def test_the_upkeep_cron_rolls_tokens_nearing_idle_expiry(
         )
     assert warning is not None
     assert warning.payload["warning"] == "reconnect_required_soon"
+
+
+async def test_one_job_reads_its_token_once_then_reuses_it(
+    consent: Consent, db: Database, app: object
+) -> None:
+    """A job's calls don't each cost a database read; a rejected token is looked up again."""
+    await consent.connect()
+    intuit: IntuitAccess = app.state.intuit  # type: ignore[attr-defined]
+    connection = await load_connection(db)
+    tokens = ConnectionTokens(db, intuit, connection.id)
+    first = await tokens.access_token()
+    async with db.sessions() as session:
+        await session.execute(update(Connection).values(access_token=None, refresh_token=None))
+        await session.commit()
+    assert await tokens.access_token() == first
+    with pytest.raises(ConnectionUnusableError):
+        await tokens.access_token(force_refresh=True)

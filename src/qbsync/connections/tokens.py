@@ -58,18 +58,26 @@ class ConnectionTokens:
         # Without a queue, the platform still hears of a dead grant through the redrive cron.
         self._queue = queue
         self._last_token: str | None = None
+        # A provider serves one job: its calls reuse the token instead of reading the row each time.
+        self._last_expires_at: datetime | None = None
 
     async def access_token(self, *, force_refresh: bool = False) -> str:
+        expires_at = self._last_expires_at
+        fresh_enough = expires_at is not None and expires_at - utcnow() > ACCESS_MARGIN
+        if not force_refresh and self._last_token and fresh_enough:
+            return self._last_token
         rejected = self._last_token if force_refresh else None
         async with self._db.sessions() as session:
             connection = await self._load(session, lock=False)
             tokens = self._open(connection)
             if not needs_refresh(connection, utcnow()) and tokens.access_token != rejected:
-                self._last_token = tokens.access_token
+                self._remember(tokens.access_token, connection.access_expires_at)
                 return tokens.access_token
-        token = await self._refresh(rejected)
+        return await self._refresh(rejected)
+
+    def _remember(self, token: str, expires_at: datetime | None) -> None:
         self._last_token = token
-        return token
+        self._last_expires_at = expires_at
 
     async def refresh_now(self, *, unless_refreshed_after: datetime) -> None:
         """Roll the refresh token forward (upkeep), unless someone did so recently."""
@@ -89,6 +97,7 @@ class ConnectionTokens:
                     return tokens.access_token
             elif not needs_refresh(connection, utcnow()) and tokens.access_token != rejected:
                 await session.commit()
+                self._remember(tokens.access_token, connection.access_expires_at)
                 return tokens.access_token
             try:
                 fresh = await self._intuit.oauth.refresh(tokens.refresh_token)
@@ -106,7 +115,9 @@ class ConnectionTokens:
             store_tokens(self._intuit, connection, fresh)
             await session.commit()
             log.info("access_token_refreshed", connection_id=str(connection.id))
-            return fresh.access_token.get_secret_value()
+            token = fresh.access_token.get_secret_value()
+            self._remember(token, fresh.access_expires_at)
+            return token
 
     async def _load(self, session: AsyncSession, *, lock: bool) -> Connection:
         statement = select(Connection).where(Connection.id == self._connection_id)
