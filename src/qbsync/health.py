@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from qbsync.db import Database
-from qbsync.errors import PROBLEM_JSON, problem_responses
+from qbsync.errors import problem, problem_responses
 from qbsync.observability import metrics_endpoint
 from qbsync.queue import JobQueue
 
@@ -42,11 +42,7 @@ async def healthz() -> Health:
     responses={
         503: {
             "description": "A dependency is down: a problem body that also carries `checks`",
-            "content": {
-                PROBLEM_JSON: {
-                    "schema": problem_responses(503)[503]["content"][PROBLEM_JSON]["schema"]
-                }
-            },
+            "content": problem_responses(503)[503]["content"],
         }
     },
 )
@@ -58,19 +54,8 @@ async def readyz(request: Request) -> JSONResponse:
     ready = all(state == "ok" for state in checks.values())
     if ready:
         return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
-    return JSONResponse(
-        {
-            "type": "https://qbsync.dev/problems/not-ready",
-            "title": "Service Unavailable",
-            "status": 503,
-            "code": "not_ready",
-            "detail": "A dependency is down: "
-            + ", ".join(name for name, state in checks.items() if state != "ok"),
-            "checks": checks,
-        },
-        status_code=503,
-        media_type=PROBLEM_JSON,
-    )
+    down = ", ".join(name for name, state in checks.items() if state != "ok")
+    return problem(503, "not_ready", f"A dependency is down: {down}", extra={"checks": checks})
 
 
 async def _check(probe: Awaitable[Any]) -> CheckState:
