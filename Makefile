@@ -25,7 +25,7 @@ run: $(STAMP) ## Migrate and start API + worker (+ QuickBooks simulator without 
 	$(BIN)/qbsync dev --port $(PORT)
 
 test: $(STAMP) lint ## Lint, then run the whole test suite
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
 
 lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check $(CODE)

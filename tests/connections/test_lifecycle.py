@@ -35,7 +35,7 @@ from tests.connections.conftest import (
 
 
 async def _test(client: httpx.AsyncClient, token: str) -> dict[str, dict[str, str]]:
-    response = await client.post("/v1/quickbooks/connection/test", headers=bearer(token))
+    response = await client.post("/v1/quickbooks/test-connection", headers=bearer(token))
     assert response.status_code == 200, response.text
     body = response.json()
     return {check["name"]: check for check in body["checks"]} | {"_": {"ok": str(body["ok"])}}
@@ -117,7 +117,7 @@ async def test_connection_test_when_intuit_revoked_access(
 async def test_connection_test_before_connecting_is_404(
     client: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    response = await client.post("/v1/quickbooks/connection/test", headers=bearer(make_token()))
+    response = await client.post("/v1/quickbooks/test-connection", headers=bearer(make_token()))
     assert response.status_code == 404
     assert response.json()["code"] == "not_connected"
 

@@ -52,7 +52,7 @@ async def test_no_plaintext_token_in_database_logs_or_jobs(
         await session.commit()
 
     simulator.admin.expire_tokens(ExpireRequest(kind="access", realm_id=US_REALM))
-    tested = await client.post("/v1/quickbooks/connection/test", headers=bearer(make_token()))
+    tested = await client.post("/v1/quickbooks/test-connection", headers=bearer(make_token()))
     assert tested.json()["ok"] is True
     async with db.sessions() as session:
         row = await session.scalar(select(Connection).execution_options(populate_existing=True))

@@ -103,7 +103,7 @@ async def get_connection(org: OrgDep, session: SessionDep) -> ConnectionStatusVi
 
 
 @router.post(
-    "/connection/test",
+    "/test-connection",
     response_model=ConnectionTestReport,
     summary="Run read-only checks against QuickBooks",
     responses=ORG_ERRORS | problem_responses(404),
