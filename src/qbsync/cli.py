@@ -138,7 +138,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
             [sys.executable, "-m", "qbsync.cli", "worker"],
         ]
         if settings.uses_simulator:
-            commands.append([sys.executable, "-m", "qbsync.cli", "simulator"])
+            simulator_dir = str(settings.data_dir / "simulator")
+            commands.append(
+                [sys.executable, "-m", "qbsync.cli", "simulator", "--data-dir", simulator_dir]
+            )
         return _supervise(commands, port)
 
 
@@ -174,12 +177,12 @@ def _supervise(commands: list[list[str]], port: int) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from qbsync.simulator.config import SimulatorConfig
     from qbsync.simulator.server import serve
+    from qbsync.simulator_launch import simulator_config
 
     # A test double needs none of qbsync's production secrets; it never runs in production mode.
     settings = Settings(env="dev")
-    config = SimulatorConfig.from_settings(settings)
+    config = simulator_config(settings, data_dir=args.data_dir)
     asyncio.run(serve(config, args.host or "127.0.0.1", args.port or settings.simulator.port))
     return 0
 
@@ -215,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulator = commands.add_parser("simulator", help="run the QuickBooks Online simulator")
     simulator.add_argument("--host")
     simulator.add_argument("--port", type=int)
+    simulator.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep companies, tokens and documents in this folder across restarts "
+        "(default: in memory only)",
+    )
     simulator.set_defaults(handler=cmd_simulator)
     return parser
 

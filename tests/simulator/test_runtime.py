@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from qbsync.settings import Settings
 from qbsync.simulator import SimulatorConfig
 from qbsync.simulator.clock import SimClock
 from qbsync.simulator.server import serve
+from qbsync.simulator_launch import simulator_config
 
 
 def test_config_from_settings_uses_qbsyncs_intuit_credentials() -> None:
@@ -24,9 +26,10 @@ def test_config_from_settings_uses_qbsyncs_intuit_credentials() -> None:
         simulator={"time_scale": 60, "webhook_format": "legacy"},
     )
 
-    config = SimulatorConfig.from_settings(settings)
+    config = simulator_config(settings, data_dir=Path("state/sim"))
 
     assert (config.client_id, config.client_secret, config.verifier_token) == ("cid", "cs", "vt")
+    assert (config.app_name, config.data_dir) == ("qbsync", Path("state/sim"))
     assert config.redirect_uris == ("http://127.0.0.1:8000/v1/quickbooks/callback",)
     assert config.webhook_url == "http://127.0.0.1:8123/v1/quickbooks/webhooks"
     assert (config.time_scale, config.webhook_format) == (60, "legacy")

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NoReturn
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from qbsync.simulator import batch, cdc, query
-from qbsync.simulator.errors import QboError, invalid_property, unsupported
+from qbsync.simulator.errors import (
+    QboError,
+    duplicate_request_id,
+    invalid_property,
+    unsupported,
+)
 from qbsync.simulator.jsonio import JsonObject, json_response, loads
 from qbsync.simulator.state import SimulatorState
 from qbsync.simulator.store import ALL_ENTITIES, BY_LOWER_NAME, WRITABLE, StoredResponse
+
+# Intuit's limits on a requestid: 50 characters, 36 on a batch request.
+REQUESTID_MAX = 50
+BATCH_REQUESTID_MAX = 36
 
 
 def build_router(state: SimulatorState) -> APIRouter:
@@ -24,17 +34,27 @@ def build_router(state: SimulatorState) -> APIRouter:
         except QboError as error:
             return json_response({"Fault": error.fault_json(), "time": time}, error.status_code)
 
-    async def once(realm_id: str, request: Request, produce: Callable[[], JsonObject]) -> Response:
-        """With `requestid`, the first answer is stored and replayed byte for byte."""
+    async def once(
+        realm_id: str, request: Request, fingerprint: str, produce: Callable[[], JsonObject]
+    ) -> Response:
+        """With `requestid`, the first answer is stored and replayed byte for byte.
+
+        Replayed only to the same kind of request (`fingerprint`: entity and operation, or
+        "batch"); the id used for anything else is refused with fault 600, never answered
+        with another entity's response.
+        """
         requestid = request.query_params.get("requestid")
         if not requestid:
             return answer(realm_id, produce)
         state.stats.record_requestid(realm_id, requestid)
         company = state.companies[realm_id]
         stored = company.responses.get(requestid)
+        if stored is not None and stored.fingerprint != fingerprint:
+            return answer(realm_id, lambda: _raise(duplicate_request_id(requestid)))
         if stored is None:
-            response = answer(realm_id, produce)
-            stored = StoredResponse(response.status_code, bytes(response.body))
+            limit = BATCH_REQUESTID_MAX if fingerprint == "batch" else REQUESTID_MAX
+            response = answer(realm_id, lambda: _checked_requestid(requestid, limit, produce))
+            stored = StoredResponse(response.status_code, bytes(response.body), fingerprint)
             company.responses[requestid] = stored
         return Response(stored.body, stored.status_code, media_type="application/json")
 
@@ -80,8 +100,14 @@ def build_router(state: SimulatorState) -> APIRouter:
     async def run_batch(realm_id: str, request: Request) -> Response:
         raw = await request.body()
         ledger = state.ledger(realm_id)
+        with_requestid = "requestid" in request.query_params
         return await once(
-            realm_id, request, lambda: batch.run(ledger, _json(raw), state.config.batch_max_items)
+            realm_id,
+            request,
+            "batch",
+            lambda: batch.run(
+                ledger, _json(raw), state.config.batch_max_items, with_requestid=with_requestid
+            ),
         )
 
     @router.get("/{resource}/{object_id}")
@@ -105,9 +131,35 @@ def build_router(state: SimulatorState) -> APIRouter:
             entity = _entity(resource, WRITABLE)
             return {entity: ledger.write(entity, params.get("operation"), _json(raw), include)}
 
-        return await once(realm_id, request, produce)
+        fingerprint = " ".join(
+            (resource.lower(), _operation(params.get("operation"), raw), *sorted(include))
+        )
+        return await once(realm_id, request, fingerprint, produce)
 
     return router
+
+
+def _operation(operation: str | None, raw: bytes) -> str:
+    """The operation a write performs: as the URL says, else create or update by its Id."""
+    if operation:
+        return operation.lower()
+    try:
+        body = loads(raw)
+    except ValueError:
+        return "create"
+    return "update" if isinstance(body, dict) and "Id" in body else "create"
+
+
+def _checked_requestid(requestid: str, limit: int, produce: Callable[[], JsonObject]) -> JsonObject:
+    if len(requestid) > limit:
+        raise invalid_property(
+            "requestid", f"requestid can be at most {limit} characters long: {requestid}"
+        )
+    return produce()
+
+
+def _raise(error: QboError) -> NoReturn:
+    raise error
 
 
 def _entity(resource: str, allowed: frozenset[str]) -> str:

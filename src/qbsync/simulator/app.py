@@ -25,11 +25,15 @@ def create_simulator_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sim.webhooks.start()
+        if sim.saver is not None:
+            sim.saver.start()
         try:
             yield
         finally:
             sim.stopping.set()
             await sim.webhooks.stop()
+            if sim.saver is not None:
+                await sim.saver.stop()
 
     app = FastAPI(title="QuickBooks Online simulator", lifespan=lifespan)
     app.state.simulator = sim

@@ -14,7 +14,11 @@ from qbsync.simulator.store import WRITABLE
 OPERATIONS = frozenset({"create", "update", "delete"})
 
 
-def run(ledger: Ledger, body: Any, max_items: int) -> JsonObject:
+# With a requestid, Intuit allows batch item ids of at most 10 characters.
+BID_MAX_WITH_REQUESTID = 10
+
+
+def run(ledger: Ledger, body: Any, max_items: int, *, with_requestid: bool = False) -> JsonObject:
     items = mapping(body, "BatchItemRequest").get("BatchItemRequest")
     if items is None:
         raise required("BatchItemRequest")
@@ -25,9 +29,24 @@ def run(ledger: Ledger, body: Any, max_items: int) -> JsonObject:
             "Batch size exceeds allowed limit",
             f"The batch has {len(items)} items; the limit is {max_items}.",
         )
-    # Items run one after another, so a later item sees what an earlier one created; Intuit
-    # promises neither order nor visibility.
-    return {"BatchItemResponse": [_item(ledger, item) for item in items]}
+    if with_requestid:
+        for item in items:
+            bid = item.get("bId") if isinstance(item, dict) else None
+            if isinstance(bid, str) and len(bid) > BID_MAX_WITH_REQUESTID:
+                raise invalid_property(
+                    "bId",
+                    f"With a requestid a bId can be at most {BID_MAX_WITH_REQUESTID} "
+                    f"characters long: {bid}",
+                )
+    # Items run one after another, but as in QBO each is independent: none sees what an
+    # earlier item of the same batch created.
+    created: list[tuple[str, str]] = []
+    responses = []
+    for item in items:
+        view = ledger.without(frozenset(created))
+        responses.append(_item(view, item))
+        created.extend(view.created)
+    return {"BatchItemResponse": responses}
 
 
 def _item(ledger: Ledger, item: Any) -> JsonObject:
@@ -35,7 +54,8 @@ def _item(ledger: Ledger, item: Any) -> JsonObject:
     try:
         item = mapping(item, "BatchItemRequest")
         if "Query" in item:
-            return {"bId": bid, "QueryResponse": query.run(ledger.company, str(item["Query"]))}
+            result = query.run(ledger.company, str(item["Query"]), hidden=ledger.hidden)
+            return {"bId": bid, "QueryResponse": result}
         operation = item.get("operation")
         if operation not in OPERATIONS:
             raise invalid_enum("operation", operation)

@@ -24,6 +24,12 @@ class SimClock:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.timestamp(), UTC)
 
+    def resume_from(self, timestamp: float) -> None:
+        """After a restart: never earlier than the last moment the saved state saw."""
+        behind = timestamp - self.timestamp()
+        if behind > 0:
+            self._offset += behind
+
     def advance(self, seconds: float) -> None:
         self._offset += seconds
         advanced, self._advanced = self._advanced, asyncio.Event()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qbsync.settings import (
-    DEV_INTUIT_CLIENT_ID,
-    DEV_INTUIT_CLIENT_SECRET,
-    DEV_INTUIT_VERIFIER_TOKEN,
-    Settings,
-)
+# The simulator's own app credentials. qbsync's dev settings use the same literals (a test keeps
+# them equal); the simulator plays Intuit's side and imports nothing from qbsync.
+DEFAULT_CLIENT_ID = "simulator-client-id"
+DEFAULT_CLIENT_SECRET = "simulator-client-secret"  # noqa: S105 - a public test value
+DEFAULT_VERIFIER_TOKEN = "simulator-verifier-token"  # noqa: S105 - a public test value
 
 WebhookFormat = Literal["legacy", "cloudevents"]
 Country = Literal["US", "GB"]
@@ -51,9 +51,11 @@ class SimulatorConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    client_id: str = DEV_INTUIT_CLIENT_ID
-    client_secret: str = DEV_INTUIT_CLIENT_SECRET
-    verifier_token: str = DEV_INTUIT_VERIFIER_TOKEN
+    client_id: str = DEFAULT_CLIENT_ID
+    client_secret: str = DEFAULT_CLIENT_SECRET
+    verifier_token: str = DEFAULT_VERIFIER_TOKEN
+    # The app the consent page names, as Intuit shows the app's name from its developer portal.
+    app_name: str = "Simulator test app"
     # Intuit only redirects to URIs registered for the app; empty accepts any URI.
     redirect_uris: tuple[str, ...] = ()
     webhook_url: str | None = None
@@ -77,20 +79,7 @@ class SimulatorConfig(BaseModel):
     batch_max_items: int = Field(default=30, ge=1)
     cdc_window_days: int = Field(default=30, ge=1)
     cdc_max_objects: int = Field(default=1000, ge=1)
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, *, webhook_url: str | None = None
-    ) -> SimulatorConfig:
-        """The simulator qbsync's own settings expect: same credentials, webhooks to qbsync."""
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
-        intuit = settings.intuit
-        return cls(
-            client_id=intuit.client_id,
-            client_secret=intuit.client_secret.get_secret_value(),
-            verifier_token=intuit.webhook_verifier_token.get_secret_value(),
-            redirect_uris=(intuit.redirect_uri,),
-            webhook_url=webhook_url or f"http://{host}:{settings.port}/v1/quickbooks/webhooks",
-            webhook_format=settings.simulator.webhook_format,
-            time_scale=settings.simulator.time_scale,
-        )
+    # Where companies, tokens and documents are kept across restarts; None keeps them in memory.
+    data_dir: Path | None = None
+    # How long changes gather before the state file is rewritten (real seconds).
+    save_delay_real_seconds: float = Field(default=0.2, ge=0)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from qbsync.simulator.errors import duplicate_name, invalid_enum, invalid_property, required
+from qbsync.simulator.errors import (
+    business_rule,
+    duplicate_name,
+    invalid_enum,
+    invalid_property,
+    required,
+)
 from qbsync.simulator.fields import decimal, max_length, money, ref_id, text
 from qbsync.simulator.jsonio import JsonObject
 from qbsync.simulator.ledger import EntityRules, Ledger, Normalizer, WriteRequest
+from qbsync.simulator.lines import account_of_type
 
 _NAME_PARTS = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
 # QBO renames an inactive customer or vendor, which frees the name for a new record.
@@ -63,6 +70,27 @@ _SUBTYPES = {
 _TYPE_OF_SUBTYPE = {sub: kind for kind, subs in _SUBTYPES.items() for sub in subs}
 
 
+# QBO refuses these in names; an Account name may not hold a double quote either.
+_FORBIDDEN_IN_NAMES = (":", "\t", "\n")
+_PERSON_NAME_FIELDS = ("DisplayName", *_NAME_PARTS, "PrintOnCheckName")
+# The account types a reference of an item may point at (Intuit's entity reference: income
+# from an Income account, purchases to an expense or cost-of-sales account, stock to an Other
+# Current Asset). "Other Income" is left out of income accounts: stricter than QBO may be.
+ITEM_ACCOUNT_TYPES = {
+    "IncomeAccountRef": frozenset({"Income"}),
+    "ExpenseAccountRef": frozenset({"Expense", "Other Expense", "Cost of Goods Sold"}),
+    "AssetAccountRef": frozenset({"Other Current Asset"}),
+}
+
+
+def _check_name_characters(candidate: JsonObject, keys: tuple[str, ...], extra: str = "") -> None:
+    for key in keys:
+        value = candidate.get(key)
+        if isinstance(value, str) and any(char in value for char in (*_FORBIDDEN_IN_NAMES, *extra)):
+            forbidden = "a colon (:), a tab or a newline" + (f" or {extra}" if extra else "")
+            raise business_rule(f"{key} can't contain {forbidden}.", key)
+
+
 def _active(candidate: JsonObject) -> bool:
     value = candidate.get("Active", True)
     if not isinstance(value, bool):
@@ -81,6 +109,7 @@ def _party(entity: str) -> Normalizer:
     def normalize(
         ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
     ) -> JsonObject:
+        _check_name_characters(candidate, _PERSON_NAME_FIELDS)
         parts = [part for key in _NAME_PARTS if (part := text(candidate, key))]
         display = text(candidate, "DisplayName") or " ".join(parts) or None
         if display is None:
@@ -112,9 +141,31 @@ def _party(entity: str) -> Normalizer:
     return normalize
 
 
+def _employee(
+    ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
+) -> JsonObject:
+    """Employees share the customers' and vendors' name space; deactivation keeps the name."""
+    _check_name_characters(candidate, _PERSON_NAME_FIELDS)
+    if text(candidate, "GivenName") is None and text(candidate, "FamilyName") is None:
+        raise required("GivenName")
+    parts = [part for key in _NAME_PARTS if (part := text(candidate, key))]
+    display = text(candidate, "DisplayName") or " ".join(parts)
+    max_length(display, "DisplayName", 500)
+    own = ("Employee", previous["Id"]) if previous else None
+    _unique(ledger, "names", display, own, "customer, vendor or employee")
+    candidate.update(
+        DisplayName=display,
+        PrintOnCheckName=text(candidate, "PrintOnCheckName") or display,
+        Active=_active(candidate),
+        BillableTime=candidate.get("BillableTime") is True,
+    )
+    return candidate
+
+
 def _item(
     ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
 ) -> JsonObject:
+    _check_name_characters(candidate, ("Name",))
     name = text(candidate, "Name")
     if name is None:
         raise required("Name")
@@ -126,9 +177,11 @@ def _item(
     expense = ref_id(candidate, "ExpenseAccountRef")
     if income is None and (item_type == "Service" or expense is None):
         raise required("IncomeAccountRef")
-    for key, account_id in (("IncomeAccountRef", income), ("ExpenseAccountRef", expense)):
+    for key, allowed in ITEM_ACCOUNT_TYPES.items():
+        account_id = ref_id(candidate, key)
         if account_id is not None:
-            candidate[key] = ledger.named_ref("Account", ledger.resolve("Account", account_id, key))
+            account = account_of_type(ledger, account_id, key, allowed)
+            candidate[key] = ledger.named_ref("Account", account)
     for key in ("SalesTaxCodeRef", "PurchaseTaxCodeRef"):
         code = ref_id(candidate, key)
         if code is not None:
@@ -150,6 +203,7 @@ def _item(
 def _account(
     ledger: Ledger, candidate: JsonObject, previous: JsonObject | None, request: WriteRequest
 ) -> JsonObject:
+    _check_name_characters(candidate, ("Name",), extra='"')
     name = text(candidate, "Name")
     if name is None:
         raise required("Name")
@@ -187,6 +241,7 @@ def _account(
 NAME_LIST_RULES: dict[str, EntityRules] = {
     "Customer": EntityRules(_party("Customer")),
     "Vendor": EntityRules(_party("Vendor")),
+    "Employee": EntityRules(_employee),
     "Item": EntityRules(_item),
     "Account": EntityRules(_account),
 }

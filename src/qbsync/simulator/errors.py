@@ -120,6 +120,16 @@ def duplicate_doc_number(doc_number: str) -> QboError:
     )
 
 
+def duplicate_request_id(requestid: str) -> QboError:
+    return fault(
+        "600",
+        "Duplicate Request ID",
+        f"RequestId already exists, a duplicate request is detected: requestid {requestid} was "
+        "used for a different request.",
+        "requestid",
+    )
+
+
 def business_rule(detail: str, element: str = "") -> QboError:
     return fault(
         "6000",

@@ -29,7 +29,18 @@ class IntuitGateway:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_sim"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            # Only reads leave the state as it was; everything else is saved soon after.
+            if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+                self.state.changed()
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"].startswith("/_sim"):
             await self.app(scope, receive, send)
             return
         state = self.state

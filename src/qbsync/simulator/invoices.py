@@ -76,7 +76,7 @@ def _invoice(
     due = iso_date(candidate, "DueDate") or (txn_date + timedelta(days=30)).isoformat()
     candidate.update(
         CustomerRef=ledger.named_ref("Customer", customer),
-        Line=[*numbered(lines), _subtotal_line(subtotal)],
+        Line=[*numbered(ledger, "Invoice", previous, lines), _subtotal_line(subtotal)],
         TxnTaxDetail=result.detail,
         TotalAmt=result.total_amount,
         Balance=result.total_amount - applied,
@@ -133,10 +133,11 @@ def _doc_number(
     company = ledger.company
     number = text(candidate, "DocNumber")
     if number is None and not company.preferences["SalesFormsPrefs"]["CustomTxnNumbers"]:
-        # Without custom numbers QBO numbers invoices itself.
-        number = (
-            previous.get("DocNumber") if previous else str(1000 + int(company.next_id("DocNumber")))
-        )
+        # Without custom numbers QBO numbers invoices itself, passing over the numbers
+        # clients chose themselves.
+        number = previous.get("DocNumber") if previous else None
+        while number is None or (previous is None and company.holders("invoice-numbers", number)):
+            number = str(1000 + int(company.next_id("DocNumber")))
     if number is not None and not request.allow_duplicate_doc_number:
         own = {("Invoice", previous["Id"])} if previous else set()
         if company.holders("invoice-numbers", number) - own:

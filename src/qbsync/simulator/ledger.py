@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from qbsync.simulator import schema
 from qbsync.simulator.clock import SimClock
 from qbsync.simulator.errors import (
     business_rule,
@@ -66,21 +67,34 @@ class Ledger:
         clock: SimClock,
         rules: Mapping[str, EntityRules],
         on_change: Callable[[ChangeEvent], None],
+        hidden: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         self.company = company
         self.clock = clock
         self._rules = rules
         self._on_change = on_change
+        # Objects this view must not see: what earlier items of the same batch created.
+        self.hidden = hidden
+        self.created: list[tuple[str, str]] = []
+
+    def without(self, hidden: frozenset[tuple[str, str]]) -> Ledger:
+        """The same books, blind to `hidden` (batch items are independent of each other)."""
+        return Ledger(self.company, self.clock, self._rules, self._on_change, hidden)
+
+    def lookup(self, entity: str, object_id: str) -> JsonObject | None:
+        if (entity, object_id) in self.hidden:
+            return None
+        return self.company.get(entity, object_id)
 
     def read(self, entity: str, object_id: str) -> JsonObject:
-        stored = self.company.get(entity, object_id)
+        stored = self.lookup(entity, object_id)
         if stored is None:
             raise object_not_found(entity, object_id)
         return stored
 
     def resolve(self, entity: str, object_id: str, element: str) -> JsonObject:
         """The active object a reference points to."""
-        target = self.company.get(entity, object_id)
+        target = self.lookup(entity, object_id)
         if target is None:
             raise invalid_reference(element, object_id)
         if target.get("Active") is False:
@@ -96,6 +110,8 @@ class Ledger:
     ) -> JsonObject:
         """Dispatch one API write; the result is what the response carries under the entity."""
         body = mapping(body, entity)
+        schema.check(entity, body)
+        schema.empty_as_absent(body, entity)
         request = WriteRequest(body, "allowduplicatedocnum" in include)
         if operation == "delete":
             return self.delete(entity, body)
@@ -112,6 +128,7 @@ class Ledger:
         normalized = rules.normalize(self, writable_copy(request.sent), None, request)
         timestamp = self.clock.timestamp()
         stored = self.company.insert(entity, normalized, timestamp)
+        self.created.append((entity, stored["Id"]))
         self._notify(entity, stored["Id"], "Create", timestamp)
         if rules.after_write:
             rules.after_write(self, stored, None)

@@ -98,6 +98,9 @@ def output_line(
     sent: JsonObject, amount: Decimal | None, detail_type: str, detail: JsonObject
 ) -> JsonObject:
     line: JsonObject = {}
+    sent_id = sent.get("Id")
+    if isinstance(sent_id, str | int) and not isinstance(sent_id, bool):
+        line["Id"] = str(sent_id)  # kept by `numbered` if it names one of the existing lines
     description = text(sent, "Description")
     if description is not None:
         line["Description"] = description
@@ -108,11 +111,33 @@ def output_line(
     return line
 
 
-def numbered(lines: list[JsonObject]) -> list[JsonObject]:
+def numbered(
+    ledger: Ledger, entity: str, previous: JsonObject | None, lines: list[JsonObject]
+) -> list[JsonObject]:
+    """LineNum in order; Ids as QBO keeps them across updates.
+
+    A line sent back with the Id of one of the transaction's lines keeps it; any other line
+    is new and gets an Id above every one the transaction ever had, so a removed line's Id
+    is never given to another line.
+    """
+    existing: set[str] = set()
+    last_id = 0
+    if previous is not None:
+        existing = {str(line["Id"]) for line in previous.get("Line", []) if "Id" in line}
+        last_id = ledger.company.line_mark(entity, previous["Id"])
+    kept: set[str] = set()
     for number, line in enumerate(lines, start=1):
-        line["Id"] = str(number)
+        sent_id = line.pop("Id", None)
+        if sent_id in existing and sent_id not in kept:
+            kept.add(sent_id)
+            line_id = sent_id
+        else:
+            last_id += 1
+            line_id = str(last_id)
+        line["Id"] = line_id
         line["LineNum"] = number
-    return lines
+    # Ids first, as QBO writes them.
+    return [{"Id": line.pop("Id"), **line} for line in lines]
 
 
 def sent_lines(candidate: JsonObject) -> list[JsonObject]:
@@ -153,12 +178,28 @@ def required_ref(ledger: Ledger, body: JsonObject, key: str, entity: str) -> Jso
     return ledger.resolve(entity, object_id, key)
 
 
-def account_or_default(ledger: Ledger, body: JsonObject, key: str, subtype: str) -> JsonObject:
+def account_of_type(
+    ledger: Ledger, account_id: str, key: str, allowed: frozenset[str]
+) -> JsonObject:
+    """The active account `key` points to, refused unless its AccountType is one of `allowed`."""
+    account = ledger.resolve("Account", account_id, key)
+    if account["AccountType"] not in allowed:
+        raise business_rule(
+            f"Invalid account type: {key} must reference an account of type "
+            f"{' or '.join(sorted(allowed))}; account {account_id} is {account['AccountType']}.",
+            key,
+        )
+    return account
+
+
+def account_or_default(
+    ledger: Ledger, body: JsonObject, key: str, subtype: str, allowed: frozenset[str]
+) -> JsonObject:
     """The account `body[key]` names, or the company's account of `subtype` as QBO defaults."""
     account_id = ref_id(body, key)
     if account_id is None:
         return account_of_subtype(ledger, subtype)
-    return ledger.resolve("Account", account_id, key)
+    return account_of_type(ledger, account_id, key, allowed)
 
 
 def account_of_subtype(ledger: Ledger, subtype: str) -> JsonObject:

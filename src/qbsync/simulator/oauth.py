@@ -14,11 +14,14 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from qbsync.simulator import identity
 from qbsync.simulator.jsonio import JsonObject, json_response
 from qbsync.simulator.state import SimulatorState
-from qbsync.simulator.tokens import ACCOUNTING_SCOPE, InvalidGrantError
+from qbsync.simulator.tokens import ACCOUNTING_SCOPE, AuthenticationError, InvalidGrantError
 
 HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
+PAYMENT_SCOPE = "com.intuit.quickbooks.payment"
+SUPPORTED_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE}) | identity.OPENID_SCOPES
 
 
 class ConsentError(Exception):
@@ -51,10 +54,25 @@ class ConsentRequest:
             raise ConsentError("The redirect_uri is not registered for this app.")
         return consent
 
+    @property
+    def scope_problem(self) -> str | None:
+        """Why Intuit would refuse the requested scopes, or None when it grants them."""
+        scopes = self.scope.split()
+        unknown = sorted(set(scopes) - SUPPORTED_SCOPES)
+        if unknown:
+            return f"Unsupported scope: {' '.join(unknown)}"
+        if ACCOUNTING_SCOPE not in scopes:
+            # Sign-in-only apps (openid without accounting) are outside the simulator.
+            return f"The simulator only grants connections that include {ACCOUNTING_SCOPE}"
+        return None
+
     def decide(self, sim: SimulatorState, realm_id: str | None, *, approve: bool) -> str:
         """Where the browser goes next: the app's callback with a code or an error."""
-        if ACCOUNTING_SCOPE not in self.scope.split():
-            return self._callback({"error": "invalid_scope", "state": self.state})
+        problem = self.scope_problem
+        if problem is not None:
+            return self._callback(
+                {"error": "invalid_scope", "error_description": problem, "state": self.state}
+            )
         if not approve:
             return self._callback({"error": "access_denied", "state": self.state})
         if realm_id not in sim.companies:
@@ -77,9 +95,9 @@ def build_router(sim: SimulatorState) -> APIRouter:
             consent = ConsentRequest.from_params(sim, params)
         except ConsentError as exc:
             return _error_page(str(exc))
-        if ACCOUNTING_SCOPE not in consent.scope.split():
+        if consent.scope_problem is not None:
             return RedirectResponse(consent.decide(sim, None, approve=False), 302)
-        return HTMLResponse(_consent_page(sim, params))
+        return HTMLResponse(consent_page(sim, consent))
 
     @router.post("/connect/oauth2/decision")
     async def decision(request: Request) -> Response:
@@ -112,7 +130,17 @@ def build_router(sim: SimulatorState) -> APIRouter:
         except InvalidGrantError:
             return _oauth_error("invalid_grant", 400, "Token invalid")
         hard = request.headers.get(HARD_EXPIRY_HEADER, "").lower() == "true"
-        return json_response(tokens.body(include_hard_expiry=hard), headers=_no_store())
+        body = tokens.body(include_hard_expiry=hard)
+        # Intuit sends an id_token with the code exchange of an OpenID consent.
+        if grant_type == "authorization_code" and "openid" in tokens.scope.split():
+            body["id_token"] = identity.id_token(
+                sim.signing_key,
+                issuer=_issuer(request),
+                client_id=sim.config.client_id,
+                realm_id=tokens.realm_id,
+                now=sim.clock.timestamp(),
+            )
+        return json_response(body, headers=_no_store())
 
     @router.post("/v2/oauth2/tokens/revoke")
     async def revoke(request: Request) -> Response:
@@ -129,13 +157,40 @@ def build_router(sim: SimulatorState) -> APIRouter:
         sim.tokens.revoke(value)
         return Response(status_code=200)
 
+    # Intuit's own clients ask for the underscore spellings with a trailing slash; its docs
+    # site also serves the hyphenated one.
     @router.get("/.well-known/openid_configuration")
+    @router.get("/.well-known/openid_configuration/")
     @router.get("/.well-known/openid_sandbox_configuration")
+    @router.get("/.well-known/openid_sandbox_configuration/")
+    @router.get("/.well-known/openid-sandbox-configuration")
     async def discovery(request: Request) -> Response:
-        base = str(request.base_url).rstrip("/")
-        return json_response(_discovery(base))
+        return json_response(_discovery(_base(request)))
+
+    @router.get("/op/v1/jwks")
+    async def jwks() -> Response:
+        return json_response(sim.signing_key.jwks())
+
+    @router.get("/v1/openid_connect/userinfo")
+    async def userinfo(request: Request) -> Response:
+        try:
+            grant = sim.tokens.bearer_grant(request.headers.get("authorization"))
+        except AuthenticationError:
+            return _oauth_error("invalid_token", 401)
+        scopes = frozenset(grant.scope.split())
+        if "openid" not in scopes:
+            return _oauth_error("insufficient_scope", 403, "The token was not granted openid")
+        return json_response(identity.user_info(grant.realm_id, scopes))
 
     return router
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _issuer(request: Request) -> str:
+    return f"{_base(request)}/op/v1"
 
 
 def _form(raw: bytes) -> dict[str, str]:
@@ -175,35 +230,82 @@ def _error_page(message: str) -> HTMLResponse:
     )
 
 
-def _consent_page(sim: SimulatorState, params: dict[str, str]) -> str:
+_SCOPE_DESCRIPTIONS = {
+    ACCOUNTING_SCOPE: "Read and change your accounting data: customers, vendors, items, "
+    "invoices, payments, bills and expenses",
+    "com.intuit.quickbooks.payment": "Process payments through QuickBooks Payments",
+    "openid": "Know who you are (your Intuit user id)",
+    "profile": "See your name",
+    "email": "See your email address",
+    "phone": "See your phone number",
+    "address": "See your address",
+}
+
+_PAGE_STYLE = (
+    "body{font-family:system-ui,sans-serif;background:#f4f5f8;margin:0;color:#393a3d}"
+    "main{max-width:32rem;margin:3rem auto;background:#fff;border-radius:8px;padding:2rem;"
+    "box-shadow:0 1px 4px rgba(0,0,0,.15)}"
+    "h1{font-size:1.4rem}fieldset{border:1px solid #d4d7dc;border-radius:6px;margin:1rem 0}"
+    "label{display:block;padding:.3rem 0}.actions{display:flex;gap:1rem;justify-content:flex-end}"
+    "button{font-size:1rem;padding:.6rem 1.4rem;border-radius:4px;border:1px solid #2ca01c}"
+    ".connect{background:#2ca01c;color:#fff}.cancel{background:#fff;color:#2ca01c}"
+    ".note{font-size:.85rem;color:#6b6c72}"
+)
+
+
+def consent_page(sim: SimulatorState, consent: ConsentRequest) -> str:
+    """Intuit's consent screen: who asks, for which company, for what, Connect or Cancel."""
+    app = escape(sim.config.app_name)
     hidden = "".join(
-        f'<input type="hidden" name="{escape(key)}" value="{escape(params.get(key, ""))}">'
-        for key in ("client_id", "redirect_uri", "scope", "state", "response_type")
+        f'<input type="hidden" name="{name}" value="{escape(value)}">'
+        for name, value in (
+            ("client_id", consent.client_id),
+            ("redirect_uri", consent.redirect_uri),
+            ("scope", consent.scope),
+            ("state", consent.state),
+            ("response_type", "code"),
+        )
     )
     choices = "".join(
         f'<label><input type="radio" name="realm_id" value="{escape(realm_id)}"'
         f"{' checked' if index == 0 else ''}> {escape(company.spec.name)} "
-        f"({escape(company.spec.country)})</label><br>"
+        f"({escape(company.spec.country)})</label>"
         for index, (realm_id, company) in enumerate(sim.companies.items())
     )
+    access = "".join(
+        f"<li>{escape(_SCOPE_DESCRIPTIONS.get(scope, scope))}</li>"
+        for scope in consent.scope.split()
+    )
     return (
-        "<!doctype html><html><head><title>Connect to QuickBooks (simulator)</title></head>"
-        "<body><h1>Connect your QuickBooks company</h1>"
-        f'<form method="post" action="/connect/oauth2/decision">{hidden}{choices}'
-        '<button type="submit" name="decision" value="approve">Connect</button> '
-        '<button type="submit" name="decision" value="deny">Cancel</button>'
-        "</form></body></html>"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Connect {app} to QuickBooks</title><style>{_PAGE_STYLE}</style></head>"
+        f"<body><main><h1><strong>{app}</strong> wants to connect to your QuickBooks "
+        "company</h1>"
+        f'<form method="post" action="/connect/oauth2/decision">{hidden}'
+        f"<fieldset><legend>Choose a company</legend>{choices}</fieldset>"
+        f"<p>If you connect, {app} will be able to:</p><ul>{access}</ul>"
+        f'<p class="note">You can disconnect {app} at any time from your QuickBooks '
+        "apps page. This is the QuickBooks Online simulator: no real company is involved.</p>"
+        '<div class="actions">'
+        '<button class="cancel" type="submit" name="decision" value="deny">Cancel</button>'
+        '<button class="connect" type="submit" name="decision" value="approve">Connect</button>'
+        "</div></form></main></body></html>"
     )
 
 
 def _discovery(base: str) -> JsonObject:
+    """Intuit's discovery document, every endpoint on the simulator's own host."""
     return {
         "issuer": f"{base}/op/v1",
         "authorization_endpoint": f"{base}/connect/oauth2",
         "token_endpoint": f"{base}/oauth2/v1/tokens/bearer",
+        "userinfo_endpoint": f"{base}/v1/openid_connect/userinfo",
         "revocation_endpoint": f"{base}/v2/oauth2/tokens/revoke",
+        "jwks_uri": f"{base}/op/v1/jwks",
         "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": sorted(SUPPORTED_SCOPES),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        "scopes_supported": [ACCOUNTING_SCOPE, "openid", "profile", "email", "phone", "address"],
-        "claims_supported": ["realmid"],
+        "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
     }

@@ -12,6 +12,9 @@ from qbsync.simulator.ledger import EntityRules, Ledger, WriteRequest
 from qbsync.simulator.lines import ZERO, account_or_default, header, required_ref, zeroed
 from qbsync.simulator.store import writable_copy
 
+# Intuit: a payment is deposited to a Bank or an Other Current Asset (Undeposited Funds).
+DEPOSIT_ACCOUNT_TYPES = frozenset({"Bank", "Other Current Asset"})
+
 
 def _links(payment: JsonObject | None) -> dict[str, Decimal]:
     links: dict[str, Decimal] = {}
@@ -55,7 +58,9 @@ def _payment(
     applied = sum(links.values(), ZERO)
     if applied > total:
         raise business_rule("The amounts applied to invoices exceed the payment total.", "TotalAmt")
-    deposit = account_or_default(ledger, candidate, "DepositToAccountRef", "UndepositedFunds")
+    deposit = account_or_default(
+        ledger, candidate, "DepositToAccountRef", "UndepositedFunds", DEPOSIT_ACCOUNT_TYPES
+    )
     candidate.update(
         CustomerRef=ledger.named_ref("Customer", customer),
         DepositToAccountRef=ledger.named_ref("Account", deposit),
@@ -86,7 +91,7 @@ def _payment_line(ledger: Ledger, line: JsonObject, customer_id: str) -> JsonObj
     if txn.get("TxnType") != "Invoice":
         raise invalid_enum("LinkedTxn.TxnType", txn.get("TxnType"))
     invoice_id = str(txn.get("TxnId") or "")
-    invoice = ledger.company.get("Invoice", invoice_id)
+    invoice = ledger.lookup("Invoice", invoice_id)
     if invoice is None:
         raise invalid_reference("LinkedTxn.TxnId", invoice_id)
     if ("Invoice", invoice_id) in ledger.company.voided:

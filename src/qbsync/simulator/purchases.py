@@ -27,10 +27,16 @@ from qbsync.simulator.store import writable_copy
 from qbsync.simulator.tax import GlobalTaxCalculation, TaxedLine, vat
 
 PAYMENT_TYPES = frozenset({"Cash", "Check", "CreditCard"})
+# Payables and receivables are kept by QBO itself; an expense line can't post to them.
+_NOT_EXPENSE_LINE_TYPES = frozenset({"Accounts Payable", "Accounts Receivable"})
 
 
 def _expense_lines(
-    ledger: Ledger, candidate: JsonObject, mode: GlobalTaxCalculation | None
+    ledger: Ledger,
+    entity: str,
+    candidate: JsonObject,
+    previous: JsonObject | None,
+    mode: GlobalTaxCalculation | None,
 ) -> tuple[list[JsonObject], list[TaxedLine]]:
     lines: list[JsonObject] = []
     taxed: list[TaxedLine] = []
@@ -48,12 +54,18 @@ def _expense_lines(
         target_id = ref_id(detail, key)
         if target_id is None:
             raise required(key)
-        detail[key] = ledger.named_ref(entity, ledger.resolve(entity, target_id, key))
+        target = ledger.resolve(entity, target_id, key)
+        if entity == "Account" and target["AccountType"] in _NOT_EXPENSE_LINE_TYPES:
+            raise business_rule(
+                f"Invalid account type: an expense line can't post to {target['AccountType']}.",
+                key,
+            )
+        detail[key] = ledger.named_ref(entity, target)
         rates = line_rates(ledger, detail, mode, purchase=True)
         if rates is not None:
             taxed.append(TaxedLine(amount, rates))
         lines.append(output_line(line, amount, detail_type, detail))
-    return numbered(lines), taxed
+    return numbered(ledger, entity, previous, lines), taxed
 
 
 def _expense_totals(
@@ -71,9 +83,11 @@ def _bill(
     vendor = required_ref(ledger, candidate, "VendorRef", "Vendor")
     mode = tax_mode(ledger, candidate)
     txn_date = header(ledger, candidate, previous)
-    lines, taxed = _expense_lines(ledger, candidate, mode)
+    lines, taxed = _expense_lines(ledger, "Bill", candidate, previous, mode)
     total, tax_detail = _expense_totals(lines, taxed, mode)
-    ap = account_or_default(ledger, candidate, "APAccountRef", "AccountsPayable")
+    ap = account_or_default(
+        ledger, candidate, "APAccountRef", "AccountsPayable", frozenset({"Accounts Payable"})
+    )
     candidate.update(
         VendorRef=ledger.named_ref("Vendor", vendor),
         APAccountRef=ledger.named_ref("Account", ap),
@@ -103,12 +117,12 @@ def _purchase(
         )
     mode = tax_mode(ledger, candidate)
     header(ledger, candidate, previous)
-    lines, taxed = _expense_lines(ledger, candidate, mode)
+    lines, taxed = _expense_lines(ledger, "Purchase", candidate, previous, mode)
     total, tax_detail = _expense_totals(lines, taxed, mode)
     payee_id = ref_id(candidate, "EntityRef")
     if payee_id is not None:
         payee_type = candidate["EntityRef"].get("type", "Vendor")
-        if payee_type not in ("Vendor", "Customer"):
+        if payee_type not in ("Vendor", "Customer", "Employee"):
             raise invalid_enum("EntityRef.type", payee_type)
         payee = ledger.resolve(payee_type, payee_id, "EntityRef")
         candidate["EntityRef"] = {**ledger.named_ref(payee_type, payee), "type": payee_type}

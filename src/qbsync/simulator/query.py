@@ -11,8 +11,74 @@ from typing import Any, NoReturn
 
 from qbsync.simulator.errors import query_parse_error, query_validation_error
 from qbsync.simulator.jsonio import JsonObject
+from qbsync.simulator.schema import ENTITY_FIELDS
 from qbsync.simulator.store import BY_LOWER_NAME, Company
 
+_META = ("MetaData.CreateTime", "MetaData.LastUpdatedTime")
+# What Intuit's entity reference marks filterable, per entity; a filter on anything else is
+# refused with 4001, as QBO does (PrivateNote, Vendor.PrimaryEmailAddr, AcctNum, Line.*, ...).
+# Where the reference was unclear the list leaves the property out (stricter than QBO).
+# Customer.PrimaryEmailAddr is not marked filterable but works on QBO and is widely used.
+FILTERABLE: dict[str, frozenset[str]] = {
+    entity: frozenset(name.lower() for name in ("Id", *_META, *names))
+    for entity, names in {
+        "Customer": (
+            "DisplayName",
+            "GivenName",
+            "MiddleName",
+            "FamilyName",
+            "Suffix",
+            "CompanyName",
+            "FullyQualifiedName",
+            "PrintOnCheckName",
+            "PrimaryEmailAddr",
+            "Active",
+            "Job",
+            "ParentRef",
+            "Balance",
+        ),
+        "Vendor": (
+            "DisplayName",
+            "GivenName",
+            "MiddleName",
+            "FamilyName",
+            "Suffix",
+            "CompanyName",
+            "PrintOnCheckName",
+            "Active",
+            "Balance",
+        ),
+        "Employee": (
+            "DisplayName",
+            "GivenName",
+            "MiddleName",
+            "FamilyName",
+            "Suffix",
+            "PrintOnCheckName",
+            "Active",
+        ),
+        "Item": ("Name", "Type", "Taxable", "Active", "FullyQualifiedName", "SubItem"),
+        "Account": (
+            "Name",
+            "SubAccount",
+            "ParentRef",
+            "FullyQualifiedName",
+            "Active",
+            "Classification",
+            "AccountType",
+            "CurrentBalance",
+            "CurrentBalanceWithSubAccounts",
+        ),
+        "Invoice": ("DocNumber", "TxnDate", "DueDate", "CustomerRef", "Balance", "TotalAmt"),
+        "Payment": ("TxnDate", "CustomerRef", "TotalAmt"),
+        "Bill": ("DocNumber", "TxnDate", "DueDate", "VendorRef", "Balance", "TotalAmt"),
+        "Purchase": ("DocNumber", "TxnDate", "TotalAmt", "PaymentType"),
+        "TaxCode": ("Name", "Active", "Taxable", "TaxGroup"),
+        "TaxRate": ("Name", "Active", "RateValue"),
+        "CompanyInfo": (),
+        "Preferences": (),
+    }.items()
+}
 MAX_RESULTS = 1000
 DEFAULT_MAX_RESULTS = 100
 Literal_ = str | Decimal | bool
@@ -64,13 +130,16 @@ def parse(statement: str) -> Query:
     return _Parser(_tokenize(statement)).query()
 
 
-def run(company: Company, statement: str) -> JsonObject:
-    """The `QueryResponse` body for a statement against one company."""
+def run(
+    company: Company, statement: str, hidden: frozenset[tuple[str, str]] = frozenset()
+) -> JsonObject:
+    """The `QueryResponse` body for a statement against one company, blind to `hidden`."""
     query = parse(statement)
     rows = [
         row
         for row in company.table(query.entity).values()
-        if all(_matches(row, condition, company.tz) for condition in query.conditions)
+        if (query.entity, row["Id"]) not in hidden
+        and all(_matches(row, condition, company.tz) for condition in query.conditions)
     ]
     if not any(condition.path == ("active",) for condition in query.conditions):
         # Inactive list records are hidden unless the query asks about Active itself.
@@ -116,17 +185,25 @@ class _Parser:
             self._expect(")")
         else:
             self._expect("*")
+        # `SELECT *, Sku FROM Item` (python-quickbooks' Item.all) asks for properties QBO leaves
+        # out by default; the simulator always returns whole objects.
+        extras: list[str] = []
+        while not count and self._accept(","):
+            extras.append(self._take("word").text)
         self._expect("FROM")
         entity = BY_LOWER_NAME.get(self._take("word").text.lower())
         if entity is None:
             raise query_validation_error(
                 f"Invalid entity name: {self._tokens[self._index - 1].text}"
             )
+        for extra in extras:
+            if not _known(entity, extra):
+                raise query_validation_error(f"Property {extra} not found for Entity {entity}")
         conditions: list[Condition] = []
         if self._accept("WHERE"):
-            conditions.append(self._condition())
+            conditions.append(self._filter(entity))
             while self._accept("AND"):
-                conditions.append(self._condition())
+                conditions.append(self._filter(entity))
         order: list[tuple[tuple[str, ...], bool]] = []
         if self._accept("ORDERBY") or (self._accept("ORDER") and self._expect("BY")):
             order.append(self._order_term())
@@ -147,6 +224,16 @@ class _Parser:
         if start < 1 or max_results < 1:
             raise query_validation_error("STARTPOSITION and MAXRESULTS must be at least 1")
         return Query(entity, count, tuple(conditions), tuple(order), start, max_results)
+
+    def _filter(self, entity: str) -> Condition:
+        token = self._peek()
+        condition = self._condition()
+        field = token.text if token else ""
+        if ".".join(condition.path) not in FILTERABLE[entity]:
+            if not _known(entity, field):
+                raise query_validation_error(f"Property {field} not found for Entity {entity}")
+            raise query_validation_error(f"property '{field}' is not queryable")
+        return condition
 
     def _condition(self) -> Condition:
         path = _path(self._take("word").text)
@@ -219,6 +306,15 @@ class _Parser:
         if token is None:
             raise query_parse_error('Encountered "<EOF>" at end of statement.')
         raise query_parse_error(f'Encountered "{token.text}" at line 1, column {token.position}.')
+
+
+def _known(entity: str, field: str) -> bool:
+    """Whether `field` (dotted for sub-properties) names a property of the entity at all."""
+    head = field.split(".", 1)[0].lower()
+    properties = ENTITY_FIELDS.get(entity)
+    if properties is None:
+        return ".".join(_path(field)) in FILTERABLE[entity]
+    return any(name.lower() == head for name in properties)
 
 
 def _path(field: str) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from qbsync.simulator.config import CompanySpec
 from qbsync.simulator.jsonio import JsonObject
 
-NAME_LISTS = frozenset({"Customer", "Vendor", "Item", "Account"})
+NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account"})
 TRANSACTIONS = frozenset({"Invoice", "Payment", "Bill", "Purchase"})
 WRITABLE = NAME_LISTS | TRANSACTIONS
 READ_ONLY = frozenset({"CompanyInfo", "Preferences", "TaxCode", "TaxRate"})
@@ -21,10 +21,11 @@ BY_LOWER_NAME = {name.lower(): name for name in ALL_ENTITIES}
 _SEQUENCE = dict.fromkeys(TRANSACTIONS, "Transaction")
 
 # Values QBO keeps unique, indexed so that checks stay cheap in companies with many records.
-# Customers and vendors share one name space.
+# Customers, vendors and employees share one name space.
 UNIQUE_FIELDS = {
     "Customer": ("names", "DisplayName"),
     "Vendor": ("names", "DisplayName"),
+    "Employee": ("names", "DisplayName"),
     "Item": ("items", "Name"),
     "Account": ("accounts", "Name"),
     "Invoice": ("invoice-numbers", "DocNumber"),
@@ -38,6 +39,8 @@ _ZONES = {"US": timezone(timedelta(hours=-8)), "GB": UTC}
 class StoredResponse:
     status_code: int
     body: bytes
+    # What the first request with this requestid did ("customer create", "batch", ...).
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class Company:
     # invoice Id -> payment Id -> amount applied: the source of every invoice's Balance.
     applied: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     voided: set[tuple[str, str]] = field(default_factory=set)
+    # (entity, Id) -> the highest line Id a transaction ever had, so that new lines never
+    # take the Id of a removed one.
+    line_marks: dict[tuple[str, str], int] = field(default_factory=dict)
     _unique: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)
 
     @property
@@ -147,10 +153,65 @@ class Company:
             timestamp, self.stamp(timestamp)
         )
 
+    def line_mark(self, entity: str, object_id: str) -> int:
+        return self.line_marks.get((entity, object_id), 0)
+
     def _store(self, entity: str, stored: JsonObject, timestamp: float) -> None:
         self.table(entity)[stored["Id"]] = stored
         self.changed_at[(entity, stored["Id"])] = timestamp
         self._index(entity, stored, add=True)
+        line_ids = [
+            int(line["Id"])
+            for line in stored.get("Line") or []
+            if isinstance(line, dict) and str(line.get("Id", "")).isdigit()
+        ]
+        if line_ids:
+            key = (entity, stored["Id"])
+            self.line_marks[key] = max(self.line_marks.get(key, 0), *line_ids)
+
+    def snapshot(self) -> JsonObject:
+        """Everything needed to rebuild this company after a restart (see persistence.py)."""
+        return {
+            "spec": self.spec.model_dump(),
+            "objects": self.objects,
+            "changed_at": [[entity, oid, at] for (entity, oid), at in self.changed_at.items()],
+            "tombstones": {
+                entity: {oid: [stone.deleted_at, stone.last_updated] for oid, stone in rows.items()}
+                for entity, rows in self.tombstones.items()
+            },
+            "sequences": self.sequences,
+            "responses": {
+                requestid: [stored.status_code, stored.body.decode(), stored.fingerprint]
+                for requestid, stored in self.responses.items()
+            },
+            "applied": self.applied,
+            "voided": [list(key) for key in sorted(self.voided)],
+            "line_marks": [[entity, oid, mark] for (entity, oid), mark in self.line_marks.items()],
+        }
+
+    @classmethod
+    def restore(cls, data: JsonObject) -> Company:
+        company = cls(
+            CompanySpec.model_validate(data["spec"]),
+            objects=data["objects"],
+            changed_at={(entity, oid): at for entity, oid, at in data["changed_at"]},
+            tombstones={
+                entity: {oid: Tombstone(at, stamp) for oid, (at, stamp) in rows.items()}
+                for entity, rows in data["tombstones"].items()
+            },
+            sequences=data["sequences"],
+            responses={
+                requestid: StoredResponse(status, body.encode(), fingerprint)
+                for requestid, (status, body, fingerprint) in data["responses"].items()
+            },
+            applied=data["applied"],
+            voided={(entity, oid) for entity, oid in data["voided"]},
+            line_marks={(entity, oid): mark for entity, oid, mark in data["line_marks"]},
+        )
+        for entity, rows in company.objects.items():
+            for stored in rows.values():
+                company._index(entity, stored, add=True)
+        return company
 
     def _index(self, entity: str, stored: JsonObject, *, add: bool) -> None:
         unique = UNIQUE_FIELDS.get(entity)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -94,3 +95,45 @@ async def running_simulator(
         finally:
             # Let requests stalled by a delay fault finish now rather than hold up shutdown.
             state.stopping.set()
+
+
+@contextlib.contextmanager
+def simulator_in_thread(config: SimulatorConfig | None = None) -> Iterator[SimulatorHandle]:
+    """A simulator in a thread of its own, for blocking clients (intuit-oauth, python-quickbooks).
+
+    Drive it over HTTP, the admin API included: its state belongs to the simulator's thread.
+    """
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    handles: list[SimulatorHandle] = []
+    failures: list[BaseException] = []
+    stop: asyncio.Event | None = None
+
+    async def main() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        async with running_simulator(config) as handle:
+            handles.append(handle)
+            started.set()
+            await stop.wait()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # reported to the caller's thread below
+            failures.append(exc)
+        finally:
+            started.set()
+            loop.close()
+
+    thread = threading.Thread(target=run, name="qbo-simulator", daemon=True)
+    thread.start()
+    started.wait()
+    try:
+        if failures:
+            raise failures[0]
+        yield handles[0]
+    finally:
+        if stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)

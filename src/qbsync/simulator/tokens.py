@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class AuthorizationCode:
 @dataclass(frozen=True)
 class TokenSet:
     realm_id: str
+    scope: str
     access_token: str
     refresh_token: str
     expires_in: int
@@ -128,14 +130,23 @@ class TokenStore:
         return self._issue(grant, now)
 
     def revoke(self, value: str) -> bool:
-        """Revoking either token of a grant disconnects the app from the company."""
+        """Revoking any token disconnects the app from the company, every grant of it included.
+
+        Intuit: "Revoking the refresh token disconnects the app from the company." The
+        simulator serves one app, so every grant for the token's company dies.
+        """
         token = self.refresh_tokens.get(value) or self.access_tokens.get(value)
         if token is None:
             return False
-        token.grant.revoked = True
+        self.revoke_company(token.grant.realm_id)
         return True
 
     def authenticate(self, authorization: str | None, realm_id: str) -> None:
+        if self.bearer_grant(authorization).realm_id != realm_id:
+            raise authorization_failed()
+
+    def bearer_grant(self, authorization: str | None) -> Grant:
+        """The live grant behind an `Authorization: Bearer` access token."""
         value = (authorization or "").removeprefix("Bearer ").removeprefix("bearer ").strip()
         token = self.access_tokens.get(value)
         if token is None:
@@ -144,8 +155,7 @@ class TokenStore:
             raise AuthenticationError(f"Token revoked: {value[:12]}...")
         if self.clock.timestamp() >= token.expires_at:
             raise AuthenticationError(f"Token expired: {value[:12]}...")
-        if token.grant.realm_id != realm_id:
-            raise authorization_failed()
+        return token.grant
 
     def is_connected(self, realm_id: str) -> bool:
         return any(not grant.revoked and grant.realm_id == realm_id for grant in self.grants)
@@ -162,6 +172,36 @@ class TokenStore:
         for grant in revoked:
             grant.revoked = True
         return len(revoked)
+
+    def snapshot(self) -> JsonObject:
+        """Grants and live tokens, for the state file; tokens refer to grants by id."""
+        return {
+            "next_grant_id": max((grant.grant_id for grant in self.grants), default=0) + 1,
+            "grants": [dataclasses.asdict(grant) for grant in self.grants],
+            "codes": [dataclasses.asdict(code) for code in self.codes.values()],
+            "access_tokens": [
+                [token.value, token.grant.grant_id, token.expires_at]
+                for token in self.access_tokens.values()
+            ],
+            "refresh_tokens": [
+                [token.value, token.grant.grant_id, token.expires_at, token.superseded_at]
+                for token in self.refresh_tokens.values()
+            ],
+        }
+
+    def restore(self, data: JsonObject) -> None:
+        grants = {raw["grant_id"]: Grant(**raw) for raw in data["grants"]}
+        self.grants = list(grants.values())
+        self._grant_ids = count(data["next_grant_id"])
+        self.codes = {raw["value"]: AuthorizationCode(**raw) for raw in data["codes"]}
+        self.access_tokens = {
+            value: AccessToken(value, grants[grant_id], expires_at)
+            for value, grant_id, expires_at in data["access_tokens"]
+        }
+        self.refresh_tokens = {
+            value: RefreshToken(value, grants[grant_id], expires_at, superseded_at)
+            for value, grant_id, expires_at, superseded_at in data["refresh_tokens"]
+        }
 
     def _expire(self, tokens: Iterable[AccessToken | RefreshToken], realm_id: str | None) -> int:
         now = self.clock.timestamp()
@@ -201,6 +241,7 @@ class TokenStore:
         grant.latest_refresh_token = refresh.value
         return TokenSet(
             grant.realm_id,
+            grant.scope,
             access.value,
             refresh.value,
             config.access_token_ttl,

@@ -95,6 +95,10 @@ _VENDORS = {
     "US": ["Books by Bessie", "Brosnahan Insurance Agency", "Computers by Jenni"],
     "GB": ["Office Supplies Co", "Northern Rail", "Cloud Hosting Ltd"],
 }
+_EMPLOYEES = {
+    "US": [("Emily", "Platt"), ("John", "Johnson")],
+    "GB": [("Oliver", "Hughes"), ("Amelia", "Clarke")],
+}
 # GB VAT codes: (code id, name, description, percent); each gets a sales and a purchase rate.
 _VAT_CODES = [
     ("3", "20.0% S", "Standard rated", "20"),
@@ -149,6 +153,8 @@ def seed_company(ledger: Ledger) -> None:
         _create(ledger, "Customer", customer)
     for vendor in _VENDORS[spec.country]:
         _create(ledger, "Vendor", {"DisplayName": vendor, "CompanyName": vendor})
+    for given, family in _EMPLOYEES[spec.country]:
+        _create(ledger, "Employee", {"GivenName": given, "FamilyName": family})
 
 
 def _create(ledger: Ledger, entity: str, body: JsonObject) -> str:
