@@ -34,14 +34,6 @@ PLACEHOLDERS = frozenset(
     }
 )
 
-INTUIT_AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
-INTUIT_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
-INTUIT_REVOKE_URL = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
-INTUIT_API_BASE_URLS: dict[str, str] = {
-    "production": "https://quickbooks.api.intuit.com",
-    "sandbox": "https://sandbox-quickbooks.api.intuit.com",
-}
-
 
 class SettingsError(ValueError):
     """A setting that makes it unsafe or impossible to start; the message names the variable."""
@@ -187,38 +179,6 @@ class Settings(BaseSettings):
                 ),
             ]
         return secrets
-
-    def intuit_endpoints(self, simulator_base_url: str | None = None) -> IntuitEndpoints:
-        """Where OAuth and the Accounting API live: Intuit's hosts, the simulator, or overrides."""
-        intuit = self.intuit
-        if intuit.environment == "simulator":
-            base = simulator_base_url or f"http://127.0.0.1:{self.simulator.port}"
-            defaults = IntuitEndpoints(
-                authorize_url=f"{base}/connect/oauth2",
-                token_url=f"{base}/oauth2/v1/tokens/bearer",
-                revoke_url=f"{base}/v2/oauth2/tokens/revoke",
-                api_base_url=base,
-            )
-        else:
-            defaults = IntuitEndpoints(
-                authorize_url=INTUIT_AUTHORIZE_URL,
-                token_url=INTUIT_TOKEN_URL,
-                revoke_url=INTUIT_REVOKE_URL,
-                api_base_url=INTUIT_API_BASE_URLS[intuit.environment],
-            )
-        return IntuitEndpoints(
-            authorize_url=intuit.authorize_url or defaults.authorize_url,
-            token_url=intuit.token_url or defaults.token_url,
-            revoke_url=intuit.revoke_url or defaults.revoke_url,
-            api_base_url=(intuit.api_base_url or defaults.api_base_url).rstrip("/"),
-        )
-
-
-class IntuitEndpoints(BaseModel):
-    authorize_url: str
-    token_url: str
-    revoke_url: str
-    api_base_url: str
 
 
 def _is_placeholder(value: str) -> bool:

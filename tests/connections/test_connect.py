@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from qbsync.connections.intuit import intuit_endpoints
 from qbsync.db import Database
 from qbsync.models import Connection, ConnectionStatus, OAuthState, OutboundEvent
 from qbsync.models.base import utcnow
@@ -46,7 +47,7 @@ async def test_the_authorization_url_asks_intuit_for_accounting_access(
     assert response.status_code == 200
     url = urlsplit(response.json()["authorization_url"])
     query = parse_qs(url.query)
-    assert f"{url.scheme}://{url.netloc}{url.path}" == settings.intuit_endpoints().authorize_url
+    assert f"{url.scheme}://{url.netloc}{url.path}" == intuit_endpoints(settings).authorize_url
     assert query["scope"] == ["com.intuit.quickbooks.accounting"]
     assert query["response_type"] == ["code"]
     assert query["redirect_uri"] == [REDIRECT_URI]

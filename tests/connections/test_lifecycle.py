@@ -1,4 +1,4 @@
-"""Test connection, disconnect and reconnect (R12), end to end through the simulator."""
+"""Disconnect and reconnect (R12), end to end through the simulator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import uuid
 from datetime import timedelta
 
 import httpx
-from arq.connections import ArqRedis
 from sqlalchemy import select
 
 from qbsync.db import Database
@@ -19,17 +18,13 @@ from qbsync.models import (
     SyncRecord,
 )
 from qbsync.models.base import utcnow
-from qbsync.settings import Settings
-from qbsync.simulator.admin import ExpireRequest
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
 from tests.connections.conftest import (
     OTHER_US_REALM,
-    UK_REALM,
     US_REALM,
     Consent,
-    expire_access_token,
     load_connection,
 )
 
@@ -39,105 +34,6 @@ async def _test(client: httpx.AsyncClient, token: str) -> dict[str, dict[str, st
     assert response.status_code == 200, response.text
     body = response.json()
     return {check["name"]: check for check in body["checks"]} | {"_": {"ok": str(body["ok"])}}
-
-
-async def test_connection_test_passes_for_a_healthy_us_company(
-    consent: Consent, client: httpx.AsyncClient, make_token: TokenFactory
-) -> None:
-    await consent.connect()
-    checks = await _test(client, make_token())
-    assert checks["_"]["ok"] == "True"
-    for name in (
-        "credentials",
-        "company_file",
-        "read_customers",
-        "read_products_and_services",
-        "read_accounts",
-        "read_tax_codes",
-        "read_invoices",
-        "read_payments",
-        "read_vendors",
-        "read_bills",
-        "read_expenses",
-    ):
-        assert checks[name]["outcome"] == "pass", checks[name]
-    assert "Craig's Design and Landscaping" in checks["company_file"]["message"]
-    assert "tax_rates_mapped" not in checks, "US automated sales tax needs no tax-code mapping"
-
-
-async def test_connection_test_warns_about_unmapped_vat_rates(
-    consent: Consent, client: httpx.AsyncClient, make_token: TokenFactory
-) -> None:
-    await consent.connect("org_uk", UK_REALM)
-    checks = await _test(client, make_token("org_uk"))
-    assert checks["_"]["ok"] == "True"
-    assert checks["tax_rates_mapped"]["outcome"] == "warn"
-    assert "tax codes" in checks["tax_rates_mapped"]["message"]
-
-
-async def test_connection_test_reports_quickbooks_being_down(
-    consent: Consent,
-    client: httpx.AsyncClient,
-    make_token: TokenFactory,
-    simulator: SimulatorHandle,
-) -> None:
-    await consent.connect()
-    simulator.admin.inject(FaultSpec(kind="error", status_code=503, times=20, path="companyinfo"))
-    checks = await _test(client, make_token())
-    assert checks["_"]["ok"] == "False"
-    assert checks["credentials"]["outcome"] == "pass"
-    assert checks["company_file"]["outcome"] == "fail"
-    assert "try again" in checks["company_file"]["message"].lower()
-    assert checks["read_customers"]["outcome"] == "skipped"
-
-
-async def test_connection_test_when_intuit_revoked_access(
-    consent: Consent,
-    client: httpx.AsyncClient,
-    make_token: TokenFactory,
-    simulator: SimulatorHandle,
-    db: Database,
-    redis: ArqRedis,
-    settings: Settings,
-) -> None:
-    """The user removed the app inside QuickBooks: refresh gives invalid_grant → needs_reauth,
-    and the platform's event is queued at once."""
-    await consent.connect()
-    simulator.admin.disconnect(US_REALM)
-    await expire_access_token(db)
-    queued_before = await redis.zcard(settings.redis.queue_name)
-    checks = await _test(client, make_token())
-    assert checks["credentials"]["outcome"] == "fail"
-    assert "reconnect" in checks["credentials"]["message"].lower()
-    status = await client.get("/v1/quickbooks/connection", headers=bearer(make_token()))
-    assert status.json()["status"] == "needs_reauth"
-    assert await redis.zcard(settings.redis.queue_name) == queued_before + 1
-
-
-async def test_connection_test_before_connecting_is_404(
-    client: httpx.AsyncClient, make_token: TokenFactory
-) -> None:
-    response = await client.post("/v1/quickbooks/test-connection", headers=bearer(make_token()))
-    assert response.status_code == 404
-    assert response.json()["code"] == "not_connected"
-
-
-async def test_an_expired_access_token_is_refreshed_on_401(
-    consent: Consent,
-    client: httpx.AsyncClient,
-    make_token: TokenFactory,
-    simulator: SimulatorHandle,
-    db: Database,
-) -> None:
-    await consent.connect()
-    before = await load_connection(db)
-    simulator.admin.expire_tokens(ExpireRequest(kind="access", realm_id=US_REALM))
-    checks = await _test(client, make_token())
-    assert checks["_"]["ok"] == "True"
-    assert simulator.admin.refresh_calls == 1
-    after = await load_connection(db)
-    assert after.access_token != before.access_token
-    assert after.status is ConnectionStatus.CONNECTED
 
 
 async def test_disconnect_revokes_shreds_and_keeps_mappings(

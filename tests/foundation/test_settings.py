@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from qbsync.cli import main
+from qbsync.connections.intuit import intuit_endpoints
 from qbsync.crypto import generate_key
 from qbsync.settings import Settings
 
@@ -38,7 +39,7 @@ def test_nested_variables_reach_their_groups(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.database.url.get_secret_value().endswith("@db/qbsync")
     assert settings.platform.events_url == "https://platform.test/hooks/qbsync"
     assert settings.intuit.redirect_uri.endswith("/callback")
-    endpoints = settings.intuit_endpoints()
+    endpoints = intuit_endpoints(settings)
     assert endpoints.api_base_url == "https://quickbooks.api.intuit.com"
     assert "real-client-secret" not in repr(settings)
 
@@ -46,7 +47,7 @@ def test_nested_variables_reach_their_groups(monkeypatch: pytest.MonkeyPatch) ->
 def test_endpoint_overrides_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QBSYNC_INTUIT__ENVIRONMENT", "sandbox")
     monkeypatch.setenv("QBSYNC_INTUIT__TOKEN_URL", "http://127.0.0.1:9999/token")
-    endpoints = Settings(env="dev").intuit_endpoints()
+    endpoints = intuit_endpoints(Settings(env="dev"))
     assert endpoints.token_url == "http://127.0.0.1:9999/token"
     assert endpoints.api_base_url == "https://sandbox-quickbooks.api.intuit.com"
 
@@ -93,7 +94,7 @@ def test_the_cli_refuses_to_start_and_names_the_variable(
 def test_dev_mode_runs_on_defaults() -> None:
     settings = Settings(env="dev")
     assert settings.uses_simulator
-    assert settings.intuit_endpoints().token_url == "http://127.0.0.1:8100/oauth2/v1/tokens/bearer"
+    assert intuit_endpoints(settings).token_url == "http://127.0.0.1:8100/oauth2/v1/tokens/bearer"
 
 
 def test_the_simulator_stands_in_only_until_intuit_credentials_are_set(

@@ -12,8 +12,7 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from qbsync.qbo import QboClient, QboConfig, RetryPolicy
-from qbsync.settings import IntuitEndpoints
+from qbsync.qbo import IntuitEndpoints, QboClient, QboConfig, RetryPolicy
 
 REALM = "9341450000000000"
 API = "https://qbo.test"
@@ -66,10 +65,14 @@ class FakeTokens:
 @dataclass
 class RecordingLimiter:
     slots: list[tuple[str, bool]] = field(default_factory=list)
+    waits: list[float | None] = field(default_factory=list)
 
     @asynccontextmanager
-    async def slot(self, realm_id: str, *, batch: bool = False) -> AsyncIterator[None]:
+    async def slot(
+        self, realm_id: str, *, batch: bool = False, max_wait_seconds: float | None = None
+    ) -> AsyncIterator[None]:
         self.slots.append((realm_id, batch))
+        self.waits.append(max_wait_seconds)
         yield
 
 

@@ -12,7 +12,9 @@ import pytest
 import respx
 
 from qbsync.qbo import (
+    BatchItem,
     BatchOperation,
+    BatchQuery,
     CompanyInfo,
     Customer,
     Invoice,
@@ -22,6 +24,7 @@ from qbsync.qbo import (
     QboAuthenticationError,
     QboClient,
     QboDuplicateNameError,
+    QboNotFoundError,
     QboServerError,
     QboStaleObjectError,
     Ref,
@@ -572,3 +575,99 @@ async def test_a_batch_item_with_an_empty_or_odd_fault_is_not_a_success(
     assert isinstance(second.error, QboDuplicateNameError)
     assert isinstance(third.error, QboServerError)
     assert [first.ok, second.ok, third.ok] == [False, False, False]
+
+
+async def test_batch_queries_answer_rows_counts_or_their_own_fault(
+    intuit: respx.MockRouter, qbo: QboClient, limiter: RecordingLimiter
+) -> None:
+    route = intuit.post(f"{COMPANY}/batch").respond(
+        200,
+        json={
+            "BatchItemResponse": [
+                {
+                    "bId": "q1",
+                    "QueryResponse": {
+                        "CompanyInfo": [{"Id": "1", "CompanyName": "Acme Ltd"}],
+                        "startPosition": 1,
+                        "maxResults": 1,
+                    },
+                },
+                {"bId": "q2", "QueryResponse": {"totalCount": 42}},
+                {"bId": "q3", "Fault": {"type": "AuthorizationFault", **bodies.NOT_FOUND["Fault"]}},
+                {"bId": "q4", "QueryResponse": {}},
+                {"bId": "w1", "Customer": customer(7)},
+            ],
+            "time": TIME,
+        },
+    )
+    items: list[BatchItem] = [
+        BatchQuery("q1", "SELECT * FROM CompanyInfo"),
+        BatchQuery("q2", "SELECT COUNT(*) FROM Customer"),
+        BatchQuery("q3", "SELECT COUNT(*) FROM Vendor"),
+        BatchQuery("q4", "SELECT * FROM Invoice WHERE Balance > '0' MAXRESULTS 10"),
+        BatchOperation("w1", "create", Customer(display_name="Customer 7")),
+    ]
+    company, count, refused, empty, written = await qbo.batch(items, requestid="mixed-1")
+
+    assert sent_json(route.calls.last.request)["BatchItemRequest"][:2] == [
+        {"bId": "q1", "Query": "SELECT * FROM CompanyInfo"},
+        {"bId": "q2", "Query": "SELECT COUNT(*) FROM Customer"},
+    ]
+    assert params(route.calls.last.request)["requestid"] == "mixed-1"
+    assert isinstance(company.rows[0], CompanyInfo)
+    assert company.rows[0].company_name == "Acme Ltd"
+    assert company.total_count is None
+    assert (count.ok, count.rows, count.total_count) == (True, (), 42)
+    assert isinstance(refused.error, QboNotFoundError)
+    assert (empty.ok, empty.rows, empty.total_count) == (True, (), None)
+    assert isinstance(written.entity, Customer)
+    assert limiter.slots == [(REALM, True)]
+
+
+async def test_a_batch_of_queries_only_gets_a_fresh_requestid_each_time(
+    intuit: respx.MockRouter, qbo: QboClient
+) -> None:
+    """A fixed id would make Intuit replay an old answer to a new read."""
+    route = intuit.post(f"{COMPANY}/batch").respond(
+        200, json={"BatchItemResponse": [{"bId": "q1", "QueryResponse": {"totalCount": 1}}]}
+    )
+    for _ in range(2):
+        await qbo.batch([BatchQuery("q1", "SELECT COUNT(*) FROM Customer")])
+    sent = [params(call.request)["requestid"] for call in route.calls]
+    assert len(set(sent)) == 2
+    assert all(len(requestid) <= 36 for requestid in sent)
+
+
+async def test_a_batch_with_a_write_still_needs_the_callers_requestid(qbo: QboClient) -> None:
+    items: list[BatchItem] = [
+        BatchQuery("q1", "SELECT COUNT(*) FROM Customer"),
+        BatchOperation("w1", "create", Customer(display_name="A")),
+    ]
+    with pytest.raises(ValueError, match="requestid"):
+        await qbo.batch(items)
+    with pytest.raises(ValueError, match="bId"):
+        BatchQuery("q" * 11, "SELECT * FROM Customer")
+    with pytest.raises(ValueError, match="statement"):
+        BatchQuery("q1", " ")
+
+
+async def test_an_odd_query_answer_in_a_batch_is_that_items_error(
+    intuit: respx.MockRouter, qbo: QboClient
+) -> None:
+    intuit.post(f"{COMPANY}/batch").respond(
+        200,
+        json={
+            "BatchItemResponse": [
+                {"bId": "q1"},
+                {"bId": "q2", "QueryResponse": {"totalCount": "many"}},
+                {"bId": "q3", "QueryResponse": {"Customer": ["not an object"]}},
+                {"bId": "q4", "QueryResponse": {"Customer": [{"Id": "1", "Balance": "lots"}]}},
+                {"bId": "q5", "QueryResponse": {"totalCount": 0}},
+            ]
+        },
+    )
+    items = [BatchQuery(f"q{n}", "SELECT * FROM Customer") for n in range(1, 6)]
+    results = await qbo.batch(items)
+    assert [type(result.error) for result in results[:4]] == [QboServerError] * 4
+    assert results[4].ok
+    assert results[4].total_count == 0

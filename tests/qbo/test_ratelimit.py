@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -22,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from qbsync.qbo import (
     Customer,
     QboClient,
+    RateLimitBusyError,
     RateLimitConfig,
     RateLimiterUnavailableError,
     RedisRateLimiter,
@@ -246,3 +248,107 @@ async def test_a_slot_is_released_when_the_call_fails(
         await failing_call()
     assert held == [1]
     assert await in_flight(connections[1], prefix) == 0
+
+
+async def requests_logged(connection: Redis, prefix: str) -> int:
+    return int(await connection.zcard(f"{prefix}:qbo:ratelimit:{{{REALM}}}:requests"))
+
+
+async def test_a_bounded_slot_gives_up_on_a_full_semaphore_and_takes_nothing(
+    connections: list[Redis], prefix: str
+) -> None:
+    """Every in-flight slot is held by another process: past the bound the caller is told the
+    company is busy, and neither a lease nor a request of its own is left in Redis."""
+    config = RateLimitConfig(max_in_flight=2, max_poll_seconds=0.02, key_prefix=prefix)
+    holder, waiter = limiters(connections, config)[:2]
+    async with holder.slot(REALM), holder.slot(REALM):
+        started = time.monotonic()
+        # A limiter that ignores the bound would wait here for good: fail instead of hanging.
+        with pytest.raises(RateLimitBusyError) as caught:
+            async with asyncio.timeout(2), waiter.slot(REALM, max_wait_seconds=0.3):
+                pytest.fail("the slot was granted past a full semaphore")
+        waited = time.monotonic() - started
+        assert await in_flight(connections[2], prefix) == 2
+        assert await requests_logged(connections[2], prefix) == 2
+    assert 0.3 - TOLERANCE <= waited < 0.3 + 0.2
+    assert caught.value.retryable
+    assert caught.value.code == "company_busy"
+    assert "try again in a minute" in caught.value.user_message
+    assert await in_flight(connections[2], prefix) == 0
+
+
+async def test_a_bounded_slot_is_granted_when_a_holder_finishes_in_time(
+    connections: list[Redis], prefix: str
+) -> None:
+    config = RateLimitConfig(max_in_flight=1, max_poll_seconds=0.02, key_prefix=prefix)
+    holder, waiter = limiters(connections, config)[:2]
+
+    async def hold_briefly() -> None:
+        async with holder.slot(REALM):
+            await asyncio.sleep(0.1)
+
+    holding = asyncio.create_task(hold_briefly())
+    await asyncio.sleep(0.02)
+    async with waiter.slot(REALM, max_wait_seconds=1.0):
+        assert await in_flight(connections[2], prefix) == 1
+    await holding
+
+
+async def test_a_window_that_frees_only_after_the_bound_is_refused_at_once(
+    connections: list[Redis], prefix: str
+) -> None:
+    """No point sleeping out the bound when Redis says the window frees up later than that."""
+    config = RateLimitConfig(requests_per_window=1, window_seconds=5, key_prefix=prefix)
+    first, second = limiters(connections, config)[:2]
+    async with first.slot(REALM):
+        pass
+    started = time.monotonic()
+    with pytest.raises(RateLimitBusyError):
+        async with asyncio.timeout(2), second.slot(REALM, max_wait_seconds=1.0):
+            pass
+    assert time.monotonic() - started < 0.5
+    assert await requests_logged(connections[2], prefix) == 1
+
+
+async def test_a_zero_bound_tries_once_and_a_negative_one_is_refused(
+    connections: list[Redis], prefix: str
+) -> None:
+    config = RateLimitConfig(max_in_flight=1, key_prefix=prefix)
+    holder, waiter = limiters(connections, config)[:2]
+    async with waiter.slot(REALM, max_wait_seconds=0):
+        pass
+    async with holder.slot(REALM):
+        with pytest.raises(RateLimitBusyError):
+            async with asyncio.timeout(2), waiter.slot(REALM, max_wait_seconds=0):
+                pass
+    with pytest.raises(ValueError, match="negative"):
+        async with waiter.slot(REALM, max_wait_seconds=-1):
+            pass
+
+
+async def test_the_client_waits_only_as_long_as_its_config_says(
+    connections: list[Redis], prefix: str, intuit: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    """The bound comes from QboConfig; a busy company is not retried and nothing is sent."""
+    config = RateLimitConfig(max_in_flight=1, max_poll_seconds=0.02, key_prefix=prefix)
+    holder = RedisRateLimiter(connections[0], config)
+    route = intuit.get(f"{COMPANY}/customer/1").respond(
+        200, json={"Customer": {"Id": "1", "SyncToken": "0"}}
+    )
+    client = QboClient(
+        http,
+        replace(make_config(), limiter_wait_seconds=0.2),
+        realm_id=REALM,
+        tokens=FakeTokens(),
+        limiter=RedisRateLimiter(connections[1], config),
+    )
+    async with holder.slot(REALM):
+        started = time.monotonic()
+        with pytest.raises(RateLimitBusyError):
+            async with asyncio.timeout(2):
+                await client.get(Customer, "1")
+        assert time.monotonic() - started < 0.2 + 0.2
+    assert route.call_count == 0
+    assert await in_flight(connections[2], prefix) == 0
+    await client.get(Customer, "1")
+    assert route.call_count == 1

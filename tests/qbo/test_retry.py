@@ -160,7 +160,9 @@ class HeldSlots:
     held: int = 0
 
     @asynccontextmanager
-    async def slot(self, realm_id: str, *, batch: bool = False) -> AsyncIterator[None]:
+    async def slot(
+        self, realm_id: str, *, batch: bool = False, max_wait_seconds: float | None = None
+    ) -> AsyncIterator[None]:
         self.held += 1
         try:
             yield

@@ -1,20 +1,35 @@
-"""Test connection: read-only checks, one result each, in words a person can act on."""
+"""Test connection: read-only checks, one result each, in words a person can act on.
+
+Cheap on purpose, because Intuit meters reads per app: after the credentials check, one batch
+call carries every read (CompanyInfo and a COUNT per entity), so a healthy run costs one Accounting
+API call, plus one token call when the access token was due. The call waits only briefly on the
+company's shared limits; a company busy with its sync gets "busy, try again", not a long wait.
+
+Pool discipline (R13): what the checks need from the database is read in one short session that
+is closed before anything is sent to Intuit.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.schemas import CheckResult, ConnectionTestReport
 from qbsync.connections.tokens import ConnectionTokens, ConnectionUnusableError
 from qbsync.db import Database
+from qbsync.errors import NotFoundError
 from qbsync.models import Connection, ConnectionStatus, EntityMapping, MappingKind
 from qbsync.qbo import (
     Account,
+    BatchItemResult,
+    BatchQuery,
     Bill,
+    CompanyInfo,
     Customer,
     InvalidGrantError,
     Invoice,
@@ -24,10 +39,13 @@ from qbsync.qbo import (
     QboClient,
     QboEntity,
     QboError,
+    QboServerError,
+    RateLimitBusyError,
     TaxCode,
     TokenError,
     Vendor,
 )
+from qbsync.qbo.query import count_statement
 from qbsync.queue import JobQueue
 
 HARD_EXPIRY_WARNING = timedelta(days=30)
@@ -42,29 +60,77 @@ READS: list[tuple[str, type[QboEntity]]] = [
     ("bills", Bill),
     ("expenses", Purchase),
 ]
+COMPANY_FILE = "company_file"
+_COMPANY_BID = "company"
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What the checks need from the database, read before any call to Intuit."""
+
+    connection_id: uuid.UUID
+    realm_id: str
+    status: ConnectionStatus
+    automated_sales_tax: bool
+    refresh_hard_expires_at: datetime | None
+    tax_rates_mapped: int
 
 
 async def run_checks(
-    session: AsyncSession,
-    db: Database,
-    queue: JobQueue,
-    intuit: IntuitAccess,
-    connection: Connection,
-    now: datetime,
+    db: Database, queue: JobQueue, intuit: IntuitAccess, org_id: str, now: datetime
 ) -> ConnectionTestReport:
+    stored = await _load(db, org_id)
     checks: list[CheckResult] = []
-    client = await _credentials(db, queue, intuit, connection, checks)
+    client = await _credentials(db, queue, intuit, stored, checks)
     if client is None:
-        checks.append(_skipped("company_file"))
-        checks.extend(_skipped(f"read_{name.replace(' ', '_')}") for name, _ in READS)
-    elif await _company_file(client, checks):
-        for name, entity in READS:
-            checks.append(await _read(client, name, entity))
+        checks.extend(_skipped(name) for name in (COMPANY_FILE, *_read_names()))
     else:
-        checks.extend(_skipped(f"read_{name.replace(' ', '_')}") for name, _ in READS)
-    checks.extend(await _warnings(session, connection, now))
+        checks.extend(await _company_file_and_reads(client))
+    checks.extend(_warnings(stored, now))
     return ConnectionTestReport(
         ok=all(check.outcome != "fail" for check in checks), checked_at=now, checks=checks
+    )
+
+
+async def _load(db: Database, org_id: str) -> _Stored:
+    async with db.sessions() as session:
+        row = (
+            await session.execute(
+                select(
+                    Connection.id,
+                    Connection.realm_id,
+                    Connection.status,
+                    Connection.automated_sales_tax,
+                    Connection.refresh_hard_expires_at,
+                ).where(Connection.org_id == org_id)
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(
+                "This organisation has never connected QuickBooks.", code="not_connected"
+            )
+        mapped = 0
+        if row.status is ConnectionStatus.CONNECTED and not row.automated_sales_tax:
+            mapped = (
+                await session.scalar(
+                    select(func.count())
+                    .select_from(EntityMapping)
+                    .where(
+                        EntityMapping.org_id == org_id,
+                        EntityMapping.realm_id == row.realm_id,
+                        EntityMapping.kind == MappingKind.TAX_RATE,
+                        EntityMapping.archived_at.is_(None),
+                    )
+                )
+                or 0
+            )
+    return _Stored(
+        connection_id=row.id,
+        realm_id=row.realm_id,
+        status=row.status,
+        automated_sales_tax=row.automated_sales_tax,
+        refresh_hard_expires_at=row.refresh_hard_expires_at,
+        tax_rates_mapped=mapped,
     )
 
 
@@ -72,11 +138,11 @@ async def _credentials(
     db: Database,
     queue: JobQueue,
     intuit: IntuitAccess,
-    connection: Connection,
+    stored: _Stored,
     checks: list[CheckResult],
 ) -> QboClient | None:
     name = "credentials"
-    if connection.status is not ConnectionStatus.CONNECTED:
+    if stored.status is not ConnectionStatus.CONNECTED:
         checks.append(
             CheckResult(
                 name=name,
@@ -85,7 +151,7 @@ async def _credentials(
             )
         )
         return None
-    tokens = ConnectionTokens(db, intuit, connection.id, queue)
+    tokens = ConnectionTokens(db, intuit, stored.connection_id, queue)
     try:
         await tokens.access_token()
     except InvalidGrantError:
@@ -106,39 +172,52 @@ async def _credentials(
         checks.append(CheckResult(name=name, outcome="fail", message=message))
         return None
     checks.append(CheckResult(name=name, outcome="pass", message="Signed in to QuickBooks."))
-    return intuit.client(connection.realm_id, tokens, interactive=True)
+    return intuit.client(stored.realm_id, tokens, interactive=True)
 
 
-async def _company_file(client: QboClient, checks: list[CheckResult]) -> bool:
+async def _company_file_and_reads(client: QboClient) -> list[CheckResult]:
+    """One batch call; each item's fault fails its own check."""
+    queries = [BatchQuery(_COMPANY_BID, "SELECT * FROM CompanyInfo")] + [
+        BatchQuery(f"read{n}", count_statement(entity.entity_name))
+        for n, (_, entity) in enumerate(READS)
+    ]
     try:
-        company = await client.company_info()
+        company, *reads = await client.batch(queries)
     except QboError as error:
-        checks.append(CheckResult(name="company_file", outcome="fail", message=_why(error)))
-        return False
-    checks.append(
-        CheckResult(
-            name="company_file",
-            outcome="pass",
-            message=f"Reached the company file of {company.company_name or 'your company'}.",
-        )
+        # Nothing came back (Intuit down, or the company's limits stayed full): no read was made.
+        failed = CheckResult(name=COMPANY_FILE, outcome="fail", message=_why(error))
+        return [failed, *(_skipped(name) for name in _read_names())]
+    return [_company_file(company), *_reads(reads)]
+
+
+def _company_file(result: BatchItemResult) -> CheckResult:
+    if result.error is not None:
+        return CheckResult(name=COMPANY_FILE, outcome="fail", message=_why(result.error))
+    info = next((row for row in result.rows if isinstance(row, CompanyInfo)), None)
+    if info is None:
+        odd = QboServerError("QuickBooks answered the CompanyInfo query without the company")
+        return CheckResult(name=COMPANY_FILE, outcome="fail", message=_why(odd))
+    return CheckResult(
+        name=COMPANY_FILE,
+        outcome="pass",
+        message=f"Reached the company file of {info.company_name or 'your company'}.",
     )
-    return True
 
 
-async def _read(client: QboClient, name: str, entity: type[QboEntity]) -> CheckResult:
-    check = f"read_{name.replace(' ', '_')}"
-    try:
-        await client.count(entity)
-    except QboError as error:
-        return CheckResult(name=check, outcome="fail", message=f"Can't read {name}: {_why(error)}")
-    return CheckResult(name=check, outcome="pass", message=f"Can read {name}.")
+def _reads(results: Sequence[BatchItemResult]) -> list[CheckResult]:
+    checks = []
+    for (name, _), check, result in zip(READS, _read_names(), results, strict=True):
+        if result.error is not None:
+            message = f"Can't read {name}: {_why(result.error)}"
+            checks.append(CheckResult(name=check, outcome="fail", message=message))
+        else:
+            checks.append(CheckResult(name=check, outcome="pass", message=f"Can read {name}."))
+    return checks
 
 
-async def _warnings(
-    session: AsyncSession, connection: Connection, now: datetime
-) -> list[CheckResult]:
+def _warnings(stored: _Stored, now: datetime) -> list[CheckResult]:
     warnings: list[CheckResult] = []
-    hard = connection.refresh_hard_expires_at
+    hard = stored.refresh_hard_expires_at
     if hard is not None and hard - now <= HARD_EXPIRY_WARNING:
         days = max(0, (hard - now).days)
         warnings.append(
@@ -149,27 +228,21 @@ async def _warnings(
                 "to keep syncing without a gap.",
             )
         )
-    if connection.status is ConnectionStatus.CONNECTED and not connection.automated_sales_tax:
-        mapped = await session.scalar(
-            select(func.count())
-            .select_from(EntityMapping)
-            .where(
-                EntityMapping.org_id == connection.org_id,
-                EntityMapping.realm_id == connection.realm_id,
-                EntityMapping.kind == MappingKind.TAX_RATE,
-                EntityMapping.archived_at.is_(None),
+    needs_tax_codes = stored.status is ConnectionStatus.CONNECTED and not stored.automated_sales_tax
+    if needs_tax_codes and not stored.tax_rates_mapped:
+        warnings.append(
+            CheckResult(
+                name="tax_rates_mapped",
+                outcome="warn",
+                message="No tax rates are mapped to QuickBooks tax codes yet. Map them in "
+                "the settings so invoices with tax (VAT/GST) sync correctly.",
             )
         )
-        if not mapped:
-            warnings.append(
-                CheckResult(
-                    name="tax_rates_mapped",
-                    outcome="warn",
-                    message="No tax rates are mapped to QuickBooks tax codes yet. Map them in "
-                    "the settings so invoices with tax (VAT/GST) sync correctly.",
-                )
-            )
     return warnings
+
+
+def _read_names() -> list[str]:
+    return [f"read_{name.replace(' ', '_')}" for name, _ in READS]
 
 
 def _skipped(name: str) -> CheckResult:
@@ -179,6 +252,8 @@ def _skipped(name: str) -> CheckResult:
 
 
 def _why(error: QboError) -> str:
+    if isinstance(error, RateLimitBusyError):
+        return error.user_message
     if error.retryable:
         return "QuickBooks did not answer properly. Try again in a few minutes."
     return error.user_message

@@ -1,4 +1,5 @@
-"""The QuickBooks side of a process: OAuth, limiter and config, built once and shared."""
+"""The QuickBooks side of a process: OAuth, limiter and config, built from `Settings` once and
+shared. The only place that turns settings into the `qbsync.qbo` package's own config objects."""
 
 from __future__ import annotations
 
@@ -10,17 +11,83 @@ from redis.asyncio import Redis
 from qbsync.crypto import Keyring
 from qbsync.qbo import (
     AccessTokenProvider,
+    IntuitEndpoints,
     IntuitOAuth,
     QboClient,
     QboConfig,
+    RateLimitConfig,
     RedisRateLimiter,
     RetryPolicy,
     SlotLimiter,
-    rate_limit_config_from_settings,
+)
+from qbsync.qbo.config import (
+    INTUIT_API_BASE_URLS,
+    INTUIT_AUTHORIZE_URL,
+    INTUIT_REQUEST_TIMEOUT_SECONDS,
+    INTUIT_REVOKE_URL,
+    INTUIT_TOKEN_URL,
 )
 from qbsync.settings import Settings
 
 INTERACTIVE_RETRY = RetryPolicy(max_attempts=2, base_delay_seconds=0.5, max_total_seconds=5.0)
+# A person waiting on a page is better told "busy, try again" than kept waiting behind a backlog.
+INTERACTIVE_LIMITER_WAIT_SECONDS = 3.0
+
+
+def intuit_endpoints(settings: Settings, simulator_base_url: str | None = None) -> IntuitEndpoints:
+    """Intuit's hosts for the environment, the simulator's, or the configured overrides."""
+    intuit = settings.intuit
+    if intuit.environment == "simulator":
+        base = simulator_base_url or f"http://127.0.0.1:{settings.simulator.port}"
+        defaults = IntuitEndpoints(
+            authorize_url=f"{base}/connect/oauth2",
+            token_url=f"{base}/oauth2/v1/tokens/bearer",
+            revoke_url=f"{base}/v2/oauth2/tokens/revoke",
+            api_base_url=base,
+        )
+    else:
+        defaults = IntuitEndpoints(
+            authorize_url=INTUIT_AUTHORIZE_URL,
+            token_url=INTUIT_TOKEN_URL,
+            revoke_url=INTUIT_REVOKE_URL,
+            api_base_url=INTUIT_API_BASE_URLS[intuit.environment],
+        )
+    return IntuitEndpoints(
+        authorize_url=intuit.authorize_url or defaults.authorize_url,
+        token_url=intuit.token_url or defaults.token_url,
+        revoke_url=intuit.revoke_url or defaults.revoke_url,
+        api_base_url=(intuit.api_base_url or defaults.api_base_url).rstrip("/"),
+    )
+
+
+def qbo_config(
+    settings: Settings,
+    *,
+    simulator_base_url: str | None = None,
+    retry: RetryPolicy | None = None,
+) -> QboConfig:
+    intuit = settings.intuit
+    return QboConfig(
+        client_id=intuit.client_id,
+        client_secret=intuit.client_secret,
+        redirect_uri=intuit.redirect_uri,
+        endpoints=intuit_endpoints(settings, simulator_base_url),
+        webhook_verifier_token=intuit.webhook_verifier_token,
+        minor_version=intuit.minor_version,
+        timeout_seconds=intuit.timeout_seconds,
+        retry=retry or RetryPolicy(),
+    )
+
+
+def rate_limit_config(settings: Settings) -> RateLimitConfig:
+    intuit = settings.intuit
+    return RateLimitConfig(
+        requests_per_window=intuit.requests_per_minute,
+        max_in_flight=intuit.max_in_flight,
+        batch_requests_per_window=intuit.batch_requests_per_minute,
+        lease_seconds=max(intuit.timeout_seconds, INTUIT_REQUEST_TIMEOUT_SECONDS) + 30.0,
+        key_prefix=settings.redis.key_prefix,
+    )
 
 
 @dataclass(frozen=True)
@@ -33,11 +100,11 @@ class IntuitAccess:
 
     @classmethod
     def build(cls, settings: Settings, http: httpx.AsyncClient, redis: Redis) -> IntuitAccess:
-        config = QboConfig.from_settings(settings)
+        config = qbo_config(settings)
         return cls(
             config=config,
             oauth=IntuitOAuth(http, config),
-            limiter=RedisRateLimiter(redis, rate_limit_config_from_settings(settings)),
+            limiter=RedisRateLimiter(redis, rate_limit_config(settings)),
             http=http,
             keyring=Keyring.parse(settings.crypto.encryption_keys.get_secret_value()),
         )
@@ -45,6 +112,15 @@ class IntuitAccess:
     def client(
         self, realm_id: str, tokens: AccessTokenProvider, *, interactive: bool = False
     ) -> QboClient:
-        """`interactive` calls answer a person waiting on a page: retry briefly, then report."""
-        config = replace(self.config, retry=INTERACTIVE_RETRY) if interactive else self.config
+        """`interactive` calls answer a person waiting on a page: retry briefly, wait on the
+        company's shared limits only briefly, then report."""
+        config = (
+            replace(
+                self.config,
+                retry=INTERACTIVE_RETRY,
+                limiter_wait_seconds=INTERACTIVE_LIMITER_WAIT_SECONDS,
+            )
+            if interactive
+            else self.config
+        )
         return QboClient(self.http, config, realm_id=realm_id, tokens=tokens, limiter=self.limiter)

@@ -109,10 +109,9 @@ async def get_connection(org: OrgDep, session: SessionDep) -> ConnectionStatusVi
     responses=ORG_ERRORS | problem_responses(404),
 )
 async def test_connection(
-    org: OrgDep, session: SessionDep, db: DatabaseDep, queue: QueueDep, intuit: IntuitDep
+    org: OrgDep, db: DatabaseDep, queue: QueueDep, intuit: IntuitDep
 ) -> ConnectionTestReport:
-    connection = await service.require_connection(session, org.org_id)
-    return await checks.run_checks(session, db, queue, intuit, connection, utcnow())
+    return await checks.run_checks(db, queue, intuit, org.org_id, utcnow())
 
 
 @router.delete(

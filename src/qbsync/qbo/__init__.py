@@ -3,17 +3,19 @@ limiter and webhook parsing. Imports nothing from FastAPI, the database or featu
 
 from qbsync.qbo.client import (
     AccessTokenProvider,
+    BatchItem,
     BatchItemResult,
     BatchOperation,
+    BatchQuery,
     CdcResult,
     QboClient,
 )
 from qbsync.qbo.config import (
     ACCOUNTING_SCOPE,
+    IntuitEndpoints,
     QboConfig,
     RateLimitConfig,
     RetryPolicy,
-    rate_limit_config_from_settings,
 )
 from qbsync.qbo.entities import (
     Account,
@@ -50,6 +52,7 @@ from qbsync.qbo.errors import (
     QboStaleObjectError,
     QboThrottledError,
     QboValidationError,
+    RateLimitBusyError,
     RateLimiterUnavailableError,
     TokenEndpointUnavailableError,
     TokenError,
@@ -71,13 +74,16 @@ __all__ = [
     "SIGNATURE_HEADER",
     "AccessTokenProvider",
     "Account",
+    "BatchItem",
     "BatchItemResult",
     "BatchOperation",
+    "BatchQuery",
     "Bill",
     "CdcResult",
     "CompanyInfo",
     "Customer",
     "EntityChange",
+    "IntuitEndpoints",
     "IntuitOAuth",
     "InvalidClientError",
     "InvalidGrantError",
@@ -104,6 +110,7 @@ __all__ = [
     "QboStaleObjectError",
     "QboThrottledError",
     "QboValidationError",
+    "RateLimitBusyError",
     "RateLimitConfig",
     "RateLimiterUnavailableError",
     "RedisRateLimiter",
@@ -122,6 +129,5 @@ __all__ = [
     "in_list",
     "parse_webhook",
     "quote",
-    "rate_limit_config_from_settings",
     "verify_signature",
 ]

@@ -9,6 +9,7 @@ rides out 429 / 5xx / network errors within the configured bound.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,10 +79,37 @@ class BatchOperation:
 
 
 @dataclass(frozen=True)
-class BatchItemResult:
+class BatchQuery:
+    """One query in a batch: a single page, as the statement's own STARTPOSITION/MAXRESULTS say.
+
+    Build the statement with `query.select` / `query.count_statement` (values with `quote`).
+    """
+
     bid: str
-    entity: QboEntity | None
-    error: QboError | None
+    statement: str
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.bid) <= MAX_BATCH_ID_LENGTH:
+            raise ValueError(f"bId must be 1 to {MAX_BATCH_ID_LENGTH} characters: {self.bid!r}")
+        if not self.statement.strip():
+            raise ValueError("a batch query needs a statement")
+
+    def item(self) -> dict[str, Any]:
+        return {"bId": self.bid, "Query": self.statement}
+
+
+BatchItem = BatchOperation | BatchQuery
+
+
+@dataclass(frozen=True)
+class BatchItemResult:
+    """A write's `entity`, or a query's `rows` (and `total_count` for COUNT(*)); else `error`."""
+
+    bid: str
+    entity: QboEntity | None = None
+    error: QboError | None = None
+    rows: tuple[QboEntity, ...] = ()
+    total_count: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -240,31 +268,40 @@ class QboClient:
         return _entity(reply, entity_type)
 
     async def batch(
-        self, operations: Sequence[BatchOperation], *, requestid: str
+        self, items: Sequence[BatchItem], *, requestid: str | None = None
     ) -> list[BatchItemResult]:
-        """Up to 30 writes in one call; one result per operation, in the order given.
+        """Up to 30 writes and queries in one call; one result per item, in the order given.
 
         Items succeed or fail on their own: a failed item carries its typed error. The call
-        itself raises only when the whole request failed.
+        itself raises only when the whole request failed. A batch with a write needs the
+        caller's `requestid`; one of queries only may leave it out.
         """
+        if requestid is None:
+            if any(isinstance(item, BatchOperation) for item in items):
+                raise ValueError("a batch with writes needs a requestid")
+            # Intuit needs no requestid for reads (python-quickbooks sends none), but
+            # `_request` refuses every POST without one so that no write can go out unkeyed.
+            # A fresh random id is harmless: a resend of this batch gets Intuit's first answer,
+            # as current as a new read. A fixed one would replay an old answer to a later call.
+            requestid = uuid.uuid4().hex
         _check_request_id(requestid, MAX_BATCH_REQUEST_ID_LENGTH)
-        if not 1 <= len(operations) <= MAX_BATCH_ITEMS:
-            raise ValueError(f"a batch holds 1 to {MAX_BATCH_ITEMS} operations")
-        bids = [operation.bid for operation in operations]
+        if not 1 <= len(items) <= MAX_BATCH_ITEMS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_ITEMS} items")
+        bids = [item.bid for item in items]
         if len(set(bids)) != len(bids):
             raise ValueError("bIds must be unique within a batch")
         reply = await self._request(
             "POST",
             "batch",
             params={"requestid": requestid},
-            body={"BatchItemRequest": [operation.item() for operation in operations]},
+            body={"BatchItemRequest": [item.item() for item in items]},
             batch=True,
         )
         raw_items = reply.body.get("BatchItemResponse")
         if not isinstance(raw_items, list):
             raise _unexpected(reply, "BatchItemResponse")
-        by_bid = {str(item.get("bId")): item for item in raw_items if isinstance(item, Mapping)}
-        return [_batch_result(bid, by_bid.get(bid), reply.intuit_tid) for bid in bids]
+        by_bid = {str(raw.get("bId")): raw for raw in raw_items if isinstance(raw, Mapping)}
+        return [_batch_result(item, by_bid.get(item.bid), reply.intuit_tid) for item in items]
 
     async def cdc(
         self, entity_types: Sequence[type[QboEntity]], changed_since: datetime
@@ -346,7 +383,9 @@ class QboClient:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if content is not None:
             headers["Content-Type"] = "application/json"
-        async with self._limiter.slot(self._realm_id, batch=batch):
+        async with self._limiter.slot(
+            self._realm_id, batch=batch, max_wait_seconds=self._config.limiter_wait_seconds
+        ):
             try:
                 response = await self._http.request(
                     method,
@@ -366,8 +405,9 @@ class QboClient:
 
 
 def _batch_result(
-    bid: str, item: Mapping[str, Any] | None, intuit_tid: str | None
+    sent: BatchItem, item: Mapping[str, Any] | None, intuit_tid: str | None
 ) -> BatchItemResult:
+    bid = sent.bid
     error: QboError
     if item is None:
         error = QboServerError(
@@ -383,6 +423,8 @@ def _batch_result(
             fault = {}
         error = fault_error(fault, intuit_tid=intuit_tid)
         return BatchItemResult(bid=bid, entity=None, error=error)
+    if isinstance(sent, BatchQuery):
+        return _query_result(bid, item.get("QueryResponse"), intuit_tid)
     for key, value in item.items():
         if key not in ("bId", "Fault", "fault") and isinstance(value, dict):
             try:
@@ -392,6 +434,32 @@ def _batch_result(
             return BatchItemResult(bid=bid, entity=entity, error=None)
     error = QboServerError(f"batch item {bid} carried no entity", intuit_tid=intuit_tid)
     return BatchItemResult(bid=bid, entity=None, error=error)
+
+
+def _query_result(bid: str, response: Any, intuit_tid: str | None) -> BatchItemResult:
+    """`{"<Entity>": [rows], "startPosition": …}`, or `{"totalCount": n}` for COUNT(*)."""
+    if not isinstance(response, Mapping):
+        error = QboServerError(f"batch item {bid} carried no QueryResponse", intuit_tid=intuit_tid)
+        return BatchItemResult(bid=bid, error=error)
+    total = response.get("totalCount")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        error = QboServerError(f"batch item {bid} carried an odd totalCount", intuit_tid=intuit_tid)
+        return BatchItemResult(bid=bid, error=error)
+    rows: list[QboEntity] = []
+    for key, value in response.items():
+        # Lists are the rows; startPosition, maxResults and totalCount are plain numbers.
+        for row in value if isinstance(value, list) else ():
+            if not isinstance(row, dict):
+                error = QboServerError(
+                    f"batch item {bid} carried a {key} row that is not an object",
+                    intuit_tid=intuit_tid,
+                )
+                return BatchItemResult(bid=bid, error=error)
+            try:
+                rows.append(_from_wire(key, row, intuit_tid))
+            except QboServerError as invalid:
+                return BatchItemResult(bid=bid, error=invalid)
+    return BatchItemResult(bid=bid, rows=tuple(rows), total_count=total)
 
 
 def _entity(reply: _Reply, entity_type: type[E]) -> E:

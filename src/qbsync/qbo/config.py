@@ -1,7 +1,7 @@
-"""The QuickBooks client's own configuration, built from `Settings` in one place.
+"""The QuickBooks client's own configuration: small frozen objects, no settings machinery.
 
-The rest of the package takes these small frozen objects, so a test, a benchmark or the simulator
-can build one directly without the settings machinery.
+`qbsync.connections.intuit` builds them from `Settings`; a test, a benchmark or another program
+builds them directly.
 """
 
 from __future__ import annotations
@@ -10,14 +10,30 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
-from qbsync.settings import IntuitEndpoints, Settings
-
 ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 # Intuit serves 75 whatever is asked for since Aug 2025; we still send it so a future breaking
 # minor version never changes our payloads silently.
 MINOR_VERSION = 75
 # Intuit ends any request after 120 s, so an in-flight lease never needs to outlive that by much.
 INTUIT_REQUEST_TIMEOUT_SECONDS = 120.0
+
+INTUIT_AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
+INTUIT_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"  # noqa: S105 (a URL)
+INTUIT_REVOKE_URL = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
+INTUIT_API_BASE_URLS: dict[str, str] = {
+    "production": "https://quickbooks.api.intuit.com",
+    "sandbox": "https://sandbox-quickbooks.api.intuit.com",
+}
+
+
+@dataclass(frozen=True)
+class IntuitEndpoints:
+    """Where OAuth and the Accounting API live: Intuit's hosts, a simulator, or overrides."""
+
+    authorize_url: str
+    token_url: str
+    revoke_url: str
+    api_base_url: str
 
 
 @dataclass(frozen=True)
@@ -75,34 +91,10 @@ class QboConfig:
     minor_version: int = MINOR_VERSION
     timeout_seconds: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # How long one call may wait for the company's shared limits before it gives up with
+    # RateLimitBusyError; None waits as long as the limits say.
+    limiter_wait_seconds: float | None = None
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        simulator_base_url: str | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> QboConfig:
-        intuit = settings.intuit
-        return cls(
-            client_id=intuit.client_id,
-            client_secret=intuit.client_secret,
-            redirect_uri=intuit.redirect_uri,
-            endpoints=settings.intuit_endpoints(simulator_base_url),
-            webhook_verifier_token=intuit.webhook_verifier_token,
-            minor_version=intuit.minor_version,
-            timeout_seconds=intuit.timeout_seconds,
-            retry=retry or RetryPolicy(),
-        )
-
-
-def rate_limit_config_from_settings(settings: Settings) -> RateLimitConfig:
-    intuit = settings.intuit
-    return RateLimitConfig(
-        requests_per_window=intuit.requests_per_minute,
-        max_in_flight=intuit.max_in_flight,
-        batch_requests_per_window=intuit.batch_requests_per_minute,
-        lease_seconds=max(intuit.timeout_seconds, INTUIT_REQUEST_TIMEOUT_SECONDS) + 30.0,
-        key_prefix=settings.redis.key_prefix,
-    )
+    def __post_init__(self) -> None:
+        if self.limiter_wait_seconds is not None and self.limiter_wait_seconds < 0:
+            raise ValueError("limiter_wait_seconds must not be negative")

@@ -244,6 +244,21 @@ class RateLimiterUnavailableError(QboError):
     _user_message = "The sync is briefly unavailable; it retries on its own."
 
 
+class RateLimitBusyError(QboError):
+    """The company's shared limits stayed full for longer than the caller would wait.
+
+    Nothing was sent to Intuit. Retryable: the other work holding the limits finishes.
+    """
+
+    retryable = True
+    _user_message = (
+        "QuickBooks is busy with this company's other syncing work; try again in a minute."
+    )
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="company_busy")
+
+
 class TokenError(QboError):
     """Base for the OAuth token and revoke endpoints."""
 

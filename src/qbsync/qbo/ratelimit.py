@@ -10,12 +10,16 @@ A slot is given back however its holder ends: the release runs in its own task, 
 anyio (FastAPI) cancels again at every await of a cancelled task, which would otherwise cancel the
 release itself and leave the slot taken until its lease runs out. An acquire interrupted after
 Redis ran the script (cancelled, or the reply lost) gives back the lease it may have taken.
+
+A caller that cannot wait long (a person on a page) passes `max_wait_seconds`: past it the slot
+raises `RateLimitBusyError`. A refused script takes nothing, so giving up leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -26,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from qbsync.qbo.config import RateLimitConfig
-from qbsync.qbo.errors import RateLimiterUnavailableError
+from qbsync.qbo.errors import RateLimitBusyError, RateLimiterUnavailableError
 
 log = structlog.get_logger(__name__)
 _random = secrets.SystemRandom()
@@ -71,11 +75,17 @@ return 0
 
 
 class SlotLimiter(Protocol):
-    def slot(self, realm_id: str, *, batch: bool = False) -> AbstractAsyncContextManager[None]: ...
+    def slot(
+        self, realm_id: str, *, batch: bool = False, max_wait_seconds: float | None = None
+    ) -> AbstractAsyncContextManager[None]: ...
 
 
 class RedisRateLimiter:
-    """`async with limiter.slot(realm_id):` waits (never fails) until every limit allows a call."""
+    """`async with limiter.slot(realm_id):` waits until every limit allows a call.
+
+    Without `max_wait_seconds` it waits as long as that takes; with it, it raises
+    `RateLimitBusyError` once the wait would pass the bound.
+    """
 
     def __init__(self, redis: Redis, config: RateLimitConfig) -> None:
         self._redis = redis
@@ -83,15 +93,20 @@ class RedisRateLimiter:
         self._script = redis.register_script(_ACQUIRE)
 
     @asynccontextmanager
-    async def slot(self, realm_id: str, *, batch: bool = False) -> AsyncIterator[None]:
-        lease_id = await self._acquire(realm_id, batch=batch)
+    async def slot(
+        self, realm_id: str, *, batch: bool = False, max_wait_seconds: float | None = None
+    ) -> AsyncIterator[None]:
+        if max_wait_seconds is not None and max_wait_seconds < 0:
+            raise ValueError("max_wait_seconds must not be negative")
+        lease_id = await self._acquire(realm_id, batch=batch, max_wait_seconds=max_wait_seconds)
         try:
             yield
         finally:
             await self._release(realm_id, lease_id)
 
-    async def _acquire(self, realm_id: str, *, batch: bool) -> str:
+    async def _acquire(self, realm_id: str, *, batch: bool, max_wait_seconds: float | None) -> str:
         config = self._config
+        deadline = None if max_wait_seconds is None else time.monotonic() + max_wait_seconds
         lease_id = uuid.uuid4().hex
         keys = [self._key(realm_id, "requests"), self._key(realm_id, "inflight")]
         args: list[Any] = [
@@ -123,6 +138,14 @@ class RedisRateLimiter:
             else:
                 # A little extra so the waiters woken by the same expiry do not collide.
                 delay = wait_ms / 1000 + config.max_poll_seconds * _random.uniform(0, 0.2)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                # A window that frees up only after the bound is not worth sleeping for.
+                if remaining <= 0 or wait_ms / 1000 > remaining:
+                    raise RateLimitBusyError(
+                        f"the company's limits would not free up within {max_wait_seconds} s"
+                    )
+                delay = min(delay, remaining)
             await asyncio.sleep(delay)
 
     async def _release(self, realm_id: str, lease_id: str) -> None:
