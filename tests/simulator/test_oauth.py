@@ -361,3 +361,32 @@ async def test_discovery_document_lists_the_endpoints(
     assert body["token_endpoint"] == sim.token_url
     assert body["revocation_endpoint"] == sim.revoke_url
     assert body["authorization_endpoint"] == sim.authorize_url
+    assert body["jwks_uri"] == f"{sim.base_url}/op/v1/jwks"
+    assert body["userinfo_endpoint"] == f"{sim.base_url}/v1/openid_connect/userinfo"
+    assert body["issuer"] == f"{sim.base_url}/op/v1"
+    for spelling in ("openid_configuration/", "openid-sandbox-configuration"):
+        assert (await http.get(f"/.well-known/{spelling}")).json() == body
+
+
+async def test_the_consent_page_names_the_app_and_the_access_it_asks_for() -> None:
+    config = SimulatorConfig(app_name="Acme <Books>", redirect_uris=(REDIRECT,))
+    async with running_simulator(config) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+        page = await http.get(
+            "/connect/oauth2",
+            params={
+                "client_id": CLIENT[0],
+                "response_type": "code",
+                "scope": f"{SCOPE} email",
+                "redirect_uri": REDIRECT,
+                "state": "s",
+            },
+        )
+
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<title>Connect Acme &lt;Books&gt; to QuickBooks</title>" in page.text
+    assert "<strong>Acme &lt;Books&gt;</strong> wants to connect" in page.text
+    assert "Read and change your accounting data" in page.text
+    assert "See your email address" in page.text
+    assert page.text.count('type="radio" name="realm_id"') == 3
+    assert re.search(r'<button[^>]*value="approve">Connect</button>', page.text)
+    assert re.search(r'<button[^>]*value="deny">Cancel</button>', page.text)

@@ -21,7 +21,12 @@ from qbsync.simulator.fields import mapping
 from qbsync.simulator.jsonio import JsonObject
 from qbsync.simulator.store import NAME_LISTS, Company, writable_copy
 
-_NAME_FIELD = {"Customer": "DisplayName", "Vendor": "DisplayName", "TaxCode": "Name"}
+_NAME_FIELD = {
+    "Customer": "DisplayName",
+    "Vendor": "DisplayName",
+    "Employee": "DisplayName",
+    "TaxCode": "Name",
+}
 
 
 @dataclass(frozen=True)

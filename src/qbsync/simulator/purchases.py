@@ -48,19 +48,19 @@ def _expense_lines(
             raise required(detail_type)
         detail = dict(mapping(line[detail_type], detail_type))
         amount = line_amount(line, detail)
-        entity, key = (
+        target_entity, key = (
             ("Account", "AccountRef") if detail_type == ACCOUNT_LINE else ("Item", "ItemRef")
         )
         target_id = ref_id(detail, key)
         if target_id is None:
             raise required(key)
-        target = ledger.resolve(entity, target_id, key)
-        if entity == "Account" and target["AccountType"] in _NOT_EXPENSE_LINE_TYPES:
+        target = ledger.resolve(target_entity, target_id, key)
+        if target_entity == "Account" and target["AccountType"] in _NOT_EXPENSE_LINE_TYPES:
             raise business_rule(
                 f"Invalid account type: an expense line can't post to {target['AccountType']}.",
                 key,
             )
-        detail[key] = ledger.named_ref(entity, target)
+        detail[key] = ledger.named_ref(target_entity, target)
         rates = line_rates(ledger, detail, mode, purchase=True)
         if rates is not None:
             taxed.append(TaxedLine(amount, rates))
