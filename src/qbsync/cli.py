@@ -1,4 +1,4 @@
-"""`qbsync serve | worker | dev | migrate | openapi | rotate-keys | simulator`."""
+"""`qbsync serve | worker | dev | migrate | openapi | token | rotate-keys | simulator`."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from qbsync.connections.token_vault import RotationReport
 from qbsync.crypto import Keyring
 from qbsync.db import Database
 from qbsync.main import create_app
 from qbsync.runtime import ServiceUrls, migrate, services
+from qbsync.security import mint_dev_token
 from qbsync.settings import Settings, SettingsError, get_settings
 
 
@@ -100,13 +102,14 @@ def openapi_document() -> str:
 
 
 def cmd_rotate_keys(_: argparse.Namespace) -> int:
+    """Re-encrypt until no row is left under an old key; non-zero if any still is."""
     from qbsync.connections.token_vault import rotate_all
 
     settings = get_settings()
     keyring = Keyring.parse(settings.crypto.encryption_keys.get_secret_value())
     with services(settings) as urls:
 
-        async def run() -> int:
+        async def run() -> RotationReport:
             db = Database.connect(urls.database_url, settings.database)
             try:
                 async with db.sessions() as session:
@@ -114,8 +117,35 @@ def cmd_rotate_keys(_: argparse.Namespace) -> int:
             finally:
                 await db.dispose()
 
-        rotated = asyncio.run(run())
-    print(f"re-encrypted {rotated} connection(s) with key {keyring.primary_key_id!r}")  # noqa: T201
+        report = asyncio.run(run())
+    print(f"re-encrypted {report.rotated} row(s) with key {keyring.primary_key_id!r}")  # noqa: T201
+    if report.remaining:
+        print(f"{len(report.remaining)} row(s) remain under an old key:", file=sys.stderr)  # noqa: T201
+        for line in report.remaining:
+            print(f"  {line}", file=sys.stderr)  # noqa: T201
+        return 1
+    print("0 rows remain under an old key")  # noqa: T201
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a platform JWT for one org and user: for dev and tests, never production."""
+    settings = get_settings()
+    if not settings.is_dev:
+        print(  # noqa: T201
+            "qbsync: `qbsync token` mints dev tokens only (QBSYNC_ENV=dev or test); in "
+            "production the platform mints them",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        token = mint_dev_token(
+            settings.auth, org_id=args.org, user_id=args.user, minutes=args.minutes
+        )
+    except ValueError as error:
+        print(f"qbsync: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    print(token)  # noqa: T201 - the command's answer
     return 0
 
 
@@ -127,6 +157,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     os.environ["QBSYNC_PORT"] = str(port)
     os.environ.setdefault(
         "QBSYNC_INTUIT__REDIRECT_URI", f"http://127.0.0.1:{port}/v1/quickbooks/callback"
+    )
+    # Without the platform's frontend, consent lands on qbsync's own stand-in settings page.
+    os.environ.setdefault(
+        "QBSYNC_PLATFORM__SETTINGS_URL", f"http://127.0.0.1:{port}/dev/quickbooks"
     )
     get_settings.cache_clear()
     settings = get_settings()
@@ -210,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", default="openapi/openapi.json")
     openapi.set_defaults(handler=cmd_openapi)
+
+    token = commands.add_parser("token", help="print a dev JWT for an org (dev and test only)")
+    token.add_argument("--org", required=True, help="the org id the token acts for")
+    token.add_argument("--user", default="user_dev", help="the user id (`sub`)")
+    token.add_argument("--minutes", type=int, default=60, help="how long the token is valid")
+    token.set_defaults(handler=cmd_token)
 
     commands.add_parser(
         "rotate-keys", help="re-encrypt every stored token with the first configured key"

@@ -28,7 +28,10 @@ class Database:
             url,
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout_seconds,
             pool_pre_ping=True,
+            # Parameters are tokens, ciphertexts and personal data: never in a log or traceback.
+            hide_parameters=True,
             echo=settings.echo,
         )
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
@@ -248,7 +250,33 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+async def _pool_timeout(request: Request, error: Exception) -> JSONResponse:
+    """Every pooled connection stayed busy for the whole pool timeout: a moment's overload."""
+    return problem(
+        503,
+        "database_busy",
+        "The service is busy; nothing was stored. Retry in a few seconds.",
+        request=request,
+        headers={"Retry-After": "2"},
+    )
+
+
+async def _database_down(request: Request, error: Exception) -> JSONResponse:
+    return problem(
+        503,
+        "database_unavailable",
+        "The database is unavailable; nothing was stored. Retry shortly.",
+        request=request,
+        headers={"Retry-After": "5"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(PoolTimeoutError, _pool_timeout)
+    # Routes that open their own short transactions (those that call Intuit) meet these outside
+    # the request session's dependency, which maps them the same way.
+    for unavailable in (OperationalError, InterfaceError, ConnectionRefusedError):
+        app.add_exception_handler(unavailable, _database_down)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -15,6 +15,7 @@ from qbsync.body_limit import BodySizeLimitMiddleware
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.router import router as connections_router
 from qbsync.db import Database
+from qbsync.devpage.router import router as devpage_router
 from qbsync.errors import install_error_handlers
 from qbsync.observability import RequestContextMiddleware, configure_logging
 from qbsync.queue import JobQueue
@@ -80,6 +81,8 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(connections_router)
+    if settings.is_dev:
+        app.include_router(devpage_router)
     return app
 
 

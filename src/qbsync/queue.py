@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 from arq.connections import ArqRedis, RedisSettings
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.db import Database
@@ -54,7 +55,8 @@ class JobQueue:
         for job in jobs:
             try:
                 await self.enqueue(job)
-            except (OSError, ConnectionError, TimeoutError) as error:
+            except (RedisError, OSError, TimeoutError) as error:
+                # What the commit stored is safe; a redrive cron finds the row in Postgres.
                 log.warning(
                     "enqueue_failed_reconciler_will_redrive",
                     function=job.function,

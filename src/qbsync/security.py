@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -108,3 +109,32 @@ async def current_org(
 
 
 OrgDep = Annotated[OrgContext, Depends(current_org)]
+
+
+def mint_dev_token(
+    settings: AuthSettings,
+    *,
+    org_id: str,
+    user_id: str,
+    minutes: int = 60,
+    entitlements: tuple[str, ...] = ("integrations",),
+) -> str:
+    """A platform JWT signed with the shared HS256 secret, for dev and tests only.
+
+    In production the platform mints tokens; qbsync only verifies them.
+    """
+    if settings.jwks_url is not None:
+        raise ValueError("tokens are verified against a JWKS URL: only the platform can mint them")
+    now = int(time.time())
+    claims = {
+        "sub": user_id,
+        "org_id": org_id,
+        "iat": now,
+        "exp": now + minutes * 60,
+        "entitlements": list(entitlements),
+    }
+    if settings.audience is not None:
+        claims["aud"] = settings.audience
+    if settings.issuer is not None:
+        claims["iss"] = settings.issuer
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "production"]
@@ -33,6 +33,7 @@ PLACEHOLDERS = frozenset(
         DEV_INTUIT_VERIFIER_TOKEN,
     }
 )
+MIN_HS256_SECRET_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -43,6 +44,8 @@ class DatabaseSettings(BaseModel):
     url: SecretStr | None = None
     pool_size: int = Field(default=10, ge=1, le=200)
     max_overflow: int = Field(default=10, ge=0, le=200)
+    # How long a request or job waits for a pooled connection before it is answered 503.
+    pool_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     echo: bool = False
 
 
@@ -59,6 +62,16 @@ class AuthSettings(BaseModel):
     issuer: str | None = None
     leeway_seconds: int = Field(default=30, ge=0, le=300)
     required_entitlement: str = "integrations"
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough_for_hs256(cls, secret: SecretStr) -> SecretStr:
+        if len(secret.get_secret_value().encode()) < MIN_HS256_SECRET_BYTES:
+            raise ValueError(
+                f"QBSYNC_AUTH__JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes: "
+                "HS256 is only as strong as its key (RFC 7518 §3.2)"
+            )
+        return secret
 
 
 class PlatformSettings(BaseModel):
@@ -88,12 +101,25 @@ class IntuitSettings(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_environment(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("environment"):
-            client_id = data.get("client_id")
-            has_app = bool(client_id) and client_id != DEV_INTUIT_CLIENT_ID
-            return {**data, "environment": "sandbox" if has_app else "simulator"}
+    def _blank_environment_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("environment") == "":
+            return {key: value for key, value in data.items() if key != "environment"}
         return data
+
+    @model_validator(mode="after")
+    def _default_environment(self) -> IntuitSettings:
+        # Bypasses pydantic's setattr so `environment_given` still tells a default from a choice.
+        if not self.environment_given and self.has_app:
+            object.__setattr__(self, "environment", "sandbox")
+        return self
+
+    @property
+    def has_app(self) -> bool:
+        return bool(self.client_id) and self.client_id != DEV_INTUIT_CLIENT_ID
+
+    @property
+    def environment_given(self) -> bool:
+        return "environment" in self.model_fields_set
 
 
 class CryptoSettings(BaseModel):
@@ -152,6 +178,12 @@ class Settings(BaseSettings):
             problems.append("QBSYNC_REDIS__URL")
         if self.uses_simulator:
             problems.append("QBSYNC_INTUIT__ENVIRONMENT (the simulator is for dev and tests only)")
+        elif not self.intuit.environment_given:
+            # An app's keys belong to one environment; guessing sandbox would fail every call.
+            problems.append(
+                "QBSYNC_INTUIT__ENVIRONMENT (say `sandbox` or `production` for these app keys)"
+            )
+        problems += _dev_encryption_keys(self.crypto.encryption_keys.get_secret_value())
         if problems:
             raise SettingsError(
                 "refusing to start outside dev mode with a missing or placeholder value for: "
@@ -162,7 +194,6 @@ class Settings(BaseSettings):
     def _secrets(self) -> list[tuple[str, str]]:
         secrets = [
             ("QBSYNC_PLATFORM__WEBHOOK_SECRET", self.platform.webhook_secret.get_secret_value()),
-            ("QBSYNC_CRYPTO__ENCRYPTION_KEYS", self.crypto.encryption_keys.get_secret_value()),
         ]
         if self.auth.jwks_url is None:
             secrets.append(("QBSYNC_AUTH__JWT_SECRET", self.auth.jwt_secret.get_secret_value()))
@@ -179,6 +210,22 @@ class Settings(BaseSettings):
                 ),
             ]
         return secrets
+
+
+def _dev_encryption_keys(spec: str) -> list[str]:
+    """Each listed key is checked: the dev key beside a real one still decrypts in production."""
+    dev_material = DEV_ENCRYPTION_KEYS.partition(":")[2]
+    entries = [part.strip() for part in spec.split(",") if part.strip()]
+    if not entries:
+        return ["QBSYNC_CRYPTO__ENCRYPTION_KEYS"]
+    found = []
+    for entry in entries:
+        key_id, _, material = entry.partition(":")
+        if material.strip() == dev_material or _is_placeholder(material):
+            found.append(
+                f"QBSYNC_CRYPTO__ENCRYPTION_KEYS (key {key_id!r} is a dev or placeholder key)"
+            )
+    return found
 
 
 def _is_placeholder(value: str) -> bool:

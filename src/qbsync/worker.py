@@ -14,7 +14,7 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker, func
 
 from qbsync.connections.intuit import IntuitAccess
-from qbsync.connections.tasks import refresh_expiring_tokens
+from qbsync.connections.tasks import expire_pending_grants, refresh_expiring_tokens
 from qbsync.db import Database
 from qbsync.notify.tasks import deliver_outbound_event, redrive_outbound_events
 from qbsync.observability import JOB_LATENCY, JOBS, configure_logging
@@ -63,6 +63,13 @@ def cron_jobs() -> list[CronJob]:
             keep_result=0,
             unique=True,
             run_at_startup=True,
+        ),
+        cron(
+            _measured("expire_pending_grants", expire_pending_grants),
+            name="expire_pending_grants",
+            second={30},
+            keep_result=0,
+            unique=True,
         ),
         cron(
             _measured("refresh_expiring_tokens", refresh_expiring_tokens),

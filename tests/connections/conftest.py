@@ -105,9 +105,26 @@ class Consent:
         assert location.startswith(SETTINGS_URL)
         return parse_qs(urlsplit(location).query)
 
-    async def connect(self, org_id: str = "org_1", realm_id: str = US_REALM) -> None:
+    async def confirm(
+        self, handle: str, org_id: str = "org_1", user_id: str = "user_1"
+    ) -> httpx.Response:
+        """The platform's frontend completing the link with its user's JWT."""
+        return await self.client.post(
+            "/v1/quickbooks/connect/confirm",
+            json={"handle": handle},
+            headers=bearer(self.make_token(org_id, sub=user_id)),
+        )
+
+    async def handle(self, org_id: str = "org_1", realm_id: str = US_REALM) -> str:
+        """Consent up to the settings page: the handle the frontend would confirm."""
         outcome = await self.finish(self.consent(await self.start(org_id), realm_id))
-        assert outcome == {"quickbooks": ["connected"]}, outcome
+        assert outcome["quickbooks"] == ["confirm"], outcome
+        return outcome["handle"][0]
+
+    async def connect(self, org_id: str = "org_1", realm_id: str = US_REALM) -> None:
+        confirmed = await self.confirm(await self.handle(org_id, realm_id), org_id)
+        assert confirmed.status_code == 200, confirmed.text
+        assert confirmed.json()["status"] == "connected"
 
 
 @pytest.fixture

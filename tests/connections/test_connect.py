@@ -123,7 +123,7 @@ async def test_missing_state_is_refused(client: httpx.AsyncClient, db: Database)
 async def test_a_state_works_once(consent: Consent, db: Database) -> None:
     """S5: the same callback replayed is refused."""
     callback = consent.consent(await consent.start())
-    assert (await consent.finish(callback))["quickbooks"] == ["connected"]
+    assert (await consent.finish(callback))["quickbooks"] == ["confirm"]
     replay = await consent.finish(callback)
     assert replay["reason"] == ["invalid_state"]
 
@@ -144,8 +144,10 @@ async def test_a_state_connects_only_the_org_it_was_issued_to(
 ) -> None:
     """S5: a state minted for org A can never attach a company to org B."""
     state = await consent.start("org_a")
-    await consent.finish(consent.consent(state, US_REALM))
-    assert (await _status(client, make_token("org_a")))["status"] == "connected"
+    handle = (await consent.finish(consent.consent(state, US_REALM)))["handle"][0]
+    assert (await consent.confirm(handle, "org_b")).status_code == 403
+    assert (await _status(client, make_token("org_b")))["status"] == "not_connected"
+    assert (await _status(client, make_token("org_a")))["status"] == "not_connected"
     assert (await _status(client, make_token("org_b")))["status"] == "not_connected"
 
 

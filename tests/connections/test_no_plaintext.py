@@ -11,7 +11,7 @@ from sqlalchemy import select, text, update
 from qbsync.connections.token_vault import open_tokens
 from qbsync.crypto import Keyring
 from qbsync.db import Database
-from qbsync.models import Connection
+from qbsync.models import Connection, PendingGrant
 from qbsync.models.base import utcnow
 from qbsync.settings import Settings
 from qbsync.simulator.admin import ExpireRequest
@@ -23,7 +23,7 @@ from tests.connections.conftest import US_REALM, Consent
 async def _database_text(db: Database) -> str:
     async with db.sessions() as session:
         rows = []
-        for table in ("connections", "oauth_states", "outbound_events"):
+        for table in ("connections", "pending_grants", "oauth_states", "outbound_events"):
             result = await session.execute(text(f"SELECT CAST(t AS text) FROM {table} t"))
             rows += [row[0] for row in result]
     return "\n".join(rows)
@@ -40,8 +40,16 @@ async def test_no_plaintext_token_in_database_logs_or_jobs(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     keyring = Keyring.parse(settings.crypto.encryption_keys.get_secret_value())
-    await consent.connect()
+    handle = await consent.handle()
     seen: set[str] = set()
+    async with db.sessions() as session:
+        grant = await session.scalar(select(PendingGrant))
+        assert grant is not None
+        held = open_tokens(keyring, grant)
+        assert held is not None
+        seen |= {held.access_token, held.refresh_token, handle}
+        assert handle not in await _database_text(db), "only the handle's hash is stored"
+    assert (await consent.confirm(handle)).status_code == 200
     async with db.sessions() as session:
         row = await session.scalar(select(Connection))
         assert row is not None
@@ -60,7 +68,7 @@ async def test_no_plaintext_token_in_database_logs_or_jobs(
         second = open_tokens(keyring, row)
         assert second is not None
         seen |= {second.access_token, second.refresh_token}
-    assert len(seen) == 4, "the refresh rotated both tokens"
+    assert len(seen) == 5, "the refresh rotated both tokens"
 
     stored = await _database_text(db)
     queued = b" ".join(

@@ -85,8 +85,9 @@ async def test_rotate_keys_reencrypts_every_row_and_leaves_no_plaintext(db: Data
         assert REFRESH not in everything
 
         rotated_keyring = Keyring.parse(f"{NEW},{OLD}")
-        assert await rotate_all(session, rotated_keyring) == 3
-        assert await rotate_all(session, rotated_keyring) == 0
+        assert (await rotate_all(session, rotated_keyring)).rotated == 3
+        again = await rotate_all(session, rotated_keyring)
+        assert (again.rotated, again.remaining) == (0, [])
 
     new_only = Keyring.parse(NEW)
     async with db.sessions() as session:

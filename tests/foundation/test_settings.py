@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from qbsync.cli import main
 from qbsync.connections.intuit import intuit_endpoints
 from qbsync.crypto import generate_key
-from qbsync.settings import Settings
+from qbsync.settings import DEV_ENCRYPTION_KEYS, Settings
 
 PRODUCTION_READY = {
     "QBSYNC_ENV": "production",
@@ -112,3 +112,45 @@ def test_production_refuses_the_simulator(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("QBSYNC_INTUIT__ENVIRONMENT", "simulator")
     with pytest.raises(ValidationError, match="QBSYNC_INTUIT__ENVIRONMENT"):
         Settings()
+
+
+def test_production_refuses_app_keys_without_an_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Intuit keys belong to sandbox or production; guessing one fails every call."""
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.delenv("QBSYNC_INTUIT__ENVIRONMENT")
+    with pytest.raises(ValidationError, match="QBSYNC_INTUIT__ENVIRONMENT"):
+        Settings()
+    monkeypatch.setenv("QBSYNC_INTUIT__ENVIRONMENT", "sandbox")
+    assert Settings().intuit.environment == "sandbox"
+
+
+def test_production_refuses_the_dev_key_anywhere_in_the_key_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each key of the list is checked: the dev key still decrypts when listed second."""
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.setenv(
+        "QBSYNC_CRYPTO__ENCRYPTION_KEYS", f"k1:{generate_key()},{DEV_ENCRYPTION_KEYS}"
+    )
+    with pytest.raises(ValidationError, match="key 'dev'"):
+        Settings()
+    monkeypatch.setenv("QBSYNC_CRYPTO__ENCRYPTION_KEYS", f"k1:{generate_key()},k0:changeme")
+    with pytest.raises(ValidationError, match="key 'k0'"):
+        Settings()
+    monkeypatch.setenv("QBSYNC_CRYPTO__ENCRYPTION_KEYS", f"k2:{generate_key()},k1:{generate_key()}")
+    assert Settings().env == "production"
+
+
+@pytest.mark.parametrize("env", ["dev", "production"])
+def test_an_hs256_secret_shorter_than_32_bytes_is_refused(
+    monkeypatch: pytest.MonkeyPatch, env: str
+) -> None:
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.setenv("QBSYNC_ENV", env)
+    monkeypatch.setenv("QBSYNC_AUTH__JWT_SECRET", "x" * 31)
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        Settings()
+    monkeypatch.setenv("QBSYNC_AUTH__JWT_SECRET", "é" * 16)
+    assert Settings().auth.jwt_secret.get_secret_value() == "é" * 16, "32 bytes in UTF-8"

@@ -9,6 +9,7 @@ from datetime import timedelta
 import httpx
 import respx
 from arq.connections import ArqRedis
+from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 
 from qbsync.db import Database
@@ -134,26 +135,39 @@ async def test_events_whose_jobs_were_lost_are_redriven_from_postgres(
     assert json.loads(route.calls.last.request.content)["data"] == {"id": "inv_2"}
 
 
-async def test_an_event_gives_up_only_after_days(db: Database) -> None:
-    """R11: a day-long outage is retried through; only after five days is an event dead."""
-    async with db.sessions() as session:
+async def test_an_event_gives_up_only_after_days_of_attempts(
+    db: Database, settings: Settings, redis: ArqRedis
+) -> None:
+    """R11: a day-long outage is retried through; only five days after the first attempt is an
+    event dead."""
+    queue = JobQueue(redis, settings.redis.queue_name)
+    async with unit_of_work(db, queue) as session:
         event = service.record(session, "org_1", "quickbooks.record.synced", {"id": "inv_3"})
-        event.created_at = utcnow() - timedelta(days=1)
-        await session.commit()
-        take_pending(session)
-        async with httpx.AsyncClient(
-            transport=httpx.MockTransport(lambda _: httpx.Response(500))
-        ) as http:
-            outcome = await service.deliver(
-                session, http, event.id, url=EVENTS_URL, secret="whsec_dGVzdA=="
+        event.created_at = utcnow() - timedelta(days=30)
+    async with _failing_platform() as http:
+        outcome = await service.deliver(
+            db, queue, http, event.id, url=EVENTS_URL, secret="whsec_dGVzdA=="
+        )
+        assert outcome is service.DeliveryOutcome.RETRY, "a month waiting for a URL is not ageing"
+        async with db.sessions() as session:
+            await session.execute(
+                update(OutboundEvent)
+                .where(OutboundEvent.id == event.id)
+                .values(first_attempted_at=utcnow() - timedelta(days=1), next_attempt_at=utcnow())
             )
+            await session.commit()
+        outcome = await service.deliver(
+            db, queue, http, event.id, url=EVENTS_URL, secret="whsec_dGVzdA=="
+        )
         assert outcome is service.DeliveryOutcome.RETRY
-        event.created_at = utcnow() - timedelta(days=6)
-        event.next_attempt_at = utcnow()
-        async with httpx.AsyncClient(
-            transport=httpx.MockTransport(lambda _: httpx.Response(500))
-        ) as http:
-            outcome = await service.deliver(
-                session, http, event.id, url=EVENTS_URL, secret="whsec_dGVzdA=="
+        async with db.sessions() as session:
+            await session.execute(
+                update(OutboundEvent)
+                .where(OutboundEvent.id == event.id)
+                .values(first_attempted_at=utcnow() - timedelta(days=6), next_attempt_at=utcnow())
             )
+            await session.commit()
+        outcome = await service.deliver(
+            db, queue, http, event.id, url=EVENTS_URL, secret="whsec_dGVzdA=="
+        )
         assert outcome is service.DeliveryOutcome.DEAD

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
-from qbsync.connections import checks, service
+from qbsync.connections import checks, consent, service
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.schemas import (
+    ConfirmConnect,
     ConnectionStatusView,
     ConnectionTestReport,
     ConnectStarted,
@@ -16,7 +20,6 @@ from qbsync.connections.schemas import (
 from qbsync.db import Database
 from qbsync.deps import QueueDep, SessionDep, SettingsDep
 from qbsync.errors import problem_responses
-from qbsync.models import ConnectionStatus
 from qbsync.models.base import utcnow
 from qbsync.security import OrgDep
 
@@ -32,6 +35,9 @@ DISCONNECT_MESSAGES = {
     service.Revocation.NOTHING_TO_REVOKE: f"Disconnected. {KEPT}",
     service.Revocation.FAILED: "Disconnected here, but Intuit could not be told. Remove the app "
     "from QuickBooks (Settings → Apps) to be sure it has no access.",
+    service.Revocation.UNREADABLE: "Disconnected here. The stored access could not be read, so "
+    "Intuit was not told: remove the app from QuickBooks (Settings → Apps) to be sure it has no "
+    "access.",
 }
 
 
@@ -47,7 +53,9 @@ def get_db(request: Request) -> Database:
 
 IntuitDep = Annotated[IntuitAccess, Depends(get_intuit)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
-Param = Annotated[str | None, Query(max_length=2048)]
+# Lengths are checked by the callback itself: a browser must never get a JSON 422 (item 8).
+Param = Annotated[str | None, Query()]
+log = structlog.get_logger(__name__)
 
 
 @router.post(
@@ -67,28 +75,64 @@ async def connect(org: OrgDep, session: SessionDep, intuit: IntuitDep) -> Connec
     response_class=RedirectResponse,
     status_code=303,
     summary="Where Intuit returns the browser after consent",
-    description="Checks the state, stores the tokens and redirects to the platform's settings "
-    "page with `quickbooks=connected` or `quickbooks=error&reason=…`.",
+    description="Spends the state, exchanges the code and holds the grant until the user who "
+    "started the consent confirms it. Always a redirect to the platform's settings page, never "
+    "JSON: `quickbooks=confirm&handle=…` (complete it with `POST /v1/quickbooks/connect/confirm`) "
+    "or `quickbooks=error&reason=…`.",
     responses={303: {"description": "Back to the platform's settings page"}},
 )
 async def callback(
-    session: SessionDep,
+    db: DatabaseDep,
+    queue: QueueDep,
     intuit: IntuitDep,
     settings: SettingsDep,
     code: Param = None,
     state: Param = None,
-    realm_id: Annotated[str | None, Query(alias="realmId", max_length=64)] = None,
+    realm_id: Annotated[str | None, Query(alias="realmId")] = None,
     error: Param = None,
 ) -> RedirectResponse:
-    params = service.CallbackParams(state=state, code=code, realm_id=realm_id, error=error)
+    params = consent.CallbackParams(state=state, code=code, realm_id=realm_id, error=error)
+    outcome: dict[str, str]
     try:
-        await service.complete_connect(session, intuit, params)
-    except service.CallbackError as failure:
+        handle = await consent.receive_callback(db, queue, intuit, params)
+    except consent.CallbackError as failure:
         outcome = {"quickbooks": "error", "reason": failure.reason}
+        log.info("quickbooks_callback", outcome="error", reason=failure.reason, detail=str(failure))
+    except (SQLAlchemyError, RedisError, OSError) as failure:
+        outcome = {"quickbooks": "error", "reason": "temporarily_unavailable"}
+        log.warning(
+            "quickbooks_callback",
+            outcome="error",
+            reason="temporarily_unavailable",
+            error=type(failure).__name__,
+        )
+    except Exception:
+        # A browser is waiting on this answer: it gets a page to land on, support gets the log.
+        outcome = {"quickbooks": "error", "reason": "unexpected_error"}
+        log.exception("quickbooks_callback", outcome="error", reason="unexpected_error")
     else:
-        outcome = {"quickbooks": "connected"}
+        outcome = {"quickbooks": "confirm", "handle": handle}
+        log.info("quickbooks_callback", outcome="confirm")
     target = service.settings_redirect(settings.platform.settings_url, outcome)
     return RedirectResponse(target, status_code=303)
+
+
+@router.post(
+    "/connect/confirm",
+    response_model=ConnectionStatusView,
+    summary="Link the company the user just consented to",
+    description="The frontend sends the `handle` from the settings page's URL with the JWT of "
+    "the user who started connecting. Another org or user → 403 `consent_not_yours`, and "
+    "nothing is linked (connect CSRF, S9).",
+    responses=ORG_ERRORS | problem_responses(404, 409),
+)
+async def confirm(
+    org: OrgDep, body: ConfirmConnect, db: DatabaseDep, queue: QueueDep, intuit: IntuitDep
+) -> ConnectionStatusView:
+    connection = await consent.confirm(
+        db, queue, intuit, org_id=org.org_id, user_id=org.user_id, handle=body.handle
+    )
+    return service.status_view(connection, utcnow())
 
 
 @router.get(
@@ -120,15 +164,16 @@ async def test_connection(
     summary="Disconnect: revoke at Intuit, forget the tokens, keep data and mappings",
     responses=ORG_ERRORS | problem_responses(404),
 )
-async def disconnect(org: OrgDep, session: SessionDep, intuit: IntuitDep) -> DisconnectResult:
-    connection = await service.require_connection(session, org.org_id, lock=True)
-    if connection.status is ConnectionStatus.DISCONNECTED:
+async def disconnect(
+    org: OrgDep, db: DatabaseDep, queue: QueueDep, intuit: IntuitDep
+) -> DisconnectResult:
+    result = await service.disconnect(db, queue, intuit, org.org_id)
+    if result.already:
         return DisconnectResult(
             status="disconnected", revoked_at_intuit=False, message="Already disconnected."
         )
-    revocation = await service.disconnect(session, intuit, connection)
     return DisconnectResult(
         status="disconnected",
-        revoked_at_intuit=revocation is service.Revocation.REVOKED,
-        message=DISCONNECT_MESSAGES[revocation],
+        revoked_at_intuit=result.revocation is service.Revocation.REVOKED,
+        message=DISCONNECT_MESSAGES[result.revocation],
     )

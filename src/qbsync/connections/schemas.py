@@ -40,6 +40,9 @@ class ConnectionStatusView(BaseModel):
     connected_since: datetime | None = None
     disconnected_at: datetime | None = None
     message: str | None = Field(default=None, description="What to do next, when anything.")
+    reason: str | None = Field(
+        default=None, description="Why the connection needs a reconnect, when it does."
+    )
     token_health: TokenHealth | None = None
 
 
@@ -53,6 +56,14 @@ class ConnectionTestReport(BaseModel):
     ok: bool = Field(description="True when no check failed (warnings allowed).")
     checked_at: datetime
     checks: list[CheckResult]
+
+
+class ConfirmConnect(BaseModel):
+    handle: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The `handle` the callback put on the settings page's URL.",
+    )
 
 
 class DisconnectResult(BaseModel):

@@ -7,6 +7,8 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import or_, select
 
+from qbsync.connections import consent
+from qbsync.connections.payloads import connection_updated
 from qbsync.connections.tokens import ConnectionTokens, ConnectionUnusableError
 from qbsync.context import WorkerContext
 from qbsync.models import Connection, ConnectionStatus
@@ -69,17 +71,19 @@ async def _warn_hard_expiry(ctx: WorkerContext) -> None:
         )
         for connection in soon:
             connection.hard_expiry_warned_at = now
+            hard = connection.refresh_hard_expires_at
             notify.record(
                 session,
                 connection.org_id,
                 "quickbooks.connection.updated",
-                {
-                    "status": "connected",
-                    "realm_id": connection.realm_id,
-                    "company_name": connection.company_name,
-                    "warning": "reconnect_required_soon",
-                    "refresh_hard_expires_at": connection.refresh_hard_expires_at.isoformat()
-                    if connection.refresh_hard_expires_at
-                    else None,
-                },
+                connection_updated(
+                    connection,
+                    warning="reconnect_required_soon",
+                    refresh_hard_expires_at=hard.isoformat() if hard else None,
+                ),
             )
+
+
+async def expire_pending_grants(ctx: WorkerContext) -> int:
+    """Cron: consents nobody confirmed within 10 minutes are withdrawn and forgotten (S9)."""
+    return await consent.expire_pending_grants(ctx["db"], ctx["queue"], ctx["intuit"])

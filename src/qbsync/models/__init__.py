@@ -6,6 +6,7 @@ from qbsync.models.connection import Connection, ConnectionStatus
 from qbsync.models.entity_mapping import EntityMapping, MappingKind, MappingSource
 from qbsync.models.oauth_state import OAuthState
 from qbsync.models.outbound_event import DeliveryStatus, OutboundEvent
+from qbsync.models.pending_grant import PendingGrant
 from qbsync.models.platform_event import PlatformEvent
 from qbsync.models.qbo_webhook_event import QboWebhookEvent
 from qbsync.models.sync_record import RecordKind, RecordStatus, SyncRecord
@@ -24,6 +25,7 @@ __all__ = [
     "MappingSource",
     "OAuthState",
     "OutboundEvent",
+    "PendingGrant",
     "PlatformEvent",
     "QboWebhookEvent",
     "RecordKind",

@@ -52,3 +52,7 @@ class Connection(UuidPrimaryKey, Timestamps, Base):
     last_refreshed_at: Mapped[datetime | None]
     hard_expiry_warned_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Who is refreshing the tokens right now, and until when (R6 without a lock held over the
+    # call to Intuit, R13); an expired lease belongs to a process that died mid-refresh.
+    refresh_lease_id: Mapped[str | None] = mapped_column(String(32))
+    refresh_lease_until: Mapped[datetime | None]

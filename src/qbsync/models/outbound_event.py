@@ -34,3 +34,5 @@ class OutboundEvent(UuidPrimaryKey, Timestamps, Base):
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+    # The give-up clock starts at the first real attempt: waiting for an events URL is not ageing.
+    first_attempted_at: Mapped[datetime | None]

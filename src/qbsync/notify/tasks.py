@@ -4,21 +4,27 @@ import uuid
 
 from qbsync.context import WorkerContext
 from qbsync.notify import service
-from qbsync.queue import JobRequest, unit_of_work
+from qbsync.queue import JobRequest
 
 
 async def deliver_outbound_event(ctx: WorkerContext, event_id: str) -> str:
     settings = ctx["settings"].platform
     secret = (settings.events_secret or settings.webhook_secret).get_secret_value()
-    async with unit_of_work(ctx["db"], ctx["queue"]) as session:
-        outcome = await service.deliver(
-            session, ctx["http"], uuid.UUID(event_id), url=settings.events_url, secret=secret
-        )
+    outcome = await service.deliver(
+        ctx["db"],
+        ctx["queue"],
+        ctx["http"],
+        uuid.UUID(event_id),
+        url=settings.events_url,
+        secret=secret,
+    )
     return outcome.value
 
 
 async def redrive_outbound_events(ctx: WorkerContext) -> int:
     """Cron: whatever Redis lost, Postgres still knows which events are due (R5, R11)."""
+    if ctx["settings"].platform.events_url is None:
+        return 0
     async with ctx["db"].sessions() as session:
         due = await service.due_event_ids(session)
     for event_id in due:

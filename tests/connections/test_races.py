@@ -1,0 +1,128 @@
+"""Consent races run for real: concurrent browsers against real Postgres through a real pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import func, select
+
+from qbsync.models import Connection, ConnectionStatus, OAuthState
+from qbsync.settings import Settings
+from qbsync.simulator.testing import SimulatorHandle
+from tests.conftest import TokenFactory, bearer
+from tests.connections.committed import CommittedApp, committed_app, org_prefix
+from tests.connections.conftest import US_REALM, Consent
+
+COMPANY_TAKEN = "company_already_connected"
+
+
+@pytest.fixture
+def prefix() -> str:
+    return org_prefix()
+
+
+@pytest.fixture
+async def live(
+    settings: Settings, database_url: str, redis: ArqRedis, prefix: str
+) -> AsyncIterator[CommittedApp]:
+    async with committed_app(settings, database_url, redis, prefix) as running:
+        yield running
+
+
+async def _browser(consent: Consent, state: str, org_id: str) -> str:
+    """Consent at Intuit, land on the settings page, and confirm as the frontend does."""
+    landed = await consent.finish(consent.consent(state, US_REALM))
+    if landed["quickbooks"] != ["confirm"]:
+        return landed["reason"][0]
+    confirmed = await consent.confirm(landed["handle"][0], org_id)
+    if confirmed.status_code == 200:
+        return "connected"
+    assert confirmed.headers["content-type"] == "application/problem+json"
+    return str(confirmed.json()["code"])
+
+
+async def _states_unspent(live: CommittedApp, prefix: str) -> int:
+    async with live.db.sessions() as session:
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(OAuthState)
+                .where(OAuthState.org_id.like(f"{prefix}%"), OAuthState.used_at.is_(None))
+            )
+            or 0
+        )
+
+
+async def _connected(live: CommittedApp, prefix: str) -> list[Connection]:
+    async with live.db.sessions() as session:
+        return list(
+            await session.scalars(
+                select(Connection).where(
+                    Connection.org_id.like(f"{prefix}%"),
+                    Connection.status == ConnectionStatus.CONNECTED,
+                )
+            )
+        )
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_two_orgs_consenting_to_one_company_at_once(
+    live: CommittedApp,
+    simulator: SimulatorHandle,
+    make_token: TokenFactory,
+    prefix: str,
+    round_: int,
+) -> None:
+    """Exactly one org gets the company; the other is told why; every state is spent; and the
+    winner's grant survives (revoking the loser's would disconnect the app from the company)."""
+    consent = Consent(live.client, simulator, make_token)
+    orgs = [f"{prefix}a", f"{prefix}b"]
+    states = [await consent.start(org) for org in orgs]
+    outcomes = await asyncio.gather(
+        *(_browser(consent, state, org) for state, org in zip(states, orgs, strict=True))
+    )
+    assert sorted(outcomes) == [COMPANY_TAKEN, "connected"], outcomes
+    winners = await _connected(live, prefix)
+    assert [row.org_id for row in winners] == [orgs[outcomes.index("connected")]]
+    assert await _states_unspent(live, prefix) == 0
+    assert simulator.admin.revoke_calls == 0
+    tested = await live.client.post(
+        "/v1/quickbooks/test-connection", headers=bearer(make_token(winners[0].org_id))
+    )
+    assert tested.json()["ok"] is True, tested.text
+    assert live.guard.violations == []
+
+
+async def test_two_tabs_of_one_org_consenting_at_once(
+    live: CommittedApp, simulator: SimulatorHandle, make_token: TokenFactory, prefix: str
+) -> None:
+    """One connection; both tabs end connected (the later grant replaces the earlier one)."""
+    consent = Consent(live.client, simulator, make_token)
+    org = f"{prefix}tabs"
+    states = [await consent.start(org), await consent.start(org)]
+    outcomes = await asyncio.gather(*(_browser(consent, state, org) for state in states))
+    assert outcomes == ["connected", "connected"]
+    assert len(await _connected(live, prefix)) == 1
+    assert await _states_unspent(live, prefix) == 0
+    assert simulator.admin.revoke_calls == 0
+    tested = await live.client.post(
+        "/v1/quickbooks/test-connection", headers=bearer(make_token(org))
+    )
+    assert tested.json()["ok"] is True, tested.text
+
+
+async def test_one_handle_confirmed_twice_at_once(
+    live: CommittedApp, simulator: SimulatorHandle, make_token: TokenFactory, prefix: str
+) -> None:
+    """A double click: one confirm links, the other finds the handle spent."""
+    consent = Consent(live.client, simulator, make_token)
+    org = f"{prefix}dbl"
+    handle = (await consent.finish(consent.consent(await consent.start(org), US_REALM)))["handle"][
+        0
+    ]
+    answers = await asyncio.gather(consent.confirm(handle, org), consent.confirm(handle, org))
+    assert sorted(answer.status_code for answer in answers) == [200, 404]
+    assert len(await _connected(live, prefix)) == 1
