@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -671,3 +672,16 @@ async def test_an_odd_query_answer_in_a_batch_is_that_items_error(
     assert [type(result.error) for result in results[:4]] == [QboServerError] * 4
     assert results[4].ok
     assert results[4].total_count == 0
+
+
+async def test_the_limiter_wait_bound_comes_from_the_config(
+    intuit: respx.MockRouter, http: httpx.AsyncClient, limiter: RecordingLimiter
+) -> None:
+    intuit.get(f"{COMPANY}/customer/1").respond(200, json={"Customer": customer(1)})
+    for bound in (None, 2.5):
+        config = replace(make_config(), limiter_wait_seconds=bound)
+        client = QboClient(http, config, realm_id=REALM, tokens=FakeTokens(), limiter=limiter)
+        await client.get(Customer, "1")
+    assert limiter.waits == [None, 2.5]
+    with pytest.raises(ValueError, match="negative"):
+        replace(make_config(), limiter_wait_seconds=-1)

@@ -184,7 +184,8 @@ async def _company_file_and_reads(client: QboClient) -> list[CheckResult]:
     try:
         company, *reads = await client.batch(queries)
     except QboError as error:
-        # Nothing came back (Intuit down, or the company's limits stayed full): no read was made.
+        # The whole call failed (Intuit down, or the company's limits stayed full): no item has
+        # an answer of its own, so the reads are reported as not checked.
         failed = CheckResult(name=COMPANY_FILE, outcome="fail", message=_why(error))
         return [failed, *(_skipped(name) for name in _read_names())]
     return [_company_file(company), *_reads(reads)]
