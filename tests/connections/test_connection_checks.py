@@ -241,20 +241,24 @@ async def test_no_database_session_is_open_while_intuit_answers(
     client: httpx.AsyncClient,
     make_token: TokenFactory,
     simulator: SimulatorHandle,
+    db: Database,
 ) -> None:
-    """R13: the checks read what they need and close their session before the batch call to
-    Intuit (the request's own session is not used)."""
+    """R13: the checks read what they need and close their session before calling Intuit, for
+    the token refresh and the batch alike (the request's own session is not used)."""
     await consent.connect()
+    await expire_access_token(db)
+    simulator.admin.inject(FaultSpec(kind="delay", delay_seconds=0.5, path="tokens/bearer"))
     simulator.admin.inject(FaultSpec(kind="delay", delay_seconds=0.5, path="/batch$"))
-    api_before, _ = _calls(simulator)
+    api_before, tokens_before = _calls(simulator)
     with open_transactions() as holding:
         running = asyncio.create_task(_test(client, make_token()))
         try:
-            # The simulator counts the call as it arrives, then answers half a second later.
-            while _calls(simulator)[0] == api_before:
-                assert not running.done(), "the test finished before Intuit was called"
-                await asyncio.sleep(0.01)
-            assert not holding, "a database session was open while Intuit was answering"
+            # The simulator counts each call as it arrives, then answers half a second later.
+            for arrived in ((api_before, tokens_before + 1), (api_before + 1, tokens_before + 1)):
+                while _calls(simulator) != arrived:
+                    assert not running.done(), "the test finished before Intuit was called"
+                    await asyncio.sleep(0.01)
+                assert not holding, f"a database session was open during call {arrived}"
             checks = await running
         finally:
             running.cancel()
