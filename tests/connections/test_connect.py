@@ -205,3 +205,15 @@ async def test_the_database_refuses_one_company_connected_to_two_orgs(db: Databa
             )
         with pytest.raises(IntegrityError, match="uq_connections_realm_id_connected"):
             await session.commit()
+
+
+async def test_the_presented_state_decides_the_org_not_the_newest_one(
+    consent: Consent, client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """S5: org A's consent finishes after org B started its own; A's state links A."""
+    state_a = await consent.start("org_a")
+    await consent.start("org_b")
+    landed = await consent.finish(consent.consent(state_a, US_REALM))
+    assert (await consent.confirm(landed["handle"][0], "org_a")).status_code == 200
+    assert (await _status(client, make_token("org_a")))["status"] == "connected"
+    assert (await _status(client, make_token("org_b")))["status"] == "not_connected"

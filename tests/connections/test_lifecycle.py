@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from qbsync.db import Database
@@ -42,11 +43,15 @@ async def test_disconnect_revokes_shreds_and_keeps_mappings(
     make_token: TokenFactory,
     simulator: SimulatorHandle,
     db: Database,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     await consent.connect()
     await _add_mapping_and_pending_work(db, US_REALM)
     response = await client.delete("/v1/quickbooks/connection", headers=bearer(make_token()))
     assert response.status_code == 200
+    logged = capfd.readouterr()
+    assert '"event": "quickbooks_disconnected"' in logged.out + logged.err
+    assert '"revocation": "revoked"' in logged.out + logged.err
     body = response.json()
     assert body["status"] == "disconnected"
     assert body["revoked_at_intuit"] is True

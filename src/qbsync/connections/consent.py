@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.connections import token_vault
 from qbsync.connections.intuit import IntuitAccess
-from qbsync.connections.payloads import connection_updated
+from qbsync.connections.payloads import tell_platform
 from qbsync.connections.tokens import store_tokens
 from qbsync.crypto import CryptoError
 from qbsync.db import Database
@@ -45,7 +45,6 @@ from qbsync.models import (
     SyncRecord,
 )
 from qbsync.models.base import utcnow
-from qbsync.notify import service as notify
 from qbsync.qbo import (
     CompanyInfo,
     Preferences,
@@ -410,9 +409,7 @@ async def _link(
     )
     await session.flush()
     await _resume_held_work(session, connection.org_id)
-    notify.record(
-        session, connection.org_id, "quickbooks.connection.updated", connection_updated(connection)
-    )
+    tell_platform(session, connection)
     log.info("quickbooks_connected", org_id=connection.org_id, realm_id=connection.realm_id)
     return connection, old_grant
 

@@ -1,10 +1,13 @@
-"""The one shape of `quickbooks.connection.updated`, whatever changed the connection."""
+"""The one builder of `quickbooks.connection.updated`, whatever changed the connection."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from qbsync.models import Connection
+from qbsync.notify import service as notify
 
 
 def connection_updated(connection: Connection, **extra: Any) -> dict[str, Any]:
@@ -15,3 +18,13 @@ def connection_updated(connection: Connection, **extra: Any) -> dict[str, Any]:
         "company_name": connection.company_name,
         **extra,
     }
+
+
+def tell_platform(session: AsyncSession, connection: Connection, **extra: Any) -> None:
+    """Record the event in the writer's transaction; it is delivered after the commit."""
+    notify.record(
+        session,
+        connection.org_id,
+        "quickbooks.connection.updated",
+        connection_updated(connection, **extra),
+    )

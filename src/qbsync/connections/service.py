@@ -18,14 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from qbsync.connections import token_vault
 from qbsync.connections.consent import hash_secret, revoke_quietly
 from qbsync.connections.intuit import IntuitAccess
-from qbsync.connections.payloads import connection_updated
+from qbsync.connections.payloads import tell_platform
 from qbsync.connections.schemas import ConnectionStatusView, ConnectStarted, TokenHealth
 from qbsync.crypto import CryptoError
 from qbsync.db import Database
 from qbsync.errors import NotFoundError
 from qbsync.models import Connection, ConnectionStatus, OAuthState, RecordStatus, SyncRecord
 from qbsync.models.base import utcnow
-from qbsync.notify import service as notify
 from qbsync.queue import JobQueue, unit_of_work
 
 STATE_TTL = timedelta(minutes=10)
@@ -178,12 +177,7 @@ async def disconnect(
         revoked = await revoke_quietly(intuit, tokens.refresh_token)
         revocation = Revocation.REVOKED if revoked else Revocation.FAILED
     async with unit_of_work(db, queue) as session:
-        notify.record(
-            session,
-            org_id,
-            "quickbooks.connection.updated",
-            connection_updated(connection, revoked_at_intuit=revocation is Revocation.REVOKED),
-        )
+        tell_platform(session, connection, revoked_at_intuit=revocation is Revocation.REVOKED)
     log.info(
         "quickbooks_disconnected",
         org_id=org_id,

@@ -8,12 +8,11 @@ import structlog
 from sqlalchemy import or_, select
 
 from qbsync.connections import consent
-from qbsync.connections.payloads import connection_updated
+from qbsync.connections.payloads import tell_platform
 from qbsync.connections.tokens import ConnectionTokens, ConnectionUnusableError
 from qbsync.context import WorkerContext
 from qbsync.models import Connection, ConnectionStatus
 from qbsync.models.base import utcnow
-from qbsync.notify import service as notify
 from qbsync.qbo import InvalidGrantError, TokenError
 from qbsync.queue import unit_of_work
 
@@ -72,15 +71,11 @@ async def _warn_hard_expiry(ctx: WorkerContext) -> None:
         for connection in soon:
             connection.hard_expiry_warned_at = now
             hard = connection.refresh_hard_expires_at
-            notify.record(
+            tell_platform(
                 session,
-                connection.org_id,
-                "quickbooks.connection.updated",
-                connection_updated(
-                    connection,
-                    warning="reconnect_required_soon",
-                    refresh_hard_expires_at=hard.isoformat() if hard else None,
-                ),
+                connection,
+                warning="reconnect_required_soon",
+                refresh_hard_expires_at=hard.isoformat() if hard else None,
             )
 
 

@@ -30,13 +30,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.connections import token_vault
 from qbsync.connections.intuit import IntuitAccess
-from qbsync.connections.payloads import connection_updated
+from qbsync.connections.payloads import tell_platform
 from qbsync.crypto import CryptoError
 from qbsync.db import Database
 from qbsync.errors import ConflictError
 from qbsync.models import Connection, ConnectionStatus
 from qbsync.models.base import utcnow
-from qbsync.notify import service as notify
 from qbsync.qbo import InvalidGrantError, TokenSet
 from qbsync.queue import JobQueue, take_pending
 
@@ -301,9 +300,4 @@ def mark_needs_reauth(session: AsyncSession, connection: Connection, reason: str
     connection.refresh_lease_id = None
     connection.refresh_lease_until = None
     token_vault.shred(connection)
-    notify.record(
-        session,
-        connection.org_id,
-        "quickbooks.connection.updated",
-        connection_updated(connection, reason=reason),
-    )
+    tell_platform(session, connection, reason=reason)
