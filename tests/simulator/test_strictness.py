@@ -151,6 +151,12 @@ async def test_references_to_accounts_of_the_wrong_type_are_refused(us: Api) -> 
                 "DepositToAccountRef": {"value": expense},
             },
         ),
+        (
+            "Payment",
+            {"CustomerRef": {"value": "1"}, "TotalAmt": 5, "ARAccountRef": {"value": bank}},
+        ),
+        ("Vendor", {"DisplayName": "Wrong AP", "APAccountRef": {"value": expense}}),
+        ("Customer", {"DisplayName": "Wrong AR", "ARAccountRef": {"value": payable}}),
     ]
     for entity, body in refused:
         response = await us.post(entity, body)

@@ -14,7 +14,7 @@ from qbsync.simulator.errors import (
 from qbsync.simulator.fields import decimal, max_length, money, ref_id, text
 from qbsync.simulator.jsonio import JsonObject
 from qbsync.simulator.ledger import EntityRules, Ledger, Normalizer, WriteRequest
-from qbsync.simulator.lines import account_of_type
+from qbsync.simulator.lines import account_of_type, optional_account
 
 _NAME_PARTS = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
 # QBO renames an inactive customer or vendor, which frees the name for a new record.
@@ -136,6 +136,10 @@ def _party(entity: str) -> Normalizer:
         )
         if entity == "Customer" and ledger.company.is_us:
             candidate.setdefault("Taxable", True)
+        if entity == "Customer":
+            optional_account(ledger, candidate, "ARAccountRef", "Accounts Receivable")
+        else:
+            optional_account(ledger, candidate, "APAccountRef", "Accounts Payable")
         return candidate
 
     return normalize

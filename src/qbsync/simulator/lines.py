@@ -192,6 +192,14 @@ def account_of_type(
     return account
 
 
+def optional_account(ledger: Ledger, body: JsonObject, key: str, account_type: str) -> None:
+    """Check and name the account `body[key]` refers to, when the body has one."""
+    account_id = ref_id(body, key)
+    if account_id is not None:
+        account = account_of_type(ledger, account_id, key, frozenset({account_type}))
+        body[key] = ledger.named_ref("Account", account)
+
+
 def account_or_default(
     ledger: Ledger, body: JsonObject, key: str, subtype: str, allowed: frozenset[str]
 ) -> JsonObject:

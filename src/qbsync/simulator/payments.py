@@ -9,7 +9,14 @@ from qbsync.simulator.fields import mapping, money, sequence
 from qbsync.simulator.invoices import linked_invoice, refresh_invoice
 from qbsync.simulator.jsonio import JsonObject
 from qbsync.simulator.ledger import EntityRules, Ledger, WriteRequest
-from qbsync.simulator.lines import ZERO, account_or_default, header, required_ref, zeroed
+from qbsync.simulator.lines import (
+    ZERO,
+    account_or_default,
+    header,
+    optional_account,
+    required_ref,
+    zeroed,
+)
 from qbsync.simulator.store import writable_copy
 
 # Intuit: a payment is deposited to a Bank or an Other Current Asset (Undeposited Funds).
@@ -61,6 +68,7 @@ def _payment(
     deposit = account_or_default(
         ledger, candidate, "DepositToAccountRef", "UndepositedFunds", DEPOSIT_ACCOUNT_TYPES
     )
+    optional_account(ledger, candidate, "ARAccountRef", "Accounts Receivable")
     candidate.update(
         CustomerRef=ledger.named_ref("Customer", customer),
         DepositToAccountRef=ledger.named_ref("Account", deposit),
