@@ -41,6 +41,9 @@ async def test_oversized_parameters_land_on_the_settings_page(
     other = await consent.start()
     bad_realm = await client.get(f"/v1/quickbooks/callback?state={other}&code=c&realmId={huge}")
     assert _reason(bad_realm) == "invalid_request"
+    third = await consent.start()
+    path = await client.get(f"/v1/quickbooks/callback?state={third}&code=c&realmId=1%2F..%2F2")
+    assert _reason(path) == "invalid_request", "one rule for a company id"
 
 
 async def test_a_non_admin_is_told_to_ask_an_admin(

@@ -284,6 +284,10 @@ MALFORMED = {
     "a time that is a number": legacy_entity(lastUpdated=1444081339),
     "null": b"null",
     "empty body": b"",
+    "a realm id that is not a company id": json.dumps(
+        {"eventNotifications": [{"realmId": "../1", "dataChangeEvent": {"entities": []}}]}
+    ).encode(),
+    "a cloud event realm id that is not a company id": cloud_event(intuitaccountid="x" * 40),
 }
 
 

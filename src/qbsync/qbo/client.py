@@ -8,7 +8,6 @@ rides out 429 / 5xx / network errors within the configured bound.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from qbsync.qbo.errors import QboAuthenticationError, QboError, QboNetworkError,
 from qbsync.qbo.faults import INTUIT_TID_HEADER, fault_error, read_response
 from qbsync.qbo.query import MAX_RESULTS, count_statement, select
 from qbsync.qbo.ratelimit import SlotLimiter
+from qbsync.qbo.realm import is_realm_id
 from qbsync.qbo.retry import with_retries
 
 E = TypeVar("E", bound=QboEntity)
@@ -41,7 +41,6 @@ MAX_BATCH_REQUEST_ID_LENGTH = 36
 MAX_BATCH_ITEMS = 30
 MAX_BATCH_ID_LENGTH = 10
 CDC_MAX_OBJECTS = 1000
-_REALM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class AccessTokenProvider(Protocol):
@@ -145,7 +144,7 @@ class QboClient:
         tokens: AccessTokenProvider,
         limiter: SlotLimiter,
     ) -> None:
-        if not _REALM_ID.match(realm_id):
+        if not is_realm_id(realm_id):
             raise ValueError(f"not a QuickBooks realm id: {realm_id!r}")
         self._http = http
         self._config = config

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from qbsync.qbo.realm import is_realm_id
+
 SIGNATURE_HEADER = "intuit-signature"
 
 # Intuit's entity names in their canonical case, keyed by lower case: CloudEvents types carry
@@ -125,7 +127,7 @@ def _legacy(notifications: Any) -> list[EntityChange]:
     for n_index, notification in enumerate(_list(notifications, "eventNotifications")):
         where = f"eventNotifications[{n_index}]"
         notification = _object(notification, where)
-        realm_id = _string(notification, "realmId", where)
+        realm_id = _realm(notification, "realmId", where)
         event = _object(notification.get("dataChangeEvent"), f"{where}.dataChangeEvent")
         entities = _list(event.get("entities"), f"{where}.dataChangeEvent.entities")
         for e_index, raw in enumerate(entities):
@@ -165,7 +167,7 @@ def _cloud_event(raw: Any, where: str) -> EntityChange:
     data = event.get("data")
     deleted_id = _deleted_id(data, f"{where}.data") if isinstance(data, Mapping) else None
     return EntityChange(
-        realm_id=_string(event, "intuitaccountid", where),
+        realm_id=_realm(event, "intuitaccountid", where),
         entity=_entity_name(parts[1]),
         entity_id=_string(event, "intuitentityid", where),
         operation=_operation(parts[2]),
@@ -245,6 +247,13 @@ def _string(container: Mapping[str, Any], key: str, where: str) -> str:
         return str(value)
     if not isinstance(value, str) or not value.strip():
         raise WebhookPayloadError(f"{where}.{key}: expected a non-empty string")
+    return value
+
+
+def _realm(container: Mapping[str, Any], key: str, where: str) -> str:
+    value = _string(container, key, where)
+    if not is_realm_id(value):
+        raise WebhookPayloadError(f"{where}.{key}: not a QuickBooks company id: {_shown(value)}")
     return value
 
 
