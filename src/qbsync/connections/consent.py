@@ -393,8 +393,13 @@ async def _link(
     connection.hard_expiry_warned_at = None
     connection.refresh_lease_id = None
     connection.refresh_lease_until = None
-    for name, value in grant.company.items():
-        setattr(connection, name, value)
+    company = grant.company
+    connection.company_name = company.get("company_name")
+    connection.country = company.get("country")
+    connection.home_currency = company.get("home_currency")
+    connection.automated_sales_tax = bool(company.get("automated_sales_tax"))
+    connection.multi_currency = bool(company.get("multi_currency"))
+    connection.custom_txn_numbers = bool(company.get("custom_txn_numbers"))
     store_tokens(
         intuit,
         connection,

@@ -47,6 +47,7 @@ LEASE_MARGIN = timedelta(seconds=15)
 POLL_FIRST_SECONDS = 0.05
 POLL_MAX_SECONDS = 0.5
 NOT_CONNECTED = "QuickBooks is not connected. Reconnect it from the integration settings."
+SWITCHED = "The organisation was connected to another QuickBooks company meanwhile."
 log = structlog.get_logger(__name__)
 _random = secrets.SystemRandom()
 T = TypeVar("T")
@@ -90,6 +91,8 @@ class ConnectionTokens:
         self._db = db
         self._intuit = intuit
         self._connection_id = connection_id
+        # The company this provider's calls go to; a connection switched meanwhile is refused.
+        self._realm_id: str | None = None
         # Without a queue, the platform still hears of a dead grant through the redrive cron.
         self._queue = queue
         self._last_token: str | None = None
@@ -158,8 +161,10 @@ class ConnectionTokens:
         try:
             fresh = await self._intuit.oauth.refresh(sent.refresh_token)
         except InvalidGrantError:
-            await _shielded(self._refused(lease_id, sent))
-            raise
+            newer = await _shielded(self._refused(lease_id, sent))
+            if newer is None:
+                raise
+            return newer
         except BaseException:
             await _shielded(self._release(lease_id))
             raise
@@ -180,15 +185,18 @@ class ConnectionTokens:
         self._remember(token, fresh.access_expires_at)
         return token
 
-    async def _refused(self, lease_id: str, sent: token_vault.TokenPair) -> None:
-        """Intuit refused the refresh token: dead, unless storage already holds a newer one."""
+    async def _refused(self, lease_id: str, sent: token_vault.TokenPair) -> str | None:
+        """Intuit refused the refresh token: dead (None), unless storage already holds a newer
+        pair, whose access token is then the answer."""
         async with self._transaction() as session:
             connection = await self._load(session, lock=True, release=lease_id)
             stored = self._open(session, connection)
             if stored.refresh_token != sent.refresh_token:
-                return
+                self._remember(stored.access_token, connection.access_expires_at)
+                return stored.access_token
             mark_needs_reauth(session, connection, "QuickBooks refused the stored refresh token")
             log.warning("connection_needs_reauth", connection_id=str(connection.id))
+            return None
 
     async def _release(self, lease_id: str) -> None:
         async with self._transaction() as session:
@@ -234,11 +242,13 @@ class ConnectionTokens:
         ):
             connection.refresh_lease_id = None
             connection.refresh_lease_until = None
-        if connection is None or connection.status is not ConnectionStatus.CONNECTED:
+        switched = connection is not None and self._realm_id not in (None, connection.realm_id)
+        if connection is None or connection.status is not ConnectionStatus.CONNECTED or switched:
             if release is not None:
                 # The lease is given back by the commit; the refreshed pair has nowhere to go.
                 await session.commit()
-            raise ConnectionUnusableError(NOT_CONNECTED)
+            raise ConnectionUnusableError(SWITCHED if switched else NOT_CONNECTED)
+        self._realm_id = connection.realm_id
         return connection
 
     def _open(self, session: AsyncSession, connection: Connection) -> token_vault.TokenPair:
