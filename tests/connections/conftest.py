@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from arq.connections import ArqRedis
 from sqlalchemy import select, update
 
 from qbsync.db import Database
@@ -19,6 +20,7 @@ from qbsync.simulator.admin import AuthorizeRequest
 from qbsync.simulator.config import SimulatorConfig
 from qbsync.simulator.testing import SimulatorHandle, running_simulator
 from tests.conftest import TokenFactory, bearer
+from tests.connections.committed import CommittedApp, committed_app, org_prefix
 
 US_REALM = "9341450000000001"
 UK_REALM = "9341450000000002"
@@ -52,6 +54,21 @@ def simulator_settings(simulator: SimulatorHandle, key_prefix: str) -> Settings:
 @pytest.fixture
 def settings(simulator: SimulatorHandle, key_prefix: str) -> Settings:
     return simulator_settings(simulator, key_prefix)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """The org ids of a test that commits for real start with this; its rows are removed."""
+    return org_prefix()
+
+
+@pytest.fixture
+async def live(
+    settings: Settings, database_url: str, redis: ArqRedis, prefix: str
+) -> AsyncIterator[CommittedApp]:
+    """qbsync on a real pool of five connections, for tests that need real concurrency."""
+    async with committed_app(settings, database_url, redis, prefix) as running:
+        yield running
 
 
 async def load_connection(db: Database, org_id: str = "org_1") -> Connection:

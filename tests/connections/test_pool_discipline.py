@@ -18,16 +18,11 @@ from qbsync.settings import Settings
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
-from tests.connections.committed import CommittedApp, committed_app, org_prefix
+from tests.connections.committed import CommittedApp, committed_app
 from tests.connections.conftest import US_REALM, Consent, load_connection
 
 POOL = 3
 SLOW_TOKEN_ENDPOINT = 0.5
-
-
-@pytest.fixture
-def prefix() -> str:
-    return org_prefix()
 
 
 @pytest.fixture

@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-from arq.connections import ArqRedis
 from sqlalchemy import func, select
 
 from qbsync.models import Connection, ConnectionStatus, OAuthState
-from qbsync.settings import Settings
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
-from tests.connections.committed import CommittedApp, committed_app, org_prefix
+from tests.connections.committed import CommittedApp
 from tests.connections.conftest import US_REALM, Consent
 
 COMPANY_TAKEN = "company_already_connected"
-
-
-@pytest.fixture
-def prefix() -> str:
-    return org_prefix()
-
-
-@pytest.fixture
-async def live(
-    settings: Settings, database_url: str, redis: ArqRedis, prefix: str
-) -> AsyncIterator[CommittedApp]:
-    async with committed_app(settings, database_url, redis, prefix) as running:
-        yield running
 
 
 async def _browser(consent: Consent, state: str, org_id: str) -> str:

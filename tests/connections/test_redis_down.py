@@ -19,7 +19,7 @@ from qbsync.queue import JobQueue, JobRequest, unit_of_work
 from qbsync.settings import Settings
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
-from tests.connections.committed import CommittedApp, committed_app, org_prefix
+from tests.connections.committed import CommittedApp
 from tests.connections.conftest import US_REALM, Consent, load_connection
 
 # Nothing listens on port 1: every command fails the way a Redis that went away does.
@@ -116,19 +116,6 @@ class _CommitCheckingQueue(JobQueue):
         assert found == 1, f"{job.function} was enqueued before its row was committed"
         self.checked.append(job.function)
         return await super().enqueue(job)
-
-
-@pytest.fixture
-def prefix() -> str:
-    return org_prefix()
-
-
-@pytest.fixture
-async def live(
-    settings: Settings, database_url: str, redis: ArqRedis, prefix: str
-) -> AsyncIterator[CommittedApp]:
-    async with committed_app(settings, database_url, redis, prefix) as running:
-        yield running
 
 
 async def test_jobs_are_enqueued_only_after_their_rows_are_committed(

@@ -135,6 +135,17 @@ async def test_events_whose_jobs_were_lost_are_redriven_from_postgres(
     assert json.loads(route.calls.last.request.content)["data"] == {"id": "inv_2"}
 
 
+async def _first_attempted_days_ago(db: Database, event_id: uuid.UUID, days: int) -> None:
+    """Make the event's first attempt that old, and its next one due now."""
+    async with db.sessions() as session:
+        await session.execute(
+            update(OutboundEvent)
+            .where(OutboundEvent.id == event_id)
+            .values(first_attempted_at=utcnow() - timedelta(days=days), next_attempt_at=utcnow())
+        )
+        await session.commit()
+
+
 async def test_an_event_gives_up_only_after_days_of_attempts(
     db: Database, settings: Settings, redis: ArqRedis
 ) -> None:
@@ -148,25 +159,15 @@ async def test_an_event_gives_up_only_after_days_of_attempts(
         outcome = await service.deliver(
             db, queue, http, event.id, url=EVENTS_URL, secret="whsec_dGVzdA=="
         )
-        assert outcome is service.DeliveryOutcome.RETRY, "a month waiting for a URL is not ageing"
-        async with db.sessions() as session:
-            await session.execute(
-                update(OutboundEvent)
-                .where(OutboundEvent.id == event.id)
-                .values(first_attempted_at=utcnow() - timedelta(days=1), next_attempt_at=utcnow())
-            )
-            await session.commit()
+        assert outcome is service.DeliveryOutcome.RETRY, (
+            "a month before the first attempt is not age"
+        )
+        await _first_attempted_days_ago(db, event.id, 1)
         outcome = await service.deliver(
             db, queue, http, event.id, url=EVENTS_URL, secret="whsec_dGVzdA=="
         )
         assert outcome is service.DeliveryOutcome.RETRY
-        async with db.sessions() as session:
-            await session.execute(
-                update(OutboundEvent)
-                .where(OutboundEvent.id == event.id)
-                .values(first_attempted_at=utcnow() - timedelta(days=6), next_attempt_at=utcnow())
-            )
-            await session.commit()
+        await _first_attempted_days_ago(db, event.id, 6)
         outcome = await service.deliver(
             db, queue, http, event.id, url=EVENTS_URL, secret="whsec_dGVzdA=="
         )

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, func
+from sqlalchemy import JSON, DateTime, Enum, MetaData, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -52,3 +52,14 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(
         server_default=func.now(), default=utcnow, onupdate=utcnow
     )
+
+
+class SealedTokenColumns:
+    """An OAuth pair sealed by `connections.token_vault` (S6), with Intuit's expiry times."""
+
+    token_key_id: Mapped[str | None] = mapped_column(String(32))
+    access_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None]
+    refresh_expires_at: Mapped[datetime | None]
+    refresh_hard_expires_at: Mapped[datetime | None]

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from qbsync.models.base import Base, Timestamps, UuidPrimaryKey, enum_column
+from qbsync.models.base import Base, SealedTokenColumns, Timestamps, UuidPrimaryKey, enum_column
 
 
 class ConnectionStatus(enum.StrEnum):
@@ -15,7 +15,7 @@ class ConnectionStatus(enum.StrEnum):
     DISCONNECTED = "disconnected"
 
 
-class Connection(UuidPrimaryKey, Timestamps, Base):
+class Connection(UuidPrimaryKey, Timestamps, SealedTokenColumns, Base):
     """An org's link to one QuickBooks company; tokens are ciphertext from qbsync.crypto."""
 
     __tablename__ = "connections"
@@ -43,12 +43,6 @@ class Connection(UuidPrimaryKey, Timestamps, Base):
     connected_by: Mapped[str | None] = mapped_column(String(128))
     connected_at: Mapped[datetime | None]
     disconnected_at: Mapped[datetime | None]
-    token_key_id: Mapped[str | None] = mapped_column(String(32))
-    access_token: Mapped[str | None] = mapped_column(Text)
-    refresh_token: Mapped[str | None] = mapped_column(Text)
-    access_expires_at: Mapped[datetime | None]
-    refresh_expires_at: Mapped[datetime | None]
-    refresh_hard_expires_at: Mapped[datetime | None]
     last_refreshed_at: Mapped[datetime | None]
     hard_expiry_warned_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

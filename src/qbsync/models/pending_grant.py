@@ -3,13 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from qbsync.models.base import Base, JsonDocument, Timestamps, UuidPrimaryKey
+from qbsync.models.base import Base, JsonDocument, SealedTokenColumns, Timestamps, UuidPrimaryKey
 
 
-class PendingGrant(UuidPrimaryKey, Timestamps, Base):
+class PendingGrant(UuidPrimaryKey, Timestamps, SealedTokenColumns, Base):
     """A consent Intuit granted, held until the user who started it confirms it (S9).
 
     Only the handle's SHA-256 is stored; the tokens are sealed like a connection's, bound to this
@@ -23,12 +23,6 @@ class PendingGrant(UuidPrimaryKey, Timestamps, Base):
     org_id: Mapped[str] = mapped_column(String(128), index=True)
     user_id: Mapped[str] = mapped_column(String(128))
     realm_id: Mapped[str] = mapped_column(String(32))
-    token_key_id: Mapped[str | None] = mapped_column(String(32))
-    access_token: Mapped[str | None] = mapped_column(Text)
-    refresh_token: Mapped[str | None] = mapped_column(Text)
-    access_expires_at: Mapped[datetime | None]
-    refresh_expires_at: Mapped[datetime | None]
-    refresh_hard_expires_at: Mapped[datetime | None]
     company: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
