@@ -78,12 +78,18 @@ class Keyring:
         key = self.keys.get(key_id)
         if key is None:
             raise CryptoError(f"ciphertext was made with key {key_id!r}, which is not configured")
-        raw = base64.urlsafe_b64decode(payload)
+        try:
+            raw = base64.urlsafe_b64decode(payload)
+        except (binascii.Error, ValueError) as error:
+            raise CryptoError("ciphertext is not valid base64") from error
+        # A nonce and GCM's 16-byte tag at the least; anything shorter was never sealed here.
+        if len(raw) < NONCE_BYTES + 16:
+            raise CryptoError("ciphertext is too short")
         try:
             return (
                 AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()
             )
-        except InvalidTag as error:
+        except (InvalidTag, UnicodeDecodeError) as error:
             raise CryptoError("ciphertext failed authentication") from error
 
 

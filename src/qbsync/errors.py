@@ -275,8 +275,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(PoolTimeoutError, _pool_timeout)
     # Routes that open their own short transactions (those that call Intuit) meet these outside
-    # the request session's dependency, which maps them the same way.
-    for unavailable in (OperationalError, InterfaceError, ConnectionRefusedError):
+    # the request session's dependency, which maps them the same way. The driver raises plain
+    # OSErrors (refused, unresolvable host, reset, timeout) while connecting; HTTP and Redis
+    # clients wrap theirs in their own exception types.
+    for unavailable in (OperationalError, InterfaceError, OSError):
         app.add_exception_handler(unavailable, _database_down)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +36,9 @@ PLACEHOLDERS = frozenset(
     }
 )
 MIN_HS256_SECRET_BYTES = 32
+MIN_WEBHOOK_SECRET_BYTES = 16
+DEFAULT_SETTINGS_URL = "http://localhost:3000/settings/integrations"
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/v1/quickbooks/callback"
 
 
 class SettingsError(ValueError):
@@ -78,13 +83,13 @@ class PlatformSettings(BaseModel):
     webhook_secret: SecretStr = SecretStr(DEV_PLATFORM_WEBHOOK_SECRET)
     events_url: str | None = None
     events_secret: SecretStr | None = None
-    settings_url: str = "http://localhost:3000/settings/integrations"
+    settings_url: str = DEFAULT_SETTINGS_URL
 
 
 class IntuitSettings(BaseModel):
     client_id: str = DEV_INTUIT_CLIENT_ID
     client_secret: SecretStr = SecretStr(DEV_INTUIT_CLIENT_SECRET)
-    redirect_uri: str = "http://127.0.0.1:8000/v1/quickbooks/callback"
+    redirect_uri: str = DEFAULT_REDIRECT_URI
     webhook_verifier_token: SecretStr = SecretStr(DEV_INTUIT_VERIFIER_TOKEN)
     # Unset: the simulator while no Intuit client id is configured, Intuit's sandbox once one is.
     environment: IntuitEnvironment = "simulator"
@@ -184,6 +189,17 @@ class Settings(BaseSettings):
                 "QBSYNC_INTUIT__ENVIRONMENT (say `sandbox` or `production` for these app keys)"
             )
         problems += _dev_encryption_keys(self.crypto.encryption_keys.get_secret_value())
+        problems += _short_webhook_secrets(
+            [
+                ("QBSYNC_PLATFORM__WEBHOOK_SECRET", self.platform.webhook_secret),
+                ("QBSYNC_PLATFORM__EVENTS_SECRET", self.platform.events_secret),
+            ]
+        )
+        # Laptop addresses: a browser sent there after consent in production lands nowhere.
+        if self.platform.settings_url == DEFAULT_SETTINGS_URL:
+            problems.append("QBSYNC_PLATFORM__SETTINGS_URL (still the local default)")
+        if self.intuit.redirect_uri == DEFAULT_REDIRECT_URI:
+            problems.append("QBSYNC_INTUIT__REDIRECT_URI (still the local default)")
         if problems:
             raise SettingsError(
                 "refusing to start outside dev mode with a missing or placeholder value for: "
@@ -213,18 +229,41 @@ class Settings(BaseSettings):
 
 
 def _dev_encryption_keys(spec: str) -> list[str]:
-    """Each listed key is checked: the dev key beside a real one still decrypts in production."""
-    dev_material = DEV_ENCRYPTION_KEYS.partition(":")[2]
+    """Each listed key is checked: the dev key beside a real one still decrypts in production.
+
+    Keys are compared by the bytes they decode to, so another spelling of the dev key's base64
+    is caught too.
+    """
+    dev_key = _key_bytes(DEV_ENCRYPTION_KEYS.partition(":")[2])
     entries = [part.strip() for part in spec.split(",") if part.strip()]
     if not entries:
         return ["QBSYNC_CRYPTO__ENCRYPTION_KEYS"]
     found = []
     for entry in entries:
         key_id, _, material = entry.partition(":")
-        if material.strip() == dev_material or _is_placeholder(material):
+        if _key_bytes(material) == dev_key or _is_placeholder(material):
             found.append(
                 f"QBSYNC_CRYPTO__ENCRYPTION_KEYS (key {key_id!r} is a dev or placeholder key)"
             )
+    return found
+
+
+def _key_bytes(material: str) -> bytes | None:
+    try:
+        return base64.b64decode(material.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _short_webhook_secrets(secrets: list[tuple[str, SecretStr | None]]) -> list[str]:
+    """A Standard Webhooks secret is `whsec_` + base64; fewer than 16 bytes is guessable."""
+    found = []
+    for name, secret in secrets:
+        if secret is None:
+            continue
+        decoded = _key_bytes(secret.get_secret_value().removeprefix("whsec_"))
+        if decoded is None or len(decoded) < MIN_WEBHOOK_SECRET_BYTES:
+            found.append(f"{name} (whsec_ and base64 of at least {MIN_WEBHOOK_SECRET_BYTES} bytes)")
     return found
 
 

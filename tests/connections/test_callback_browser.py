@@ -74,10 +74,18 @@ async def test_an_unexpected_failure_is_a_redirect_not_a_500(
     assert "a bug nobody foresaw" in logged.out + logged.err, "support sees the traceback"
 
 
-@pytest.fixture
-async def no_database(settings: Settings, redis: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
+@pytest.fixture(
+    params=[
+        "postgresql+asyncpg://qbsync@127.0.0.1:1/qbsync",
+        "postgresql+asyncpg://qbsync@db-host.invalid:5432/qbsync",
+    ],
+    ids=["refused", "unresolvable"],
+)
+async def no_database(
+    settings: Settings, redis: ArqRedis, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
     database = DatabaseSettings(pool_timeout_seconds=1)
-    db = Database.connect("postgresql+asyncpg://qbsync@127.0.0.1:1/qbsync", database)
+    db = Database.connect(request.param, database)
     app = create_app(settings, database=db, redis=redis)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -97,8 +105,16 @@ async def test_the_database_being_down_is_a_redirect_saying_so(
 async def test_an_api_route_with_the_database_down_is_a_503_problem(
     no_database: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    answer = await no_database.delete("/v1/quickbooks/connection", headers=bearer(make_token()))
-    assert answer.status_code == 503
-    assert answer.headers["content-type"] == "application/problem+json"
-    assert answer.json()["code"] == "database_unavailable"
-    assert answer.headers["retry-after"] == "5"
+    headers = bearer(make_token())
+    for answer in (
+        await no_database.delete("/v1/quickbooks/connection", headers=headers),
+        await no_database.post("/v1/quickbooks/test-connection", headers=headers),
+        await no_database.post(
+            "/v1/quickbooks/connect/confirm", json={"handle": "h"}, headers=headers
+        ),
+        await no_database.get("/v1/quickbooks/connection", headers=headers),
+    ):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == "database_unavailable"
+        assert answer.headers["retry-after"] == "5"

@@ -135,8 +135,9 @@ async def test_a_consent_confirmed_too_late_is_refused_and_withdrawn(
 async def test_the_cron_withdraws_consents_nobody_confirmed(
     consent: Consent, simulator: SimulatorHandle, db: Database, app: FastAPI
 ) -> None:
-    """A consent left unconfirmed (the victim never signed in) does not keep its grant."""
-    await consent.handle("org_1", OTHER_US_REALM)
+    """A consent left unconfirmed (the victim never signed in) does not keep its grant; a late
+    confirm is still told why, until the row is deleted a day later."""
+    handle = await consent.handle("org_1", OTHER_US_REALM)
     async with db.sessions() as session:
         await session.execute(
             update(PendingGrant).values(expires_at=utcnow() - timedelta(minutes=1))
@@ -144,9 +145,19 @@ async def test_the_cron_withdraws_consents_nobody_confirmed(
         await session.commit()
     ctx = {"db": db, "queue": app.state.queue, "intuit": app.state.intuit}
     assert await expire_pending_grants(ctx) == 1  # type: ignore[arg-type]
-    assert await _count(db, PendingGrant) == 0
     assert simulator.admin.revoke_calls == 1
     assert not simulator.state.tokens.is_connected(OTHER_US_REALM)
+    async with db.sessions() as session:
+        grant = await session.scalar(select(PendingGrant).execution_options(populate_existing=True))
+    assert grant is not None
+    assert (grant.access_token, grant.refresh_token) == (None, None)
+    late = await consent.confirm(handle)
+    assert late.json()["code"] == "consent_expired"
+    async with db.sessions() as session:
+        await session.execute(update(PendingGrant).values(expires_at=utcnow() - timedelta(days=2)))
+        await session.commit()
+    assert await expire_pending_grants(ctx) == 0  # type: ignore[arg-type]
+    assert await _count(db, PendingGrant) == 0
 
 
 async def test_the_callback_stores_no_plaintext_and_links_nothing(

@@ -17,6 +17,7 @@ from qbsync.models import Connection, ConnectionStatus, OutboundEvent, PendingGr
 from qbsync.settings import get_settings
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
+from tests.connections.committed import CommittedApp
 from tests.connections.conftest import US_REALM, Consent, load_connection
 
 
@@ -232,3 +233,27 @@ async def test_a_connection_with_readable_tokens_still_connects(
 ) -> None:
     await consent.connect("org_1", US_REALM)
     assert (await load_connection(db)).token_key_id == "dev"
+
+
+async def test_concurrent_callers_meeting_unreadable_tokens_tell_the_platform_once(
+    live: CommittedApp, simulator: SimulatorHandle, make_token: TokenFactory, prefix: str
+) -> None:
+    org_id = f"{prefix}keys"
+    await Consent(live.client, simulator, make_token).connect(org_id, US_REALM)
+    await _seal_under_a_removed_key(live.db, org_id)
+    answers = await asyncio.gather(
+        *(
+            live.client.post("/v1/quickbooks/test-connection", headers=bearer(make_token(org_id)))
+            for _ in range(8)
+        )
+    )
+    assert {answer.status_code for answer in answers} == {200}
+    async with live.db.sessions() as session:
+        told = list(
+            await session.scalars(
+                select(OutboundEvent.payload)
+                .where(OutboundEvent.org_id == org_id)
+                .order_by(OutboundEvent.created_at)
+            )
+        )
+    assert [event["status"] for event in told] == ["connected", "needs_reauth"]

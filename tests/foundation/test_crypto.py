@@ -100,6 +100,16 @@ async def test_rotate_keys_reencrypts_every_row_and_leaves_no_plaintext(db: Data
             )
 
 
+@pytest.mark.parametrize(
+    "ciphertext",
+    ["v1.old.AAAA", "v1.old.!!!notbase64", "v1.old.", "v1.old." + "A" * 30, "garbage", "v1.old.-_"],
+)
+def test_a_damaged_ciphertext_is_a_crypto_error_never_a_crash(ciphertext: str) -> None:
+    """Whatever sits in the column, callers get the one error they handle (needs_reauth)."""
+    with pytest.raises(CryptoError):
+        Keyring.parse(OLD).decrypt(ciphertext, context="connections:1:access_token")
+
+
 def test_token_pairs_never_print_their_values() -> None:
     pair = TokenPair(ACCESS, REFRESH)
     assert ACCESS not in repr(pair)

@@ -21,6 +21,8 @@ PRODUCTION_READY = {
     "QBSYNC_INTUIT__CLIENT_ID": "ABcdefClientId",
     "QBSYNC_INTUIT__CLIENT_SECRET": "real-client-secret",
     "QBSYNC_INTUIT__WEBHOOK_VERIFIER_TOKEN": "real-verifier-token",
+    "QBSYNC_PLATFORM__SETTINGS_URL": "https://app.example.com/settings/integrations",
+    "QBSYNC_INTUIT__REDIRECT_URI": "https://qbsync.example.com/v1/quickbooks/callback",
 }
 
 
@@ -154,3 +156,43 @@ def test_an_hs256_secret_shorter_than_32_bytes_is_refused(
         Settings()
     monkeypatch.setenv("QBSYNC_AUTH__JWT_SECRET", "é" * 16)
     assert Settings().auth.jwt_secret.get_secret_value() == "é" * 16, "32 bytes in UTF-8"
+
+
+def test_production_refuses_the_dev_key_spelled_another_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dev key's base64 with its last (padding) bits changed decodes to the same key."""
+    _env(monkeypatch, PRODUCTION_READY)
+    respelled = DEV_ENCRYPTION_KEYS.partition(":")[2][:-2] + "N="
+    assert respelled != DEV_ENCRYPTION_KEYS.partition(":")[2]
+    monkeypatch.setenv("QBSYNC_CRYPTO__ENCRYPTION_KEYS", f"prod:{respelled}")
+    with pytest.raises(ValidationError, match="key 'prod'"):
+        Settings()
+
+
+@pytest.mark.parametrize("secret", ["whsec_YQ==", "whsec_not-base64!", "c2hvcnQ="])
+def test_production_refuses_a_guessable_platform_webhook_secret(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.setenv("QBSYNC_PLATFORM__WEBHOOK_SECRET", secret)
+    with pytest.raises(ValidationError, match="QBSYNC_PLATFORM__WEBHOOK_SECRET"):
+        Settings()
+    monkeypatch.setenv(
+        "QBSYNC_PLATFORM__WEBHOOK_SECRET", PRODUCTION_READY["QBSYNC_PLATFORM__WEBHOOK_SECRET"]
+    )
+    monkeypatch.setenv("QBSYNC_PLATFORM__EVENTS_SECRET", secret)
+    with pytest.raises(ValidationError, match="QBSYNC_PLATFORM__EVENTS_SECRET"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    "variable", ["QBSYNC_PLATFORM__SETTINGS_URL", "QBSYNC_INTUIT__REDIRECT_URI"]
+)
+def test_production_refuses_the_laptop_addresses(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.delenv(variable)
+    with pytest.raises(ValidationError, match=variable):
+        Settings()

@@ -41,6 +41,7 @@ from qbsync.qbo import (
     QboError,
     QboServerError,
     RateLimitBusyError,
+    RateLimiterUnavailableError,
     TaxCode,
     TokenError,
     Vendor,
@@ -255,6 +256,8 @@ def _skipped(name: str) -> CheckResult:
 def _why(error: QboError) -> str:
     if isinstance(error, RateLimitBusyError):
         return error.user_message
+    if isinstance(error, RateLimiterUnavailableError):
+        return "qbsync could not reach its own queue service (Redis). Try again in a minute."
     if error.retryable:
         return "QuickBooks did not answer properly. Try again in a few minutes."
     return error.user_message

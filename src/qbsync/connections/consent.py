@@ -1,16 +1,14 @@
-"""From Intuit's consent to a linked company: the callback holds the grant, the confirm links it.
+"""The OAuth callback: spend the state, exchange the code, read the company, hold the grant.
 
-The callback runs in whatever browser Intuit redirects, so it links nothing: it spends the state,
-exchanges the code, reads the company and stores the grant as pending under a single-use handle.
-The platform's frontend then confirms the handle with its JWT, and only the org and user that
-started the consent can link it (connect CSRF, RFC 6749 §10.12, quality-bar S9).
+The callback runs in whatever browser Intuit redirects, so it links nothing: it stores the grant
+as pending under a single-use handle, and the platform's frontend confirms that handle with its
+JWT (`confirm`), so only the org and user that started the consent can link it (connect CSRF,
+RFC 6749 §10.12, quality-bar S9).
 
 No step holds a database connection while Intuit answers (R13): each phase is its own short
-transaction, and Intuit is called between them.
-
-Intuit: "Revoking the refresh token disconnects the app from the company." So a grant we drop is
-revoked only when no connection of ours holds that company; otherwise revoking it would cut the
-connection that does (another org's, or this org's current one).
+transaction, and Intuit is called between them. Whether the company is already connected to
+another org is checked only after the code exchange proved the consent real, so a forged
+callback learns nothing about other orgs.
 """
 
 from __future__ import annotations
@@ -23,33 +21,20 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from pydantic import SecretStr
-from sqlalchemy import exists, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qbsync.connections import token_vault
+from qbsync.connections import grants, token_vault
 from qbsync.connections.intuit import IntuitAccess
-from qbsync.connections.payloads import tell_platform
-from qbsync.connections.tokens import store_tokens
-from qbsync.crypto import CryptoError
 from qbsync.db import Database
-from qbsync.errors import AppError, ConflictError, ForbiddenError, NotFoundError
-from qbsync.models import (
-    Connection,
-    ConnectionStatus,
-    EntityMapping,
-    OAuthState,
-    PendingGrant,
-    RecordStatus,
-    SyncRecord,
-)
+from qbsync.models import Connection, ConnectionStatus, OAuthState, PendingGrant
 from qbsync.models.base import utcnow
 from qbsync.qbo import (
     CompanyInfo,
     Preferences,
     QboAuthorizationError,
     QboError,
+    RateLimiterUnavailableError,
     TokenError,
     TokenSet,
 )
@@ -57,6 +42,8 @@ from qbsync.qbo.realm import is_realm_id
 from qbsync.queue import JobQueue, unit_of_work
 
 HANDLE_TTL = timedelta(minutes=10)
+# Connection.company_name's width; Intuit documents no limit of its own.
+COMPANY_NAME_MAX = 500
 log = structlog.get_logger(__name__)
 
 
@@ -84,8 +71,6 @@ class CallbackParams:
 class _Started:
     org_id: str
     user_id: str
-    # Some connection of ours holds this company: a grant we drop must not be revoked.
-    realm_held: bool
 
 
 async def receive_callback(
@@ -98,39 +83,28 @@ async def receive_callback(
         tokens = await intuit.oauth.exchange_code(code)
     except TokenError as error:
         raise CallbackError("token_exchange_failed", type(error).__name__) from error
+    refresh_token = tokens.refresh_token.get_secret_value()
     try:
         company, preferences = await _read_company(intuit, realm_id, tokens)
     except QboError as error:
-        # Nothing will be stored, so the grant Intuit just made must not outlive this request.
-        if not started.realm_held:
-            await revoke_quietly(intuit, tokens.refresh_token.get_secret_value())
-        if isinstance(error, QboAuthorizationError):
-            raise CallbackError("not_company_admin", type(error).__name__) from error
-        raise CallbackError("quickbooks_unavailable", type(error).__name__) from error
-    handle = secrets.token_urlsafe(32)
-    async with unit_of_work(db, queue) as session:
-        grant = PendingGrant(
-            id=uuid.uuid4(),
-            handle_hash=hash_secret(handle),
-            org_id=started.org_id,
-            user_id=started.user_id,
-            realm_id=realm_id,
-            access_expires_at=tokens.access_expires_at,
-            refresh_expires_at=tokens.refresh_expires_at,
-            refresh_hard_expires_at=tokens.refresh_hard_expires_at,
-            company=_company_fields(company, preferences),
-            expires_at=utcnow() + HANDLE_TTL,
-        )
-        token_vault.seal(
-            intuit.keyring,
-            grant,
-            token_vault.TokenPair(
-                tokens.access_token.get_secret_value(), tokens.refresh_token.get_secret_value()
-            ),
-        )
-        session.add(grant)
-    log.info("quickbooks_consent_pending", org_id=started.org_id, realm_id=realm_id)
-    return handle
+        await grants.revoke_unless_held(db, queue, intuit, realm_id, refresh_token)
+        raise CallbackError(_reason(error), type(error).__name__) from error
+    try:
+        return await _hold(db, queue, intuit, started, realm_id, tokens, company, preferences)
+    except CallbackError:
+        raise
+    except BaseException:
+        # Nothing was stored: the grant Intuit just made must not outlive this request.
+        await grants.revoke_unless_held(db, queue, intuit, realm_id, refresh_token)
+        raise
+
+
+def _reason(error: QboError) -> str:
+    if isinstance(error, RateLimiterUnavailableError):
+        return "temporarily_unavailable"
+    if isinstance(error, QboAuthorizationError):
+        return "not_company_admin"
+    return "quickbooks_unavailable"
 
 
 async def _spend_state(db: Database, queue: JobQueue, params: CallbackParams) -> _Started:
@@ -140,13 +114,7 @@ async def _spend_state(db: Database, queue: JobQueue, params: CallbackParams) ->
         try:
             state = await _consume_state(session, params.state)
             _check_params(params)
-            realm_id = str(params.realm_id)
-            if await _connected_elsewhere(session, realm_id, state.org_id):
-                raise CallbackError(
-                    "company_already_connected",
-                    "this QuickBooks company is connected to another organisation",
-                )
-            started = _Started(state.org_id, state.user_id, await _realm_held(session, realm_id))
+            started = _Started(state.org_id, state.user_id)
         except CallbackError as error:
             failure = error
     if failure is not None:
@@ -178,26 +146,13 @@ def _check_params(params: CallbackParams) -> None:
         raise CallbackError("invalid_request", "the callback lacked a code or realmId")
 
 
-async def _connected_elsewhere(session: AsyncSession, realm_id: str, org_id: str) -> bool:
+async def connected_elsewhere(session: AsyncSession, realm_id: str, org_id: str) -> bool:
     return bool(
         await session.scalar(
             select(
                 exists().where(
                     Connection.realm_id == realm_id,
                     Connection.org_id != org_id,
-                    Connection.status == ConnectionStatus.CONNECTED,
-                )
-            )
-        )
-    )
-
-
-async def _realm_held(session: AsyncSession, realm_id: str) -> bool:
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(
-                    Connection.realm_id == realm_id,
                     Connection.status == ConnectionStatus.CONNECTED,
                 )
             )
@@ -223,285 +178,64 @@ async def _read_company(
     return await client.company_info(), await client.preferences()
 
 
-def _company_fields(company: CompanyInfo, preferences: Preferences) -> dict[str, Any]:
+async def _hold(
+    db: Database,
+    queue: JobQueue,
+    intuit: IntuitAccess,
+    started: _Started,
+    realm_id: str,
+    tokens: TokenSet,
+    company: CompanyInfo,
+    preferences: Preferences,
+) -> str:
+    handle = secrets.token_urlsafe(32)
+    async with unit_of_work(db, queue) as session:
+        if await connected_elsewhere(session, realm_id, started.org_id):
+            # Not revoked: that would disconnect the app from the company, the other org included.
+            raise CallbackError(
+                "company_already_connected",
+                "this QuickBooks company is connected to another organisation",
+            )
+        grant = PendingGrant(
+            id=uuid.uuid4(),
+            handle_hash=hash_secret(handle),
+            org_id=started.org_id,
+            user_id=started.user_id,
+            realm_id=realm_id,
+            access_expires_at=tokens.access_expires_at,
+            refresh_expires_at=tokens.refresh_expires_at,
+            refresh_hard_expires_at=tokens.refresh_hard_expires_at,
+            company=company_fields(company, preferences),
+            expires_at=utcnow() + HANDLE_TTL,
+        )
+        token_vault.seal(
+            intuit.keyring,
+            grant,
+            token_vault.TokenPair(
+                tokens.access_token.get_secret_value(), tokens.refresh_token.get_secret_value()
+            ),
+        )
+        session.add(grant)
+    log.info("quickbooks_consent_pending", org_id=started.org_id, realm_id=realm_id)
+    return handle
+
+
+def company_fields(company: CompanyInfo, preferences: Preferences) -> dict[str, Any]:
     tax = preferences.tax_prefs
     currency = preferences.currency_prefs
     forms = preferences.sales_forms_prefs
     home = currency.home_currency.value if currency and currency.home_currency else None
     return {
-        "company_name": company.company_name or company.legal_name,
-        "country": (company.country or "")[:8] or None,
+        "company_name": _text(company.company_name or company.legal_name, COMPANY_NAME_MAX),
+        "country": _text(company.country, 8),
         "automated_sales_tax": bool(tax and tax.partner_tax_enabled),
         "multi_currency": bool(currency and currency.multi_currency_enabled),
-        "home_currency": home[:3] if home else None,
+        "home_currency": _text(home, 3),
         "custom_txn_numbers": bool(forms and forms.custom_txn_numbers),
     }
 
 
-class ConsentNotFoundError(NotFoundError):
-    code = "consent_not_found"
-
-
-class ConsentExpiredError(ConflictError):
-    code = "consent_expired"
-
-
-class ConsentNotYoursError(ForbiddenError):
-    code = "consent_not_yours"
-
-
-class CompanyTakenError(ConflictError):
-    code = "company_already_connected"
-
-
-COMPANY_TAKEN = (
-    "This QuickBooks company is already connected to another organisation. Disconnect it "
-    "there first; nothing was linked here."
-)
-
-
-@dataclass
-class _Outcome:
-    """What the confirm transaction decided; Intuit is told only after it committed."""
-
-    failure: AppError | None = None
-    revoke: str | None = None
-    connection: Connection | None = None
-
-
-async def confirm(
-    db: Database,
-    queue: JobQueue,
-    intuit: IntuitAccess,
-    *,
-    org_id: str,
-    user_id: str,
-    handle: str,
-) -> Connection:
-    """Link the pending grant to the org, if this org's user started it."""
-    try:
-        async with unit_of_work(db, queue) as session:
-            outcome = await _decide(session, intuit, org_id, user_id, handle)
-    except IntegrityError:
-        # The partial unique index caught what the company lock did not: spend the handle.
-        async with unit_of_work(db, queue) as session:
-            await _spend_grant(session, handle)
-        outcome = _Outcome(failure=CompanyTakenError(COMPANY_TAKEN))
-    if outcome.revoke is not None:
-        await revoke_quietly(intuit, outcome.revoke)
-    if outcome.failure is not None:
-        log.info("quickbooks_confirm_refused", org_id=org_id, code=outcome.failure.code)
-        raise outcome.failure
-    assert outcome.connection is not None
-    return outcome.connection
-
-
-async def _decide(
-    session: AsyncSession, intuit: IntuitAccess, org_id: str, user_id: str, handle: str
-) -> _Outcome:
-    grant = await session.scalar(
-        select(PendingGrant)
-        .where(PendingGrant.handle_hash == hash_secret(handle))
-        .with_for_update()
-    )
-    if grant is None or grant.used_at is not None:
-        return _Outcome(
-            failure=ConsentNotFoundError(
-                "This QuickBooks consent is unknown or was already used. Connect again.",
-                field="handle",
-            )
-        )
-    grant.used_at = utcnow()
-    tokens = _open_grant(intuit, grant)
-    token_vault.shred(grant)
-    if grant.expires_at <= utcnow() or tokens is None:
-        return _Outcome(
-            failure=ConsentExpiredError(
-                "This QuickBooks consent was not confirmed within 10 minutes. Connect again.",
-                field="handle",
-            ),
-            revoke=await _revocable(session, grant, tokens),
-        )
-    if grant.org_id != org_id or grant.user_id != user_id:
-        log.warning("quickbooks_consent_not_yours", org_id=org_id, started_by_org=grant.org_id)
-        return _Outcome(
-            failure=ConsentNotYoursError(
-                "This QuickBooks consent was started by another user. Nothing was linked and "
-                "the access it granted was withdrawn. Connect from your own account.",
-                field="handle",
-            ),
-            revoke=await _revocable(session, grant, tokens),
-        )
-    # One confirm per company at a time, across every process: the check below then holds.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"qbsync:realm:{grant.realm_id}"},
-    )
-    if await _connected_elsewhere(session, grant.realm_id, org_id):
-        # Not revoked: that would disconnect the app from the company, the other org included.
-        return _Outcome(failure=CompanyTakenError(COMPANY_TAKEN, field="handle"))
-    connection, old_grant = await _link(session, intuit, grant, tokens)
-    return _Outcome(connection=connection, revoke=old_grant)
-
-
-def _open_grant(intuit: IntuitAccess, grant: PendingGrant) -> token_vault.TokenPair | None:
-    try:
-        return token_vault.open_tokens(intuit.keyring, grant)
-    except CryptoError:
-        log.error("pending_grant_unreadable", grant_id=str(grant.id))
-        return None
-
-
-async def _revocable(
-    session: AsyncSession, grant: PendingGrant, tokens: token_vault.TokenPair | None
-) -> str | None:
-    if tokens is None or await _realm_held(session, grant.realm_id):
-        return None
-    return tokens.refresh_token
-
-
-async def _spend_grant(session: AsyncSession, handle: str) -> None:
-    grant = await session.scalar(
-        select(PendingGrant)
-        .where(PendingGrant.handle_hash == hash_secret(handle))
-        .with_for_update()
-    )
-    if grant is not None:
-        grant.used_at = grant.used_at or utcnow()
-        token_vault.shred(grant)
-
-
-async def _link(
-    session: AsyncSession, intuit: IntuitAccess, grant: PendingGrant, tokens: token_vault.TokenPair
-) -> tuple[Connection, str | None]:
-    """Store the grant on the org's connection; answers the old company's grant to revoke."""
-    connection = await session.scalar(
-        select(Connection).where(Connection.org_id == grant.org_id).with_for_update()
-    )
-    old_grant: str | None = None
-    if connection is None:
-        connection = Connection(id=uuid.uuid4(), org_id=grant.org_id, realm_id=grant.realm_id)
-        session.add(connection)
-    elif connection.realm_id != grant.realm_id:
-        old_grant = _old_refresh_token(intuit, connection)
-        await _leave_company(session, connection.org_id, connection.realm_id)
-        connection.realm_id = grant.realm_id
-    connection.status = ConnectionStatus.CONNECTED
-    connection.connected_by = grant.user_id
-    connection.connected_at = utcnow()
-    connection.disconnected_at = None
-    connection.hard_expiry_warned_at = None
-    connection.refresh_lease_id = None
-    connection.refresh_lease_until = None
-    company = grant.company
-    connection.company_name = company.get("company_name")
-    connection.country = company.get("country")
-    connection.home_currency = company.get("home_currency")
-    connection.automated_sales_tax = bool(company.get("automated_sales_tax"))
-    connection.multi_currency = bool(company.get("multi_currency"))
-    connection.custom_txn_numbers = bool(company.get("custom_txn_numbers"))
-    store_tokens(
-        intuit,
-        connection,
-        TokenSet(
-            access_token=SecretStr(tokens.access_token),
-            refresh_token=SecretStr(tokens.refresh_token),
-            access_expires_at=grant.access_expires_at or utcnow(),
-            refresh_expires_at=grant.refresh_expires_at,
-            refresh_hard_expires_at=grant.refresh_hard_expires_at,
-            intuit_tid=None,
-        ),
-    )
-    await session.flush()
-    await _resume_held_work(session, connection.org_id)
-    tell_platform(session, connection)
-    log.info("quickbooks_connected", org_id=connection.org_id, realm_id=connection.realm_id)
-    return connection, old_grant
-
-
-def _old_refresh_token(intuit: IntuitAccess, connection: Connection) -> str | None:
-    if connection.status is not ConnectionStatus.CONNECTED:
-        return None
-    try:
-        tokens = token_vault.open_tokens(intuit.keyring, connection)
-    except CryptoError:
-        return None
-    return tokens.refresh_token if tokens is not None else None
-
-
-async def _leave_company(session: AsyncSession, org_id: str, realm_id: str) -> None:
-    """One company's ids mean nothing in another: archive its mappings, detach unsent work (R12)."""
-    now = utcnow()
-    await session.execute(
-        update(EntityMapping)
-        .where(
-            EntityMapping.org_id == org_id,
-            EntityMapping.realm_id == realm_id,
-            EntityMapping.archived_at.is_(None),
-        )
-        .values(archived_at=now)
-    )
-    await session.execute(
-        update(SyncRecord)
-        .where(
-            SyncRecord.org_id == org_id,
-            SyncRecord.status.in_(
-                [
-                    RecordStatus.HELD,
-                    RecordStatus.PENDING,
-                    RecordStatus.IN_PROGRESS,
-                    RecordStatus.FAILED,
-                ]
-            ),
-        )
-        .values(realm_id=None, qbo_id=None, qbo_sync_token=None)
-    )
-    await session.execute(
-        update(SyncRecord)
-        .where(SyncRecord.org_id == org_id, SyncRecord.status == RecordStatus.IN_PROGRESS)
-        .values(status=RecordStatus.PENDING)
-    )
-
-
-async def _resume_held_work(session: AsyncSession, org_id: str) -> None:
-    await session.execute(
-        update(SyncRecord)
-        .where(SyncRecord.org_id == org_id, SyncRecord.status == RecordStatus.HELD)
-        .values(status=RecordStatus.PENDING, next_attempt_at=utcnow())
-    )
-
-
-async def revoke_quietly(intuit: IntuitAccess, refresh_token: str) -> bool:
-    """Best effort: a grant Intuit keeps after this dies on its own within ~100 days."""
-    try:
-        await intuit.oauth.revoke(refresh_token)
-    except TokenError as error:
-        log.warning("revoke_failed", error=type(error).__name__)
-        return False
-    return True
-
-
-async def expire_pending_grants(db: Database, queue: JobQueue, intuit: IntuitAccess) -> int:
-    """Grants nobody confirmed in time: revoked (where no connection needs them), then deleted."""
-    now = utcnow()
-    to_revoke: list[str] = []
-    async with unit_of_work(db, queue) as session:
-        expired = list(
-            await session.scalars(
-                select(PendingGrant)
-                .where(PendingGrant.expires_at <= now)
-                .with_for_update(skip_locked=True)
-                .limit(500)
-            )
-        )
-        for grant in expired:
-            if grant.used_at is None:
-                revocable = await _revocable(session, grant, _open_grant(intuit, grant))
-                if revocable is not None:
-                    to_revoke.append(revocable)
-            await session.delete(grant)
-    for refresh_token in to_revoke:
-        await revoke_quietly(intuit, refresh_token)
-    if expired:
-        log.info("pending_grants_expired", count=len(expired), revoked=len(to_revoke))
-    return len(expired)
+def _text(value: str | None, limit: int) -> str | None:
+    """What QuickBooks sent, cut to the column; NUL can't be stored in Postgres text."""
+    cleaned = (value or "").replace("\x00", "")[:limit]
+    return cleaned or None

@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from qbsync.connections import checks, consent, service
+from qbsync.connections import checks, confirm, consent, service
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.schemas import (
     ConfirmConnect,
@@ -126,10 +126,10 @@ async def callback(
     "nothing is linked (connect CSRF, S9).",
     responses=ORG_ERRORS | problem_responses(404, 409),
 )
-async def confirm(
+async def confirm_connect(
     org: OrgDep, body: ConfirmConnect, db: DatabaseDep, queue: QueueDep, intuit: IntuitDep
 ) -> ConnectionStatusView:
-    connection = await consent.confirm(
+    connection = await confirm.confirm(
         db, queue, intuit, org_id=org.org_id, user_id=org.user_id, handle=body.handle
     )
     return service.status_view(connection, utcnow())

@@ -15,8 +15,8 @@ import structlog
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qbsync.connections import token_vault
-from qbsync.connections.consent import hash_secret, revoke_quietly
+from qbsync.connections import grants, token_vault
+from qbsync.connections.consent import hash_secret
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.payloads import tell_platform
 from qbsync.connections.schemas import ConnectionStatusView, ConnectStarted, TokenHealth
@@ -150,10 +150,11 @@ class Disconnected:
 async def disconnect(
     db: Database, queue: JobQueue, intuit: IntuitAccess, org_id: str
 ) -> Disconnected:
-    """Shred the tokens and hold both directions, then revoke at Intuit (best effort).
+    """Shred the tokens, hold both directions and tell the platform, then revoke at Intuit.
 
-    Always succeeds for a known org, even when the stored tokens can't be decrypted: the row is
-    shredded all the same, and the answer says Intuit could not be told.
+    Everything stored happens in one transaction before Intuit is called, so a failure after it
+    loses nothing. Always succeeds for a known org, even when the stored tokens can't be
+    decrypted: the row is shredded all the same, and the answer says Intuit could not be told.
     """
     async with unit_of_work(db, queue) as session:
         connection = await require_connection(session, org_id, lock=True)
@@ -166,6 +167,9 @@ async def disconnect(
             revocation = Revocation.UNREADABLE
         else:
             revocation = Revocation.NOTHING_TO_REVOKE
+        if tokens is not None:
+            # The revoke below ends every grant for the company, consents waiting included.
+            await grants.withdraw_waiting(session, connection.realm_id)
         token_vault.shred(connection)
         connection.status = ConnectionStatus.DISCONNECTED
         connection.disconnected_at = utcnow()
@@ -173,11 +177,10 @@ async def disconnect(
         connection.refresh_lease_id = None
         connection.refresh_lease_until = None
         await hold_pending_work(session, org_id)
+        tell_platform(session, connection)
     if tokens is not None:
-        revoked = await revoke_quietly(intuit, tokens.refresh_token)
+        revoked = await grants.revoke_quietly(intuit, tokens.refresh_token)
         revocation = Revocation.REVOKED if revoked else Revocation.FAILED
-    async with unit_of_work(db, queue) as session:
-        tell_platform(session, connection, revoked_at_intuit=revocation is Revocation.REVOKED)
     log.info(
         "quickbooks_disconnected",
         org_id=org_id,

@@ -7,7 +7,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import or_, select
 
-from qbsync.connections import consent
+from qbsync.connections import grants
 from qbsync.connections.payloads import tell_platform
 from qbsync.connections.tokens import ConnectionTokens, ConnectionUnusableError
 from qbsync.context import WorkerContext
@@ -81,4 +81,4 @@ async def _warn_hard_expiry(ctx: WorkerContext) -> None:
 
 async def expire_pending_grants(ctx: WorkerContext) -> int:
     """Cron: consents nobody confirmed within 10 minutes are withdrawn and forgotten (S9)."""
-    return await consent.expire_pending_grants(ctx["db"], ctx["queue"], ctx["intuit"])
+    return await grants.expire_pending_grants(ctx["db"], ctx["queue"], ctx["intuit"])

@@ -107,7 +107,7 @@ class ConnectionTokens:
         rejected = self._last_token if force_refresh else None
         async with self._transaction() as session:
             connection = await self._load(session, lock=False)
-            tokens = self._open(session, connection)
+            tokens = await self._open(session, connection)
             if not needs_refresh(connection, utcnow()) and tokens.access_token != rejected:
                 self._remember(tokens.access_token, connection.access_expires_at)
                 return tokens.access_token
@@ -141,7 +141,7 @@ class ConnectionTokens:
         """One short transaction: the fresh token, the lease for this caller, or busy."""
         async with self._transaction() as session:
             connection = await self._load(session, lock=True)
-            tokens = self._open(session, connection)
+            tokens = await self._open(session, connection)
             now = utcnow()
             if unless_refreshed_after is not None:
                 recent = connection.last_refreshed_at
@@ -173,7 +173,7 @@ class ConnectionTokens:
     async def _store(self, lease_id: str, sent: token_vault.TokenPair, fresh: TokenSet) -> str:
         async with self._transaction() as session:
             connection = await self._load(session, lock=True, release=lease_id)
-            stored = self._open(session, connection)
+            stored = await self._open(session, connection)
             ours = connection.refresh_lease_id == lease_id
             if not ours and stored.refresh_token != sent.refresh_token:
                 # Our lease ran out and another caller refreshed meanwhile: theirs is stored.
@@ -190,7 +190,7 @@ class ConnectionTokens:
         pair, whose access token is then the answer."""
         async with self._transaction() as session:
             connection = await self._load(session, lock=True, release=lease_id)
-            stored = self._open(session, connection)
+            stored = await self._open(session, connection)
             if stored.refresh_token != sent.refresh_token:
                 self._remember(stored.access_token, connection.access_expires_at)
                 return stored.access_token
@@ -251,18 +251,29 @@ class ConnectionTokens:
         self._realm_id = connection.realm_id
         return connection
 
-    def _open(self, session: AsyncSession, connection: Connection) -> token_vault.TokenPair:
-        """The decrypted pair; unreadable ciphertext marks the connection `needs_reauth`."""
+    async def _open(self, session: AsyncSession, connection: Connection) -> token_vault.TokenPair:
+        """The decrypted pair; unreadable ciphertext marks the connection `needs_reauth`.
+
+        The mark is made under the row lock by the one caller that still finds the connection
+        connected, so concurrent callers tell the platform once.
+        """
         try:
             tokens = token_vault.open_tokens(self._intuit.keyring, connection)
         except CryptoError as error:
             reason = unreadable_tokens_reason(error)
-            mark_needs_reauth(session, connection, reason)
-            log.error(
-                "stored_tokens_unreadable",
-                connection_id=str(connection.id),
-                key_id=connection.token_key_id,
+            locked = await session.scalar(
+                select(Connection)
+                .where(Connection.id == connection.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
             )
+            if locked is not None and locked.status is ConnectionStatus.CONNECTED:
+                mark_needs_reauth(session, locked, reason)
+                log.error(
+                    "stored_tokens_unreadable",
+                    connection_id=str(connection.id),
+                    key_id=connection.token_key_id,
+                )
             raise _UnreadableTokensError(reason) from error
         if tokens is None:
             raise ConnectionUnusableError(NOT_CONNECTED)

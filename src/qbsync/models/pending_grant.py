@@ -13,8 +13,8 @@ class PendingGrant(UuidPrimaryKey, Timestamps, SealedTokenColumns, Base):
     """A consent Intuit granted, held until the user who started it confirms it (S9).
 
     Only the handle's SHA-256 is stored; the tokens are sealed like a connection's, bound to this
-    row's id. A grant nobody confirms in time is revoked (when no connection needs that company's
-    access) and deleted.
+    row's id. A grant nobody confirms in time is revoked (when nothing else of ours holds that
+    company), shredded, and deleted a day later.
     """
 
     __tablename__ = "pending_grants"
@@ -26,3 +26,5 @@ class PendingGrant(UuidPrimaryKey, Timestamps, SealedTokenColumns, Base):
     company: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
+    # Set when the company's access was revoked (a disconnect, a switch) while this waited.
+    withdrawn_at: Mapped[datetime | None]

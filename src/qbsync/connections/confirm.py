@@ -1,0 +1,291 @@
+"""The confirm step: the frontend links a pending grant with the JWT of the user who started it.
+
+One transaction decides, under two advisory locks taken in a fixed order (the org's, then the
+company's), so two confirms of one org or of one company are serialised across processes. Intuit
+is told (revokes) only after that transaction committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from pydantic import SecretStr
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from qbsync.connections import grants, token_vault
+from qbsync.connections.consent import connected_elsewhere, hash_secret
+from qbsync.connections.intuit import IntuitAccess
+from qbsync.connections.payloads import tell_platform
+from qbsync.connections.tokens import store_tokens
+from qbsync.crypto import CryptoError
+from qbsync.db import Database
+from qbsync.errors import AppError, ConflictError, ForbiddenError, NotFoundError
+from qbsync.models import (
+    Connection,
+    ConnectionStatus,
+    EntityMapping,
+    PendingGrant,
+    RecordStatus,
+    SyncRecord,
+)
+from qbsync.models.base import utcnow
+from qbsync.qbo import TokenSet
+from qbsync.queue import JobQueue, unit_of_work
+
+REALM_CONSTRAINT = "uq_connections_realm_id_connected"
+COMPANY_TAKEN = (
+    "This QuickBooks company is already connected to another organisation. Disconnect it "
+    "there first; nothing was linked here."
+)
+log = structlog.get_logger(__name__)
+
+
+class ConsentNotFoundError(NotFoundError):
+    code = "consent_not_found"
+
+
+class ConsentExpiredError(ConflictError):
+    code = "consent_expired"
+
+
+class ConsentWithdrawnError(ConflictError):
+    code = "consent_withdrawn"
+
+
+class ConsentNotYoursError(ForbiddenError):
+    code = "consent_not_yours"
+
+
+class CompanyTakenError(ConflictError):
+    code = "company_already_connected"
+
+
+@dataclass
+class _Outcome:
+    """What the confirm transaction decided; Intuit is told only after it committed."""
+
+    failure: AppError | None = None
+    connection: Connection | None = None
+    # A dropped grant: revoked only if nothing else of ours holds its company by then.
+    dropped: tuple[str, str] | None = None
+    # The old company's grant after a switch: revoked whatever holds it (the user left it).
+    left: tuple[str, str] | None = None
+
+
+async def confirm(
+    db: Database,
+    queue: JobQueue,
+    intuit: IntuitAccess,
+    *,
+    org_id: str,
+    user_id: str,
+    handle: str,
+) -> Connection:
+    """Link the pending grant to the org, if this org's user started it."""
+    try:
+        async with unit_of_work(db, queue) as session:
+            outcome = await _decide(session, intuit, org_id, user_id, handle)
+    except IntegrityError as error:
+        if REALM_CONSTRAINT not in str(error.orig):
+            raise
+        # The partial unique index caught what the company lock did not: spend the handle.
+        async with unit_of_work(db, queue) as session:
+            await _spend(session, handle)
+        outcome = _Outcome(failure=CompanyTakenError(COMPANY_TAKEN, field="handle"))
+    if outcome.dropped is not None:
+        await grants.revoke_unless_held(db, queue, intuit, *outcome.dropped)
+    if outcome.left is not None:
+        await grants.revoke_quietly(intuit, outcome.left[1])
+    if outcome.failure is not None:
+        log.info("quickbooks_confirm_refused", org_id=org_id, code=outcome.failure.code)
+        raise outcome.failure
+    assert outcome.connection is not None
+    return outcome.connection
+
+
+async def _decide(
+    session: AsyncSession, intuit: IntuitAccess, org_id: str, user_id: str, handle: str
+) -> _Outcome:
+    grant = await session.scalar(
+        select(PendingGrant)
+        .where(PendingGrant.handle_hash == hash_secret(handle))
+        .with_for_update()
+    )
+    if grant is None or grant.used_at is not None:
+        return _Outcome(
+            failure=ConsentNotFoundError(
+                "This QuickBooks consent is unknown or was already used. Connect again.",
+                field="handle",
+            )
+        )
+    grant.used_at = utcnow()
+    tokens = grants.open_grant(intuit, grant)
+    unreadable = tokens is None and grant.access_token is not None
+    token_vault.shred(grant)
+    if grant.withdrawn_at is not None:
+        return _refused(
+            ConsentWithdrawnError(
+                "QuickBooks was disconnected while this consent waited, which withdrew it. "
+                "Connect again.",
+                field="handle",
+            )
+        )
+    if unreadable:
+        return _refused(
+            ConsentWithdrawnError(
+                "This consent can't be read any more (an encryption key was removed). "
+                "Connect again.",
+                field="handle",
+            )
+        )
+    if tokens is None or grant.expires_at <= utcnow():
+        return _refused(
+            ConsentExpiredError(
+                "This QuickBooks consent was not confirmed within 10 minutes. Connect again.",
+                field="handle",
+            ),
+            grant,
+            tokens,
+        )
+    if grant.org_id != org_id or grant.user_id != user_id:
+        log.warning("quickbooks_consent_not_yours", org_id=org_id, started_by_org=grant.org_id)
+        return _refused(
+            ConsentNotYoursError(
+                "This QuickBooks consent was started by another user. Nothing was linked and "
+                "the access it granted was withdrawn. Connect from your own account.",
+                field="handle",
+            ),
+            grant,
+            tokens,
+        )
+    for key in (f"qbsync:org:{org_id}", f"qbsync:realm:{grant.realm_id}"):
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+        )
+    if await connected_elsewhere(session, grant.realm_id, org_id):
+        # Not revoked: that would disconnect the app from the company, the other org included.
+        return _Outcome(failure=CompanyTakenError(COMPANY_TAKEN, field="handle"))
+    return await _link(session, intuit, grant, tokens)
+
+
+def _refused(
+    failure: AppError,
+    grant: PendingGrant | None = None,
+    tokens: token_vault.TokenPair | None = None,
+) -> _Outcome:
+    dropped = (grant.realm_id, tokens.refresh_token) if grant and tokens else None
+    return _Outcome(failure=failure, dropped=dropped)
+
+
+async def _spend(session: AsyncSession, handle: str) -> None:
+    grant = await session.scalar(
+        select(PendingGrant)
+        .where(PendingGrant.handle_hash == hash_secret(handle))
+        .with_for_update()
+    )
+    if grant is not None:
+        grant.used_at = grant.used_at or utcnow()
+        token_vault.shred(grant)
+
+
+async def _link(
+    session: AsyncSession, intuit: IntuitAccess, grant: PendingGrant, tokens: token_vault.TokenPair
+) -> _Outcome:
+    """Store the grant on the org's connection; a switch leaves the old company's grant."""
+    connection = await session.scalar(
+        select(Connection).where(Connection.org_id == grant.org_id).with_for_update()
+    )
+    left: tuple[str, str] | None = None
+    if connection is None:
+        connection = Connection(id=uuid.uuid4(), org_id=grant.org_id, realm_id=grant.realm_id)
+        session.add(connection)
+    elif connection.realm_id != grant.realm_id:
+        old = _old_refresh_token(intuit, connection)
+        if old is not None:
+            left = (connection.realm_id, old)
+            await grants.withdraw_waiting(session, connection.realm_id)
+        await _leave_company(session, connection.org_id, connection.realm_id)
+        connection.realm_id = grant.realm_id
+    connection.status = ConnectionStatus.CONNECTED
+    connection.connected_by = grant.user_id
+    connection.connected_at = utcnow()
+    connection.disconnected_at = None
+    connection.hard_expiry_warned_at = None
+    connection.refresh_lease_id = None
+    connection.refresh_lease_until = None
+    company = grant.company
+    connection.company_name = company.get("company_name")
+    connection.country = company.get("country")
+    connection.home_currency = company.get("home_currency")
+    connection.automated_sales_tax = bool(company.get("automated_sales_tax"))
+    connection.multi_currency = bool(company.get("multi_currency"))
+    connection.custom_txn_numbers = bool(company.get("custom_txn_numbers"))
+    store_tokens(
+        intuit,
+        connection,
+        TokenSet(
+            access_token=SecretStr(tokens.access_token),
+            refresh_token=SecretStr(tokens.refresh_token),
+            access_expires_at=grant.access_expires_at or utcnow(),
+            refresh_expires_at=grant.refresh_expires_at,
+            refresh_hard_expires_at=grant.refresh_hard_expires_at,
+            intuit_tid=None,
+        ),
+    )
+    await session.flush()
+    await _resume_held_work(session, connection.org_id)
+    tell_platform(session, connection)
+    log.info("quickbooks_connected", org_id=connection.org_id, realm_id=connection.realm_id)
+    return _Outcome(connection=connection, left=left)
+
+
+def _old_refresh_token(intuit: IntuitAccess, connection: Connection) -> str | None:
+    if connection.status is not ConnectionStatus.CONNECTED:
+        return None
+    try:
+        tokens = token_vault.open_tokens(intuit.keyring, connection)
+    except CryptoError:
+        return None
+    return tokens.refresh_token if tokens is not None else None
+
+
+async def _leave_company(session: AsyncSession, org_id: str, realm_id: str) -> None:
+    """One company's ids mean nothing in another: archive its mappings, detach unsent work (R12)."""
+    now = utcnow()
+    await session.execute(
+        update(EntityMapping)
+        .where(
+            EntityMapping.org_id == org_id,
+            EntityMapping.realm_id == realm_id,
+            EntityMapping.archived_at.is_(None),
+        )
+        .values(archived_at=now)
+    )
+    unsent = [
+        RecordStatus.HELD,
+        RecordStatus.PENDING,
+        RecordStatus.IN_PROGRESS,
+        RecordStatus.FAILED,
+    ]
+    await session.execute(
+        update(SyncRecord)
+        .where(SyncRecord.org_id == org_id, SyncRecord.status.in_(unsent))
+        .values(realm_id=None, qbo_id=None, qbo_sync_token=None)
+    )
+    await session.execute(
+        update(SyncRecord)
+        .where(SyncRecord.org_id == org_id, SyncRecord.status == RecordStatus.IN_PROGRESS)
+        .values(status=RecordStatus.PENDING)
+    )
+
+
+async def _resume_held_work(session: AsyncSession, org_id: str) -> None:
+    await session.execute(
+        update(SyncRecord)
+        .where(SyncRecord.org_id == org_id, SyncRecord.status == RecordStatus.HELD)
+        .values(status=RecordStatus.PENDING, next_attempt_at=utcnow())
+    )
