@@ -217,3 +217,18 @@ async def test_the_presented_state_decides_the_org_not_the_newest_one(
     assert (await consent.confirm(landed["handle"][0], "org_a")).status_code == 200
     assert (await _status(client, make_token("org_a")))["status"] == "connected"
     assert (await _status(client, make_token("org_b")))["status"] == "not_connected"
+
+
+async def test_an_org_has_a_bounded_number_of_sign_ins_in_progress(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """S8: states are stored per request; a loop of clicks can't fill the table."""
+    for _ in range(20):
+        started = await client.post("/v1/quickbooks/connect", headers=bearer(make_token()))
+        assert started.status_code == 200
+    refused = await client.post("/v1/quickbooks/connect", headers=bearer(make_token()))
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "too_many_consents"
+    assert refused.headers["retry-after"] == "600"
+    other = await client.post("/v1/quickbooks/connect", headers=bearer(make_token("org_2")))
+    assert other.status_code == 200, "another org is not held back"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
@@ -19,6 +20,7 @@ from qbsync.models.base import utcnow
 from qbsync.simulator.admin import ExpireRequest
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
+from tests.conftest import TokenFactory, bearer
 from tests.connections.conftest import (
     OTHER_US_REALM,
     US_REALM,
@@ -111,3 +113,25 @@ async def test_a_lease_left_by_a_dead_process_runs_out(
     assert await ConnectionTokens(db, intuit, connection.id).access_token()
     assert asyncio.get_running_loop().time() - started >= 0.9
     assert (await load_connection(db)).refresh_lease_id is None
+
+
+async def test_a_person_is_not_kept_waiting_on_a_dead_processs_lease(
+    consent: Consent, client: httpx.AsyncClient, make_token: TokenFactory, db: Database
+) -> None:
+    """Test connection waits a few seconds for another caller's refresh, then says to retry."""
+    await consent.connect()
+    await expire_access_token(db)
+    async with db.sessions() as session:
+        await session.execute(
+            update(Connection).values(
+                refresh_lease_id="dead-process", refresh_lease_until=utcnow() + timedelta(minutes=1)
+            )
+        )
+        await session.commit()
+    started = asyncio.get_running_loop().time()
+    tested = await client.post("/v1/quickbooks/test-connection", headers=bearer(make_token()))
+    assert asyncio.get_running_loop().time() - started < 10
+    credentials = next(c for c in tested.json()["checks"] if c["name"] == "credentials")
+    assert credentials["outcome"] == "fail"
+    assert "being renewed" in credentials["message"]
+    assert (await load_connection(db)).status is ConnectionStatus.CONNECTED

@@ -20,7 +20,11 @@ from sqlalchemy import func, select
 
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.schemas import CheckResult, ConnectionTestReport
-from qbsync.connections.tokens import ConnectionTokens, ConnectionUnusableError
+from qbsync.connections.tokens import (
+    ConnectionTokens,
+    ConnectionUnusableError,
+    RefreshInProgressError,
+)
 from qbsync.db import Database
 from qbsync.errors import NotFoundError
 from qbsync.models import Connection, ConnectionStatus, EntityMapping, MappingKind
@@ -50,6 +54,8 @@ from qbsync.qbo.query import count_statement
 from qbsync.queue import JobQueue
 
 HARD_EXPIRY_WARNING = timedelta(days=30)
+# How long a person waits for another caller's token refresh before being told to retry.
+INTERACTIVE_WAIT_SECONDS = 5.0
 READS: list[tuple[str, type[QboEntity]]] = [
     ("customers", Customer),
     ("products and services", Item),
@@ -152,7 +158,9 @@ async def _credentials(
             )
         )
         return None
-    tokens = ConnectionTokens(db, intuit, stored.connection_id, queue)
+    tokens = ConnectionTokens(
+        db, intuit, stored.connection_id, queue, wait_limit_seconds=INTERACTIVE_WAIT_SECONDS
+    )
     try:
         await tokens.access_token()
     except InvalidGrantError:
@@ -164,6 +172,9 @@ async def _credentials(
         return None
     except ConnectionUnusableError as error:
         checks.append(CheckResult(name=name, outcome="fail", message=error.detail))
+        return None
+    except RefreshInProgressError as error:
+        checks.append(CheckResult(name=name, outcome="fail", message=str(error)))
         return None
     except TokenError:
         message = (

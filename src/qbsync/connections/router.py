@@ -62,7 +62,7 @@ log = structlog.get_logger(__name__)
     "/connect",
     response_model=ConnectStarted,
     summary="Start connecting a QuickBooks company",
-    responses=ORG_ERRORS,
+    responses=ORG_ERRORS | problem_responses(429),
     description="Answers the Intuit consent URL. Its state is single-use, bound to this org and "
     "user, and expires in 10 minutes.",
 )

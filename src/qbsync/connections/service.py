@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.connections import grants, token_vault
@@ -22,7 +22,7 @@ from qbsync.connections.payloads import tell_platform
 from qbsync.connections.schemas import ConnectionStatusView, ConnectStarted, TokenHealth
 from qbsync.crypto import CryptoError
 from qbsync.db import Database
-from qbsync.errors import NotFoundError
+from qbsync.errors import AppError, NotFoundError
 from qbsync.models import Connection, ConnectionStatus, OAuthState, RecordStatus, SyncRecord
 from qbsync.models.base import utcnow
 from qbsync.queue import JobQueue, unit_of_work
@@ -30,15 +30,36 @@ from qbsync.queue import JobQueue, unit_of_work
 STATE_TTL = timedelta(minutes=10)
 # Spent and expired states are kept a day for support questions, then deleted.
 STATE_KEPT = timedelta(days=1)
+# Unfinished sign-ins an org may have at once (S8): enough for every tab a person opens.
+MAX_OPEN_CONSENTS = 20
 log = structlog.get_logger(__name__)
+
+
+class TooManyConsentsError(AppError):
+    status = 429
+    code = "too_many_consents"
 
 
 async def start_connect(
     session: AsyncSession, intuit: IntuitAccess, org_id: str, user_id: str
 ) -> ConnectStarted:
     state = secrets.token_urlsafe(32)
-    expires_at = utcnow() + STATE_TTL
-    await session.execute(delete(OAuthState).where(OAuthState.expires_at < utcnow() - STATE_KEPT))
+    now = utcnow()
+    expires_at = now + STATE_TTL
+    await session.execute(delete(OAuthState).where(OAuthState.expires_at < now - STATE_KEPT))
+    open_states = await session.scalar(
+        select(func.count())
+        .select_from(OAuthState)
+        .where(
+            OAuthState.org_id == org_id, OAuthState.used_at.is_(None), OAuthState.expires_at > now
+        )
+    )
+    if (open_states or 0) >= MAX_OPEN_CONSENTS:
+        raise TooManyConsentsError(
+            f"This organisation has {MAX_OPEN_CONSENTS} QuickBooks sign-ins in progress. Finish "
+            "one, or try again in 10 minutes when they expire.",
+            headers={"Retry-After": "600"},
+        )
     session.add(
         OAuthState(
             state_hash=hash_secret(state), org_id=org_id, user_id=user_id, expires_at=expires_at

@@ -36,7 +36,7 @@ from qbsync.db import Database
 from qbsync.errors import ConflictError
 from qbsync.models import Connection, ConnectionStatus
 from qbsync.models.base import utcnow
-from qbsync.qbo import InvalidGrantError, TokenSet
+from qbsync.qbo import InvalidGrantError, TokenEndpointUnavailableError, TokenSet
 from qbsync.queue import JobQueue, take_pending
 
 # Refresh this long before the access token expires, so no call starts with a dying token.
@@ -59,6 +59,10 @@ class ConnectionUnusableError(ConflictError):
     """The connection can't make calls until the user reconnects; retrying won't help."""
 
     code = "connection_not_usable"
+
+
+class RefreshInProgressError(TokenEndpointUnavailableError):
+    """Another caller's refresh outlasted this caller's wait limit; retrying soon will do."""
 
 
 def needs_refresh(connection: Connection, now: datetime) -> bool:
@@ -87,6 +91,8 @@ class ConnectionTokens:
         intuit: IntuitAccess,
         connection_id: uuid.UUID,
         queue: JobQueue | None = None,
+        *,
+        wait_limit_seconds: float | None = None,
     ) -> None:
         self._db = db
         self._intuit = intuit
@@ -95,6 +101,8 @@ class ConnectionTokens:
         self._realm_id: str | None = None
         # Without a queue, the platform still hears of a dead grant through the redrive cron.
         self._queue = queue
+        # A person waiting on a page should not wait out the lease of a process that died.
+        self._wait_limit = wait_limit_seconds
         self._last_token: str | None = None
         # A provider serves one job: its calls reuse the token instead of reading the row each time.
         self._last_expires_at: datetime | None = None
@@ -126,12 +134,18 @@ class ConnectionTokens:
     ) -> str:
         lease_id = uuid.uuid4().hex
         delay = POLL_FIRST_SECONDS
+        loop = asyncio.get_running_loop()
+        give_up = None if self._wait_limit is None else loop.time() + self._wait_limit
         while True:
             claim = await self._claim(lease_id, rejected, unless_refreshed_after)
             if isinstance(claim, str):
                 return claim
             if isinstance(claim, _Claimed):
                 return await self._call_intuit(lease_id, claim.tokens)
+            if give_up is not None and loop.time() >= give_up:
+                raise RefreshInProgressError(
+                    "QuickBooks access is being renewed right now; try again in a minute."
+                )
             await asyncio.sleep(delay * _random.uniform(0.5, 1.0))
             delay = min(POLL_MAX_SECONDS, delay * 1.5)
 
