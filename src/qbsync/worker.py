@@ -14,7 +14,11 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker, func
 
 from qbsync.connections.intuit import IntuitAccess
-from qbsync.connections.tasks import expire_pending_grants, refresh_expiring_tokens
+from qbsync.connections.tasks import (
+    expire_pending_grants,
+    refresh_expiring_tokens,
+    retry_revocations,
+)
 from qbsync.db import Database
 from qbsync.notify.tasks import deliver_outbound_event, redrive_outbound_events
 from qbsync.observability import JOB_LATENCY, JOBS, configure_logging
@@ -68,6 +72,13 @@ def cron_jobs() -> list[CronJob]:
             _measured("expire_pending_grants", expire_pending_grants),
             name="expire_pending_grants",
             second={30},
+            keep_result=0,
+            unique=True,
+        ),
+        cron(
+            _measured("retry_revocations", retry_revocations),
+            name="retry_revocations",
+            second={45},
             keep_result=0,
             unique=True,
         ),

@@ -13,7 +13,14 @@ from qbsync.cli import main
 from qbsync.connections.token_vault import TokenPair, open_tokens, rotate_all, seal
 from qbsync.crypto import CryptoError, Keyring, generate_key
 from qbsync.db import Database
-from qbsync.models import Connection, ConnectionStatus, OutboundEvent, PendingGrant
+from qbsync.models import (
+    Connection,
+    ConnectionStatus,
+    OutboundEvent,
+    PendingGrant,
+    PendingRevocation,
+)
+from qbsync.models.base import utcnow
 from qbsync.settings import get_settings
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
@@ -257,3 +264,33 @@ async def test_concurrent_callers_meeting_unreadable_tokens_tell_the_platform_on
             )
         )
     assert [event["status"] for event in told] == ["connected", "needs_reauth"]
+
+
+async def test_rotation_reaches_every_sealed_table(db: Database) -> None:
+    """Consents and revokes waiting for Intuit are sealed too: rotation leaves none behind."""
+    old = Keyring.parse(OLD)
+    rows: list[PendingGrant | PendingRevocation] = [
+        PendingGrant(
+            id=uuid.uuid4(),
+            handle_hash=uuid.uuid4().hex,
+            org_id="org_rot",
+            user_id="u",
+            realm_id=_realm(),
+            company={},
+            expires_at=utcnow(),
+        ),
+        PendingRevocation(id=uuid.uuid4(), realm_id=_realm(), next_attempt_at=utcnow()),
+    ]
+    async with db.sessions() as session:
+        for row in rows:
+            seal(old, row, TokenPair("a", "r"))
+            session.add(row)
+        await session.commit()
+        report = await rotate_all(session, Keyring.parse(f"{NEW},{OLD}"))
+    assert report.remaining == []
+    async with db.sessions() as session:
+        grant = await session.get(PendingGrant, rows[0].id, populate_existing=True)
+        revocation = await session.get(PendingRevocation, rows[1].id, populate_existing=True)
+    assert grant is not None
+    assert revocation is not None
+    assert (grant.token_key_id, revocation.token_key_id) == ("new", "new")

@@ -23,7 +23,13 @@ from tests.connections.conftest import US_REALM, Consent
 async def _database_text(db: Database) -> str:
     async with db.sessions() as session:
         rows = []
-        for table in ("connections", "pending_grants", "oauth_states", "outbound_events"):
+        for table in (
+            "connections",
+            "pending_grants",
+            "pending_revocations",
+            "oauth_states",
+            "outbound_events",
+        ):
             result = await session.execute(text(f"SELECT CAST(t AS text) FROM {table} t"))
             rows += [row[0] for row in result]
     return "\n".join(rows)

@@ -71,9 +71,9 @@ class _Outcome:
     failure: AppError | None = None
     connection: Connection | None = None
     # A dropped grant: revoked only if nothing else of ours holds its company by then.
-    dropped: tuple[str, str] | None = None
+    dropped: tuple[str, token_vault.TokenPair] | None = None
     # The old company's grant after a switch: revoked whatever holds it (the user left it).
-    left: tuple[str, str] | None = None
+    left: tuple[str, token_vault.TokenPair] | None = None
 
 
 async def confirm(
@@ -97,9 +97,9 @@ async def confirm(
             await _spend(session, handle)
         outcome = _Outcome(failure=CompanyTakenError(COMPANY_TAKEN, field="handle"))
     if outcome.dropped is not None:
-        await grants.revoke_unless_held(db, queue, intuit, *outcome.dropped)
+        await grants.revoke(db, queue, intuit, *outcome.dropped, unless_held=True)
     if outcome.left is not None:
-        await grants.revoke_quietly(intuit, outcome.left[1])
+        await grants.revoke(db, queue, intuit, *outcome.left, unless_held=False)
     if outcome.failure is not None:
         log.info("quickbooks_confirm_refused", org_id=org_id, code=outcome.failure.code)
         raise outcome.failure
@@ -177,7 +177,7 @@ def _refused(
     grant: PendingGrant | None = None,
     tokens: token_vault.TokenPair | None = None,
 ) -> _Outcome:
-    dropped = (grant.realm_id, tokens.refresh_token) if grant and tokens else None
+    dropped = (grant.realm_id, tokens) if grant and tokens else None
     return _Outcome(failure=failure, dropped=dropped)
 
 
@@ -199,12 +199,12 @@ async def _link(
     connection = await session.scalar(
         select(Connection).where(Connection.org_id == grant.org_id).with_for_update()
     )
-    left: tuple[str, str] | None = None
+    left: tuple[str, token_vault.TokenPair] | None = None
     if connection is None:
         connection = Connection(id=uuid.uuid4(), org_id=grant.org_id, realm_id=grant.realm_id)
         session.add(connection)
     elif connection.realm_id != grant.realm_id:
-        old = _old_refresh_token(intuit, connection)
+        old = _old_tokens(intuit, connection)
         if old is not None:
             left = (connection.realm_id, old)
             await grants.withdraw_waiting(session, connection.realm_id)
@@ -243,14 +243,13 @@ async def _link(
     return _Outcome(connection=connection, left=left)
 
 
-def _old_refresh_token(intuit: IntuitAccess, connection: Connection) -> str | None:
+def _old_tokens(intuit: IntuitAccess, connection: Connection) -> token_vault.TokenPair | None:
     if connection.status is not ConnectionStatus.CONNECTED:
         return None
     try:
-        tokens = token_vault.open_tokens(intuit.keyring, connection)
+        return token_vault.open_tokens(intuit.keyring, connection)
     except CryptoError:
         return None
-    return tokens.refresh_token if tokens is not None else None
 
 
 async def _leave_company(session: AsyncSession, org_id: str, realm_id: str) -> None:

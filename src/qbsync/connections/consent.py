@@ -83,11 +83,13 @@ async def receive_callback(
         tokens = await intuit.oauth.exchange_code(code)
     except TokenError as error:
         raise CallbackError("token_exchange_failed", type(error).__name__) from error
-    refresh_token = tokens.refresh_token.get_secret_value()
+    pair = token_vault.TokenPair(
+        tokens.access_token.get_secret_value(), tokens.refresh_token.get_secret_value()
+    )
     try:
         company, preferences = await _read_company(intuit, realm_id, tokens)
     except QboError as error:
-        await grants.revoke_unless_held(db, queue, intuit, realm_id, refresh_token)
+        await grants.revoke(db, queue, intuit, realm_id, pair, unless_held=True)
         raise CallbackError(_reason(error), type(error).__name__) from error
     try:
         return await _hold(db, queue, intuit, started, realm_id, tokens, company, preferences)
@@ -95,7 +97,7 @@ async def receive_callback(
         raise
     except BaseException:
         # Nothing was stored: the grant Intuit just made must not outlive this request.
-        await grants.revoke_unless_held(db, queue, intuit, realm_id, refresh_token)
+        await grants.revoke(db, queue, intuit, realm_id, pair, unless_held=True)
         raise
 
 

@@ -33,8 +33,8 @@ KEPT = "Your data and mappings are kept; reconnect any time."
 DISCONNECT_MESSAGES = {
     service.Revocation.REVOKED: f"Disconnected. {KEPT}",
     service.Revocation.NOTHING_TO_REVOKE: f"Disconnected. {KEPT}",
-    service.Revocation.FAILED: "Disconnected here, but Intuit could not be told. Remove the app "
-    "from QuickBooks (Settings → Apps) to be sure it has no access.",
+    service.Revocation.FAILED: "Disconnected here, but Intuit could not be told yet; qbsync keeps "
+    "trying for a week. To be sure now, remove the app from QuickBooks (Settings → Apps).",
     service.Revocation.UNREADABLE: "Disconnected here. The stored access could not be read, so "
     "Intuit was not told: remove the app from QuickBooks (Settings → Apps) to be sure it has no "
     "access.",

@@ -82,3 +82,8 @@ async def _warn_hard_expiry(ctx: WorkerContext) -> None:
 async def expire_pending_grants(ctx: WorkerContext) -> int:
     """Cron: consents nobody confirmed within 10 minutes are withdrawn and forgotten (S9)."""
     return await grants.expire_pending_grants(ctx["db"], ctx["queue"], ctx["intuit"])
+
+
+async def retry_revocations(ctx: WorkerContext) -> int:
+    """Cron: revokes Intuit could not take at the time, retried with backoff for a week."""
+    return await grants.retry_revocations(ctx["db"], ctx["queue"], ctx["intuit"])

@@ -16,17 +16,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.crypto import CryptoError, Keyring
-from qbsync.models import Connection, PendingGrant
+from qbsync.models import Connection, PendingGrant, PendingRevocation
 
 ROTATION_BATCH = 200
 # rotate-keys waits this long for a row another transaction holds, then reports it as remaining.
 ROTATION_LOCK_TIMEOUT_MS = 30_000
 LOCK_NOT_AVAILABLE = "55P03"
-SealedModel = TypeVar("SealedModel", Connection, PendingGrant)
+SealedModel = TypeVar("SealedModel", Connection, PendingGrant, PendingRevocation)
 
 
 class SealedRow(Protocol):
-    """A row that carries a sealed token pair: a connection or a pending grant."""
+    """A row that carries a sealed token pair: a connection, a pending grant or revocation."""
 
     __tablename__: str
     id: uuid.UUID
@@ -90,6 +90,7 @@ async def rotate_all(
     report = RotationReport()
     await _rotate_table(session, keyring, Connection, report, lock_timeout_ms)
     await _rotate_table(session, keyring, PendingGrant, report, lock_timeout_ms)
+    await _rotate_table(session, keyring, PendingRevocation, report, lock_timeout_ms)
     return report
 
 

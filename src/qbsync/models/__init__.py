@@ -7,6 +7,7 @@ from qbsync.models.entity_mapping import EntityMapping, MappingKind, MappingSour
 from qbsync.models.oauth_state import OAuthState
 from qbsync.models.outbound_event import DeliveryStatus, OutboundEvent
 from qbsync.models.pending_grant import PendingGrant
+from qbsync.models.pending_revocation import PendingRevocation
 from qbsync.models.platform_event import PlatformEvent
 from qbsync.models.qbo_webhook_event import QboWebhookEvent
 from qbsync.models.sync_record import RecordKind, RecordStatus, SyncRecord
@@ -26,6 +27,7 @@ __all__ = [
     "OAuthState",
     "OutboundEvent",
     "PendingGrant",
+    "PendingRevocation",
     "PlatformEvent",
     "QboWebhookEvent",
     "RecordKind",
