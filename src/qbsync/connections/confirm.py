@@ -70,9 +70,9 @@ class _Outcome:
 
     failure: AppError | None = None
     connection: Connection | None = None
-    # A dropped grant: revoked only if nothing else of ours holds its company by then.
+    # A refused consent's grant, and the old company's grant after a switch (whose waiting
+    # consents the transaction withdrew): both revoked unless something still holds the company.
     dropped: tuple[str, token_vault.TokenPair] | None = None
-    # The old company's grant after a switch: revoked whatever holds it (the user left it).
     left: tuple[str, token_vault.TokenPair] | None = None
 
 
@@ -97,9 +97,9 @@ async def confirm(
             await _spend(session, handle)
         outcome = _Outcome(failure=CompanyTakenError(COMPANY_TAKEN, field="handle"))
     if outcome.dropped is not None:
-        await grants.revoke(db, queue, intuit, *outcome.dropped, unless_held=True)
+        await grants.revoke(db, queue, intuit, *outcome.dropped)
     if outcome.left is not None:
-        await grants.revoke(db, queue, intuit, *outcome.left, unless_held=False)
+        await grants.revoke(db, queue, intuit, *outcome.left)
     if outcome.failure is not None:
         log.info("quickbooks_confirm_refused", org_id=org_id, code=outcome.failure.code)
         raise outcome.failure

@@ -89,7 +89,7 @@ async def receive_callback(
     try:
         company, preferences = await _read_company(intuit, realm_id, tokens)
     except QboError as error:
-        await grants.revoke(db, queue, intuit, realm_id, pair, unless_held=True)
+        await grants.revoke(db, queue, intuit, realm_id, pair)
         raise CallbackError(_reason(error), type(error).__name__) from error
     try:
         return await _hold(db, queue, intuit, started, realm_id, tokens, company, preferences)
@@ -97,7 +97,7 @@ async def receive_callback(
         raise
     except BaseException:
         # Nothing was stored: the grant Intuit just made must not outlive this request.
-        await grants.revoke(db, queue, intuit, realm_id, pair, unless_held=True)
+        await grants.revoke(db, queue, intuit, realm_id, pair)
         raise
 
 

@@ -1,14 +1,16 @@
 """Which grants qbsync may revoke, and what happens to consents nobody confirmed.
 
 Intuit: "Revoking the refresh token disconnects the app from the company." One revoke ends every
-grant our app holds for that company: the connection's and any consent still waiting for its
-confirm. So a grant qbsync merely drops (a refused confirm, a lost race, a callback that failed
-after the exchange, an expired consent) is revoked only when nothing else of ours holds that
-company, checked in a fresh transaction just before the call. A revoke the user asked for (a
-disconnect, a switch to another company) happens regardless, and withdraws the consents it kills.
+grant our app holds for that company: a connection's and any consent still waiting for its
+confirm. So a grant qbsync lets go of (a disconnect, a switch to another company, a refused
+confirm, a lost race, a callback that failed after the exchange, an expired consent) is revoked
+only when nothing of ours holds that company, checked in a fresh transaction just before the call.
+A disconnect and a switch first withdraw the org's own waiting consents for that company, in the
+transaction that lets it go, so only others' holdings (another org that connected it a moment
+later) keep the grant alive.
 
 A revoke Intuit can't take right now (5xx, timeout) is stored sealed and retried by a cron for a
-week, re-checking that nothing holds the company each time where the grant was merely dropped.
+week, re-checking each time that nothing holds the company.
 """
 
 from __future__ import annotations
@@ -47,23 +49,19 @@ REVOKE_CLAIM = timedelta(minutes=2)
 log = structlog.get_logger(__name__)
 
 
-async def company_held(
-    session: AsyncSession, realm_id: str, *, except_grant: uuid.UUID | None = None
-) -> bool:
+async def company_held(session: AsyncSession, realm_id: str) -> bool:
     """A connection of ours is connected to the company, or a consent for it awaits confirm."""
-    waiting = [
+    waiting = exists().where(
         PendingGrant.realm_id == realm_id,
         PendingGrant.used_at.is_(None),
         PendingGrant.withdrawn_at.is_(None),
         PendingGrant.access_token.is_not(None),
         PendingGrant.expires_at > utcnow(),
-    ]
-    if except_grant is not None:
-        waiting.append(PendingGrant.id != except_grant)
+    )
     connected = exists().where(
         Connection.realm_id == realm_id, Connection.status == ConnectionStatus.CONNECTED
     )
-    return bool(await session.scalar(select(or_(connected, exists().where(*waiting)))))
+    return bool(await session.scalar(select(or_(connected, waiting))))
 
 
 async def revoke(
@@ -72,35 +70,36 @@ async def revoke(
     intuit: IntuitAccess,
     realm_id: str,
     tokens: token_vault.TokenPair,
-    *,
-    unless_held: bool,
 ) -> bool:
-    """Tell Intuit to end a grant; True once it did.
+    """Tell Intuit to end a grant qbsync let go of; True once it did.
 
-    `unless_held` is for grants qbsync drops: kept when something else of ours holds the company.
-    When Intuit can't be reached the revoke is stored and retried by a cron, so a grant nobody
-    holds does not stay live for the ~100 days it would otherwise last.
+    Kept when something of ours still holds the company. When Intuit can't be reached the revoke
+    is stored and retried by a cron, so a grant nobody holds does not stay live for the ~100 days
+    it would otherwise last.
     """
-    if unless_held and await _held_or_unsure(db, queue, realm_id):
+    if await _holding(db, queue, realm_id) is not False:
         return False
     try:
         await intuit.oauth.revoke(tokens.refresh_token)
     except TokenError as error:
         log.warning("revoke_failed", realm_id=realm_id, error=type(error).__name__)
         if error.retryable:
-            await _retry_later(db, queue, intuit, realm_id, tokens, unless_held, error)
+            await _retry_later(db, queue, intuit, realm_id, tokens, error)
         return False
     return True
 
 
-async def _held_or_unsure(db: Database, queue: JobQueue, realm_id: str) -> bool:
+async def _holding(db: Database, queue: JobQueue, realm_id: str) -> bool | None:
+    """Whether something of ours holds the company; None when the database could not say.
+
+    Unsure is kept: a live grant dies on its own in ~100 days; a cut connection does not.
+    """
     try:
         async with unit_of_work(db, queue) as session:
             held = await company_held(session, realm_id)
     except (SQLAlchemyError, OSError) as error:
-        # Unsure is kept: a live grant dies on its own in ~100 days; a cut connection does not.
         log.warning("grant_kept_unchecked", realm_id=realm_id, error=type(error).__name__)
-        return True
+        return None
     if held:
         log.info("grant_kept_company_held", realm_id=realm_id)
     return held
@@ -112,7 +111,6 @@ async def _retry_later(
     intuit: IntuitAccess,
     realm_id: str,
     tokens: token_vault.TokenPair,
-    unless_held: bool,
     error: TokenError,
 ) -> None:
     try:
@@ -120,7 +118,6 @@ async def _retry_later(
             request = PendingRevocation(
                 id=uuid.uuid4(),
                 realm_id=realm_id,
-                unless_held=unless_held,
                 next_attempt_at=utcnow() + REVOKE_RETRY_DELAYS[0],
                 last_error=type(error).__name__,
             )
@@ -144,17 +141,15 @@ async def retry_revocations(db: Database, queue: JobQueue, intuit: IntuitAccess)
         )
         for request in due:
             request.next_attempt_at = now + REVOKE_CLAIM
-            claimed.append(
-                _Claim(request.id, request.realm_id, request.unless_held, _open(intuit, request))
-            )
+            claimed.append(_Claim(request.id, request.realm_id, _open(intuit, request)))
     revoked = 0
     for claim in claimed:
         tokens = claim.tokens
-        done = tokens is None or (
-            claim.unless_held and await _held_or_unsure(db, queue, claim.realm_id)
-        )
+        held = None if tokens is None else await _holding(db, queue, claim.realm_id)
+        # Nothing to send, or revoking would cut what holds the company: the request is done.
+        done = tokens is None or held is True
         failure: TokenError | None = None
-        if not done and tokens is not None:
+        if held is False and tokens is not None:
             try:
                 await intuit.oauth.revoke(tokens.refresh_token)
             except TokenError as error:
@@ -171,7 +166,6 @@ async def retry_revocations(db: Database, queue: JobQueue, intuit: IntuitAccess)
 class _Claim:
     request_id: uuid.UUID
     realm_id: str
-    unless_held: bool
     # None when no configured key opens the row any more: nothing can be sent, it is dropped.
     tokens: token_vault.TokenPair | None
 
@@ -246,7 +240,7 @@ async def expire_pending_grants(db: Database, queue: JobQueue, intuit: IntuitAcc
         await session.execute(delete(PendingGrant).where(PendingGrant.expires_at < now - KEPT))
     revoked = 0
     for realm_id, tokens in dropped:
-        revoked += await revoke(db, queue, intuit, realm_id, tokens, unless_held=True)
+        revoked += await revoke(db, queue, intuit, realm_id, tokens)
     if expired:
         log.info("pending_grants_expired", count=len(expired), revoked=revoked)
     return len(expired)

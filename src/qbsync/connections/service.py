@@ -200,9 +200,7 @@ async def disconnect(
         await hold_pending_work(session, org_id)
         tell_platform(session, connection)
     if tokens is not None:
-        revoked = await grants.revoke(
-            db, queue, intuit, connection.realm_id, tokens, unless_held=False
-        )
+        revoked = await grants.revoke(db, queue, intuit, connection.realm_id, tokens)
         revocation = Revocation.REVOKED if revoked else Revocation.FAILED
     log.info(
         "quickbooks_disconnected",
