@@ -23,7 +23,6 @@ class PoolGuard:
         self._owner: dict[int, asyncio.Task[Any]] = {}
         self.violations: list[str] = []
         self.requests_seen = 0
-        self.most_held = 0
         event.listen(self._pool, "checkout", self._checkout)
         event.listen(self._pool, "checkin", self._checkin)
 
@@ -50,7 +49,6 @@ class PoolGuard:
             self.violations.append(f"{task.get_name()} checked out a second connection")
         self._holding[task] += 1
         self._owner[id(record)] = task
-        self.most_held = max(self.most_held, sum(self._holding.values()))
 
     def _checkin(self, dbapi_connection: Any, record: Any) -> None:
         task = self._owner.pop(id(record), None)

@@ -21,6 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "pending_revocations",
         sa.Column("realm_id", sa.String(length=32), nullable=False),
+        sa.Column("unless_held", sa.Boolean(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),

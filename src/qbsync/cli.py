@@ -158,10 +158,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
     os.environ.setdefault(
         "QBSYNC_INTUIT__REDIRECT_URI", f"http://127.0.0.1:{port}/v1/quickbooks/callback"
     )
-    # Without the platform's frontend, consent lands on qbsync's own stand-in settings page.
-    os.environ.setdefault(
-        "QBSYNC_PLATFORM__SETTINGS_URL", f"http://127.0.0.1:{port}/dev/quickbooks"
-    )
     get_settings.cache_clear()
     settings = get_settings()
     with services(settings) as urls:

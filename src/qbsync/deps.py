@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.db import Database
-from qbsync.errors import ServiceUnavailableError
+from qbsync.errors import database_problem
 from qbsync.queue import JobQueue, unit_of_work
 from qbsync.settings import Settings
 
@@ -31,20 +30,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     try:
         async with unit_of_work(db, get_queue(request)) as session:
             yield session
-    except (OSError, InterfaceError, OperationalError) as error:
-        raise _database_unavailable() from error
-    except DBAPIError as error:
-        if error.connection_invalidated:
-            raise _database_unavailable() from error
-        raise
-
-
-def _database_unavailable() -> ServiceUnavailableError:
-    return ServiceUnavailableError(
-        "The database is unavailable; nothing was stored. Retry shortly.",
-        code="database_unavailable",
-        headers={"Retry-After": "5"},
-    )
+    except Exception as error:
+        mapped = database_problem(error)
+        if mapped is None:
+            raise
+        raise mapped from error
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

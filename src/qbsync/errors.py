@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
@@ -251,35 +251,59 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-async def _pool_timeout(request: Request, error: Exception) -> JSONResponse:
-    """Every pooled connection stayed busy for the whole pool timeout: a moment's overload."""
-    return problem(
-        503,
-        "database_busy",
-        "The service is busy; nothing was stored. Retry in a few seconds.",
-        request=request,
-        headers={"Retry-After": "2"},
-    )
+# Deadlock and serialization failure: the database gave up on the transaction; retrying works.
+_RETRY_STATES = frozenset({"40P01", "40001"})
 
 
-async def _database_down(request: Request, error: Exception) -> JSONResponse:
-    return problem(
-        503,
-        "database_unavailable",
-        "The database is unavailable; nothing was stored. Retry shortly.",
-        request=request,
+def database_unavailable() -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "The database is unavailable. Retry shortly.",
+        code="database_unavailable",
         headers={"Retry-After": "5"},
     )
 
 
+def database_busy() -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "The service is busy. Retry in a few seconds.",
+        code="database_busy",
+        headers={"Retry-After": "2"},
+    )
+
+
+def database_problem(error: BaseException) -> ServiceUnavailableError | None:
+    """The 503 a database failure means, or None when it is a bug (a 500).
+
+    The driver raises plain OSErrors (refused, unresolvable host, reset) while connecting; the
+    HTTP and Redis clients wrap theirs in their own exception types.
+    """
+    if isinstance(error, PoolTimeoutError):
+        return database_busy()
+    if isinstance(error, DBAPIError):
+        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        if code in _RETRY_STATES:
+            return database_busy()
+        if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+            return database_unavailable()
+        return None
+    if isinstance(error, OSError):
+        return database_unavailable()
+    return None
+
+
+async def _database_error(request: Request, error: Exception) -> JSONResponse:
+    mapped = database_problem(error)
+    if mapped is None:
+        # A bug: the request middleware logs it with the request id and answers a 500 problem.
+        raise error
+    return await _app_error(request, mapped)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
-    app.add_exception_handler(PoolTimeoutError, _pool_timeout)
     # Routes that open their own short transactions (those that call Intuit) meet these outside
-    # the request session's dependency, which maps them the same way. The driver raises plain
-    # OSErrors (refused, unresolvable host, reset, timeout) while connecting; HTTP and Redis
-    # clients wrap theirs in their own exception types.
-    for unavailable in (OperationalError, InterfaceError, OSError):
-        app.add_exception_handler(unavailable, _database_down)
+    # the request session's dependency, which maps them the same way.
+    for failure in (PoolTimeoutError, DBAPIError, OSError):
+        app.add_exception_handler(failure, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

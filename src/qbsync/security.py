@@ -117,7 +117,6 @@ def mint_dev_token(
     org_id: str,
     user_id: str,
     minutes: int = 60,
-    entitlements: tuple[str, ...] = ("integrations",),
 ) -> str:
     """A platform JWT signed with the shared HS256 secret, for dev and tests only.
 
@@ -131,7 +130,7 @@ def mint_dev_token(
         "org_id": org_id,
         "iat": now,
         "exp": now + minutes * 60,
-        "entitlements": list(entitlements),
+        "entitlements": [settings.required_entitlement],
     }
     if settings.audience is not None:
         claims["aud"] = settings.audience

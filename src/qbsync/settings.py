@@ -173,6 +173,15 @@ class Settings(BaseSettings):
         return self.intuit.environment == "simulator"
 
     @model_validator(mode="after")
+    def _dev_lands_on_its_own_page(self) -> Settings:
+        # Without the platform's frontend, consent lands on qbsync's stand-in settings page.
+        if self.env == "dev" and "settings_url" not in self.platform.model_fields_set:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+            page = f"http://{host}:{self.port}/dev/quickbooks"
+            object.__setattr__(self.platform, "settings_url", page)
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.is_dev:
             return self

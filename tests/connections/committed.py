@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 from arq.connections import ArqRedis
@@ -26,8 +27,10 @@ from qbsync.models import (
     OAuthState,
     OutboundEvent,
     PendingGrant,
+    PendingRevocation,
     SyncRecord,
 )
+from qbsync.models.base import utcnow
 from qbsync.queue import JobQueue
 from qbsync.settings import DatabaseSettings, Settings
 from tests.pool_guard import PoolGuard
@@ -55,8 +58,12 @@ def org_prefix() -> str:
     return f"org_c{uuid.uuid4().hex[:8]}_"
 
 
-async def remove_orgs(db: Database, prefix: str) -> None:
+async def remove_orgs(db: Database, prefix: str, since: datetime) -> None:
+    """The test's rows: its orgs', and the revokes it recorded (a ledger keyed by company)."""
     async with db.sessions() as session:
+        await session.execute(
+            delete(PendingRevocation).where(PendingRevocation.created_at >= since)
+        )
         for model in (
             Connection,
             PendingGrant,
@@ -78,6 +85,7 @@ async def committed_app(
     *,
     pool_size: int = 5,
 ) -> AsyncIterator[CommittedApp]:
+    started = utcnow()
     database = DatabaseSettings(pool_size=pool_size, max_overflow=0, pool_timeout_seconds=20)
     db = Database.connect(database_url, database)
     guard = PoolGuard(db.engine)
@@ -92,5 +100,5 @@ async def committed_app(
                 yield CommittedApp(app, client, db, guard)
     finally:
         guard.close()
-        await remove_orgs(db, prefix)
+        await remove_orgs(db, prefix, started)
         await db.dispose()

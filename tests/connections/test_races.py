@@ -11,7 +11,7 @@ from qbsync.models import Connection, ConnectionStatus, OAuthState
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
 from tests.connections.committed import CommittedApp
-from tests.connections.conftest import US_REALM, Consent
+from tests.connections.conftest import OTHER_US_REALM, US_REALM, Consent
 
 COMPANY_TAKEN = "company_already_connected"
 
@@ -110,3 +110,72 @@ async def test_one_handle_confirmed_twice_at_once(
     answers = await asyncio.gather(consent.confirm(handle, org), consent.confirm(handle, org))
     assert sorted(answer.status_code for answer in answers) == [200, 404]
     assert len(await _connected(live, prefix)) == 1
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_a_switch_and_a_reconsent_of_one_org_confirmed_at_once(
+    live: CommittedApp,
+    simulator: SimulatorHandle,
+    make_token: TokenFactory,
+    prefix: str,
+    round_: int,
+) -> None:
+    """Two tabs of a connected org: one switches company, one re-consents the current one.
+    One lock order for every path: no deadlock, no 500, and the company in the end works."""
+    consent = Consent(live.client, simulator, make_token)
+    org = f"{prefix}sw"
+    await consent.connect(org, US_REALM)
+    to_other = await consent.handle(org, OTHER_US_REALM)
+    again = await consent.handle(org, US_REALM)
+    answers = await asyncio.gather(consent.confirm(to_other, org), consent.confirm(again, org))
+    assert all(answer.status_code in (200, 409) for answer in answers), [a.text for a in answers]
+    assert 200 in [answer.status_code for answer in answers]
+    [row] = await _connected(live, prefix)
+    assert simulator.state.tokens.is_connected(row.realm_id)
+    tested = await live.client.post(
+        "/v1/quickbooks/test-connection", headers=bearer(make_token(org))
+    )
+    assert tested.json()["ok"] is True, tested.text
+    assert live.guard.violations == []
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_a_disconnect_and_a_reconsent_at_once(
+    live: CommittedApp,
+    simulator: SimulatorHandle,
+    make_token: TokenFactory,
+    prefix: str,
+    round_: int,
+) -> None:
+    """Whichever wins, no 500, and a connection shown as connected really works."""
+    consent = Consent(live.client, simulator, make_token)
+    org = f"{prefix}dc"
+    await consent.connect(org, US_REALM)
+    again = await consent.handle(org, US_REALM)
+    disconnected, confirmed = await asyncio.gather(
+        live.client.delete("/v1/quickbooks/connection", headers=bearer(make_token(org))),
+        consent.confirm(again, org),
+    )
+    assert disconnected.status_code == 200, disconnected.text
+    assert confirmed.status_code in (200, 409), confirmed.text
+    status = await live.client.get("/v1/quickbooks/connection", headers=bearer(make_token(org)))
+    if status.json()["status"] == "connected":
+        tested = await live.client.post(
+            "/v1/quickbooks/test-connection", headers=bearer(make_token(org))
+        )
+        assert tested.json()["ok"] is True, tested.text
+
+
+async def test_parallel_clicks_do_not_pass_the_sign_in_cap(
+    live: CommittedApp, make_token: TokenFactory, prefix: str
+) -> None:
+    """S8: the count and the insert run under the org's lock."""
+    org = f"{prefix}cap"
+    answers = await asyncio.gather(
+        *(
+            live.client.post("/v1/quickbooks/connect", headers=bearer(make_token(org)))
+            for _ in range(26)
+        )
+    )
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [200] * 20 + [429] * 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -12,9 +13,11 @@ from fastapi import FastAPI
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from qbsync.connections.intuit import IntuitAccess, rate_limit_config
 from qbsync.db import Database
 from qbsync.models import ConnectionStatus, DeliveryStatus, OutboundEvent
 from qbsync.notify import service as notify
+from qbsync.qbo import RedisRateLimiter
 from qbsync.queue import JobQueue, JobRequest, unit_of_work
 from qbsync.settings import Settings
 from qbsync.simulator.testing import SimulatorHandle
@@ -69,11 +72,18 @@ async def test_confirm_and_disconnect_succeed_with_redis_gone(
 
 
 async def test_the_callback_lands_on_the_settings_page_with_redis_gone(
-    consent: Consent, app: FastAPI, dead_queue: JobQueue
+    consent: Consent, app: FastAPI, settings: Settings
 ) -> None:
-    app.state.queue = dead_queue
-    landed = await consent.finish(consent.consent(await consent.start()))
-    assert landed["quickbooks"] == ["confirm"]
+    """The shared rate limiter lives in Redis too: its loss is ours to name, not QuickBooks'."""
+    dead = ArqRedis.from_url(DEAD_REDIS, socket_connect_timeout=0.2)
+    try:
+        intuit: IntuitAccess = app.state.intuit
+        limiter = RedisRateLimiter(dead, rate_limit_config(settings))
+        app.state.intuit = replace(intuit, limiter=limiter)
+        landed = await consent.finish(consent.consent(await consent.start()))
+    finally:
+        await dead.aclose()
+    assert landed == {"quickbooks": ["error"], "reason": ["temporarily_unavailable"]}
 
 
 async def test_a_failed_delivery_keeps_its_retry_with_redis_gone(

@@ -1,7 +1,9 @@
-"""A revoke Intuit can't take right now is kept, sealed, and retried until it lands."""
+"""The revoke ledger: a revoke is written down before Intuit is called, and one Intuit can't take
+right now is retried until it lands, unless something of ours holds the company again."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -11,6 +13,7 @@ from sqlalchemy import select, text, update
 
 from qbsync.connections import token_vault
 from qbsync.connections.tasks import retry_revocations
+from qbsync.crypto import Keyring, generate_key
 from qbsync.db import Database
 from qbsync.models import PendingRevocation
 from qbsync.models.base import utcnow
@@ -24,7 +27,9 @@ async def _requests(db: Database) -> list[PendingRevocation]:
     async with db.sessions() as session:
         return list(
             await session.scalars(
-                select(PendingRevocation).execution_options(populate_existing=True)
+                select(PendingRevocation)
+                .order_by(PendingRevocation.created_at)
+                .execution_options(populate_existing=True)
             )
         )
 
@@ -32,7 +37,9 @@ async def _requests(db: Database) -> list[PendingRevocation]:
 async def _make_due(db: Database, *, created_days_ago: float = 0) -> None:
     async with db.sessions() as session:
         await session.execute(
-            update(PendingRevocation).values(
+            update(PendingRevocation)
+            .where(PendingRevocation.done_at.is_(None))
+            .values(
                 next_attempt_at=utcnow(), created_at=utcnow() - timedelta(days=created_days_ago)
             )
         )
@@ -41,6 +48,18 @@ async def _make_due(db: Database, *, created_days_ago: float = 0) -> None:
 
 def _ctx(app: FastAPI, db: Database) -> dict[str, object]:
     return {"db": db, "queue": app.state.queue, "intuit": app.state.intuit}
+
+
+async def _disconnect_while_intuit_is_down(
+    consent: Consent,
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    simulator: SimulatorHandle,
+    realm_id: str = US_REALM,
+) -> httpx.Response:
+    await consent.connect("org_1", realm_id)
+    simulator.admin.inject(FaultSpec(kind="error", status_code=503, times=10, path="revoke"))
+    return await client.delete("/v1/quickbooks/connection", headers=bearer(make_token()))
 
 
 async def test_a_disconnect_intuit_could_not_hear_is_revoked_later(
@@ -59,7 +78,7 @@ async def test_a_disconnect_intuit_could_not_hear_is_revoked_later(
     assert response.json()["revoked_at_intuit"] is False
     assert "keeps trying" in response.json()["message"]
     [stored] = await _requests(db)
-    assert stored.realm_id == US_REALM
+    assert (stored.realm_id, stored.attempts, stored.done_at) == (US_REALM, 1, None)
     async with db.sessions() as session:
         raw = str(await session.scalar(text("SELECT CAST(t AS text) FROM pending_revocations t")))
     assert plain.refresh_token not in raw
@@ -70,20 +89,64 @@ async def test_a_disconnect_intuit_could_not_hear_is_revoked_later(
     await _make_due(db)
     assert await retry_revocations(_ctx(app, db)) == 0, "Intuit still down: kept for later"  # type: ignore[arg-type]
     [again] = await _requests(db)
-    assert again.attempts == 1
+    assert again.attempts == 2
     assert again.next_attempt_at > utcnow() + timedelta(minutes=4)
 
     simulator.admin.clear_faults()
     await _make_due(db)
     assert await retry_revocations(_ctx(app, db)) == 1  # type: ignore[arg-type]
-    assert await _requests(db) == []
+    [done] = await _requests(db)
+    assert done.done_at is not None
+    assert (done.access_token, done.refresh_token) == (None, None), "shredded once done"
     assert not simulator.state.tokens.is_connected(US_REALM)
+
+
+async def test_a_reconnect_before_the_retry_keeps_the_new_connection(
+    consent: Consent,
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    simulator: SimulatorHandle,
+    db: Database,
+    app: FastAPI,
+) -> None:
+    """The retry finds the company held again: revoking would cut the reconnection."""
+    await _disconnect_while_intuit_is_down(consent, client, make_token, simulator)
+    simulator.admin.clear_faults()
+    await consent.connect()
+    await _make_due(db)
+    assert await retry_revocations(_ctx(app, db)) == 0  # type: ignore[arg-type]
+    assert [request.done_at is not None for request in await _requests(db)] == [True]
+    assert simulator.admin.revoke_calls == 0
+    tested = await client.post("/v1/quickbooks/test-connection", headers=bearer(make_token()))
+    assert tested.json()["ok"] is True
+
+
+async def test_a_consent_made_while_a_revoke_was_being_sent_is_not_linked(
+    consent: Consent, db: Database, app: FastAPI
+) -> None:
+    """Intuit may act on a revoke at any moment of its call: a grant exchanged meanwhile may be
+    dead, so it is refused rather than shown as connected."""
+    handle = await consent.handle("org_1", OTHER_US_REALM)
+    async with db.sessions() as session:
+        request = PendingRevocation(
+            id=uuid.uuid4(),
+            realm_id=OTHER_US_REALM,
+            next_attempt_at=utcnow() + timedelta(minutes=2),
+            attempt_started_at=utcnow(),
+        )
+        token_vault.seal(app.state.intuit.keyring, request, token_vault.TokenPair("a", "r"))
+        session.add(request)
+        await session.commit()
+    refused = await consent.confirm(handle)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "consent_withdrawn"
+    landed = await consent.finish(consent.consent(await consent.start(), OTHER_US_REALM))
+    assert landed["reason"] == ["temporarily_unavailable"]
 
 
 async def test_a_dropped_grant_is_kept_if_its_company_is_held_by_the_retry(
     consent: Consent, simulator: SimulatorHandle, db: Database, app: FastAPI
 ) -> None:
-    """A retry re-checks: the org connected the company meanwhile, so revoking would cut it."""
     state = await consent.start()
     simulator.admin.inject(FaultSpec(kind="error", status_code=403, path="companyinfo"))
     simulator.admin.inject(FaultSpec(kind="error", status_code=503, times=1, path="revoke"))
@@ -93,8 +156,27 @@ async def test_a_dropped_grant_is_kept_if_its_company_is_held_by_the_retry(
     await consent.connect()
     await _make_due(db)
     assert await retry_revocations(_ctx(app, db)) == 0  # type: ignore[arg-type]
-    assert await _requests(db) == []
     assert simulator.state.tokens.is_connected(US_REALM)
+
+
+async def test_a_row_this_worker_cannot_read_is_kept_for_a_worker_that_can(
+    db: Database, app: FastAPI
+) -> None:
+    """A rolling key rollout: the revoke was sealed under a key this worker lacks yet."""
+    async with db.sessions() as session:
+        request = PendingRevocation(
+            id=uuid.uuid4(), realm_id="9341450000000077", next_attempt_at=utcnow()
+        )
+        token_vault.seal(
+            Keyring.parse(f"k2:{generate_key()}"), request, token_vault.TokenPair("a", "r")
+        )
+        session.add(request)
+        await session.commit()
+    assert await retry_revocations(_ctx(app, db)) == 0  # type: ignore[arg-type]
+    [kept] = await _requests(db)
+    assert kept.done_at is None
+    assert kept.refresh_token is not None
+    assert kept.next_attempt_at > utcnow()
 
 
 async def test_a_revoke_is_given_up_after_a_week(
@@ -106,11 +188,10 @@ async def test_a_revoke_is_given_up_after_a_week(
     app: FastAPI,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    await consent.connect("org_1", OTHER_US_REALM)
-    simulator.admin.inject(FaultSpec(kind="error", status_code=503, times=10, path="revoke"))
-    await client.delete("/v1/quickbooks/connection", headers=bearer(make_token()))
+    await _disconnect_while_intuit_is_down(consent, client, make_token, simulator, OTHER_US_REALM)
     await _make_due(db, created_days_ago=8)
     await retry_revocations(_ctx(app, db))  # type: ignore[arg-type]
-    assert await _requests(db) == []
+    [given_up] = await _requests(db)
+    assert given_up.done_at is not None
     logged = capfd.readouterr()
     assert "revoke_given_up" in logged.out + logged.err

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 
 from qbsync.db import Database
 from qbsync.deps import SessionDep
+from qbsync.errors import database_problem
 from qbsync.main import create_app
 from qbsync.settings import Settings
 
@@ -114,3 +117,23 @@ async def test_database_down_is_503_never_2xx(settings: Settings, redis: object)
     assert response.status_code == 503
     assert response.json()["code"] == "database_unavailable"
     assert response.headers["retry-after"] == "5"
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "code"),
+    [("40P01", "database_busy"), ("40001", "database_busy"), ("23505", None)],
+)
+def test_a_deadlock_is_a_503_to_retry_and_a_constraint_a_bug(
+    sqlstate: str, code: str | None
+) -> None:
+    """Postgres gave up a transaction (deadlock, serialization): retrying works, so 503."""
+    mapped = database_problem(DBAPIError("UPDATE …", None, _DriverError(sqlstate)))
+    assert (mapped.code if mapped else None) == code
+    if mapped is not None:
+        assert mapped.headers["Retry-After"] == "2"

@@ -62,8 +62,10 @@ def test_authorization_url_asks_for_accounting_with_state(oauth: IntuitOAuth) ->
 
 
 def test_endpoints_come_from_settings() -> None:
-    settings = Settings(env="test", intuit=IntuitSettings(environment="simulator"))
-    config = qbo_config(settings, simulator_base_url="http://127.0.0.1:9999")
+    settings = Settings(
+        env="test", intuit=IntuitSettings(environment="simulator"), simulator={"port": 9999}
+    )
+    config = qbo_config(settings)
     assert config.endpoints.token_url == "http://127.0.0.1:9999/oauth2/v1/tokens/bearer"
     assert config.endpoints.api_base_url == "http://127.0.0.1:9999"
     assert config.minor_version == 75

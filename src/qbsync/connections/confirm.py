@@ -1,22 +1,23 @@
 """The confirm step: the frontend links a pending grant with the JWT of the user who started it.
 
-One transaction decides, under two advisory locks taken in a fixed order (the org's, then the
-company's), so two confirms of one org or of one company are serialised across processes. Intuit
-is told (revokes) only after that transaction committed.
+One transaction decides, under advisory locks taken in the one order of `locks` (the org's, then
+the companies involved), so two confirms of one org or of one company, and a confirm racing a
+disconnect, are serialised across processes. Revokes are recorded in that transaction and sent
+only after it committed.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from pydantic import SecretStr
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qbsync.connections import grants, token_vault
+from qbsync.connections import grants, locks, token_vault
 from qbsync.connections.consent import connected_elsewhere, hash_secret
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.payloads import tell_platform
@@ -70,10 +71,9 @@ class _Outcome:
 
     failure: AppError | None = None
     connection: Connection | None = None
-    # A refused consent's grant, and the old company's grant after a switch (whose waiting
-    # consents the transaction withdrew): both revoked unless something still holds the company.
-    dropped: tuple[str, token_vault.TokenPair] | None = None
-    left: tuple[str, token_vault.TokenPair] | None = None
+    # Revokes the transaction recorded (a refused consent's grant, the old company's after a
+    # switch), to send once it committed.
+    to_send: list[tuple[uuid.UUID, token_vault.TokenPair]] = field(default_factory=list)
 
 
 async def confirm(
@@ -96,10 +96,8 @@ async def confirm(
         async with unit_of_work(db, queue) as session:
             await _spend(session, handle)
         outcome = _Outcome(failure=CompanyTakenError(COMPANY_TAKEN, field="handle"))
-    if outcome.dropped is not None:
-        await grants.revoke(db, queue, intuit, *outcome.dropped)
-    if outcome.left is not None:
-        await grants.revoke(db, queue, intuit, *outcome.left)
+    for request_id, tokens in outcome.to_send:
+        await grants.send_revoke(db, queue, intuit, request_id, tokens)
     if outcome.failure is not None:
         log.info("quickbooks_confirm_refused", org_id=org_id, code=outcome.failure.code)
         raise outcome.failure
@@ -110,6 +108,13 @@ async def confirm(
 async def _decide(
     session: AsyncSession, intuit: IntuitAccess, org_id: str, user_id: str, handle: str
 ) -> _Outcome:
+    # Locks in the one order (locks.py): the org's, the companies' involved, then the rows.
+    await locks.lock_org(session, org_id)
+    peek = await session.scalar(
+        select(PendingGrant.realm_id).where(PendingGrant.handle_hash == hash_secret(handle))
+    )
+    current = await session.scalar(select(Connection.realm_id).where(Connection.org_id == org_id))
+    await locks.lock_companies(session, *(realm for realm in (peek, current) if realm))
     grant = await session.scalar(
         select(PendingGrant)
         .where(PendingGrant.handle_hash == hash_secret(handle))
@@ -127,58 +132,71 @@ async def _decide(
     unreadable = tokens is None and grant.access_token is not None
     token_vault.shred(grant)
     if grant.withdrawn_at is not None:
-        return _refused(
-            ConsentWithdrawnError(
-                "QuickBooks was disconnected while this consent waited, which withdrew it. "
-                "Connect again.",
-                field="handle",
-            )
-        )
+        return _Outcome(failure=ConsentWithdrawnError(WITHDRAWN, field="handle"))
     if unreadable:
-        return _refused(
-            ConsentWithdrawnError(
+        return _Outcome(
+            failure=ConsentWithdrawnError(
                 "This consent can't be read any more (an encryption key was removed). "
                 "Connect again.",
                 field="handle",
             )
         )
     if tokens is None or grant.expires_at <= utcnow():
-        return _refused(
+        return await _refused(
+            session,
+            intuit,
+            grant,
+            tokens,
             ConsentExpiredError(
                 "This QuickBooks consent was not confirmed within 10 minutes. Connect again.",
                 field="handle",
             ),
-            grant,
-            tokens,
         )
     if grant.org_id != org_id or grant.user_id != user_id:
         log.warning("quickbooks_consent_not_yours", org_id=org_id, started_by_org=grant.org_id)
-        return _refused(
-            ConsentNotYoursError(
-                "This QuickBooks consent was started by another user. Nothing was linked and "
-                "the access it granted was withdrawn. Connect from your own account.",
-                field="handle",
-            ),
+        return await _refused(
+            session,
+            intuit,
             grant,
             tokens,
-        )
-    for key in (f"qbsync:org:{org_id}", f"qbsync:realm:{grant.realm_id}"):
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+            ConsentNotYoursError(
+                "This QuickBooks consent was started by another user, so nothing was linked. "
+                "Connect from your own account.",
+                field="handle",
+            ),
         )
     if await connected_elsewhere(session, grant.realm_id, org_id):
         # Not revoked: that would disconnect the app from the company, the other org included.
         return _Outcome(failure=CompanyTakenError(COMPANY_TAKEN, field="handle"))
+    exchanged = grant.exchange_started_at or grant.created_at
+    if await grants.revoked_since(session, grant.realm_id, exchanged):
+        # A revoke of this company may have ended this grant after it was made.
+        return await _refused(
+            session, intuit, grant, tokens, ConsentWithdrawnError(WITHDRAWN, field="handle")
+        )
     return await _link(session, intuit, grant, tokens)
 
 
-def _refused(
+WITHDRAWN = (
+    "QuickBooks access to this company was withdrawn while this consent waited (it was "
+    "disconnected). Connect again."
+)
+
+
+async def _refused(
+    session: AsyncSession,
+    intuit: IntuitAccess,
+    grant: PendingGrant,
+    tokens: token_vault.TokenPair | None,
     failure: AppError,
-    grant: PendingGrant | None = None,
-    tokens: token_vault.TokenPair | None = None,
 ) -> _Outcome:
-    dropped = (grant.realm_id, tokens) if grant and tokens else None
-    return _Outcome(failure=failure, dropped=dropped)
+    """The grant is dropped: its revoke is recorded unless something holds the company."""
+    outcome = _Outcome(failure=failure)
+    if tokens is not None:
+        request_id = await grants.decide_revoke(session, intuit.keyring, grant.realm_id, tokens)
+        if request_id is not None:
+            outcome.to_send.append((request_id, tokens))
+    return outcome
 
 
 async def _spend(session: AsyncSession, handle: str) -> None:
@@ -195,7 +213,7 @@ async def _spend(session: AsyncSession, handle: str) -> None:
 async def _link(
     session: AsyncSession, intuit: IntuitAccess, grant: PendingGrant, tokens: token_vault.TokenPair
 ) -> _Outcome:
-    """Store the grant on the org's connection; a switch leaves the old company's grant."""
+    """Store the grant on the org's connection; a switch lets go of the old company's grant."""
     connection = await session.scalar(
         select(Connection).where(Connection.org_id == grant.org_id).with_for_update()
     )
@@ -240,7 +258,13 @@ async def _link(
     await _resume_held_work(session, connection.org_id)
     tell_platform(session, connection)
     log.info("quickbooks_connected", org_id=connection.org_id, realm_id=connection.realm_id)
-    return _Outcome(connection=connection, left=left)
+    outcome = _Outcome(connection=connection)
+    if left is not None:
+        realm_id, tokens = left
+        request_id = await grants.decide_revoke(session, intuit.keyring, realm_id, tokens)
+        if request_id is not None:
+            outcome.to_send.append((request_id, tokens))
+    return outcome
 
 
 def _old_tokens(intuit: IntuitAccess, connection: Connection) -> token_vault.TokenPair | None:

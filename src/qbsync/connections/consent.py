@@ -13,18 +13,19 @@ callback learns nothing about other orgs.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qbsync.connections import grants, token_vault
+from qbsync.connections import grants, locks, token_vault
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.db import Database
 from qbsync.models import Connection, ConnectionStatus, OAuthState, PendingGrant
@@ -51,10 +52,27 @@ def hash_secret(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+class CallbackReason(enum.StrEnum):
+    """Why a consent did not end in a pending grant: `?quickbooks=error&reason=…` (the README
+    and the dev page explain each)."""
+
+    ACCESS_DENIED = "access_denied"
+    AUTHORIZATION_FAILED = "authorization_failed"
+    INVALID_STATE = "invalid_state"
+    EXPIRED_STATE = "expired_state"
+    INVALID_REQUEST = "invalid_request"
+    COMPANY_ALREADY_CONNECTED = "company_already_connected"
+    NOT_COMPANY_ADMIN = "not_company_admin"
+    TOKEN_EXCHANGE_FAILED = "token_exchange_failed"  # noqa: S105 - a reason, not a secret
+    QUICKBOOKS_UNAVAILABLE = "quickbooks_unavailable"
+    TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
+    UNEXPECTED_ERROR = "unexpected_error"
+
+
 class CallbackError(Exception):
     """Why a consent did not end in a pending grant; `reason` goes to the settings page's URL."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: CallbackReason, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
 
@@ -79,10 +97,11 @@ async def receive_callback(
     """The handle the frontend confirms; raises CallbackError with a documented reason."""
     started = await _spend_state(db, queue, params)
     code, realm_id = str(params.code), str(params.realm_id)
+    exchange_started_at = utcnow()
     try:
         tokens = await intuit.oauth.exchange_code(code)
     except TokenError as error:
-        raise CallbackError("token_exchange_failed", type(error).__name__) from error
+        raise CallbackError(CallbackReason.TOKEN_EXCHANGE_FAILED, type(error).__name__) from error
     pair = token_vault.TokenPair(
         tokens.access_token.get_secret_value(), tokens.refresh_token.get_secret_value()
     )
@@ -92,21 +111,22 @@ async def receive_callback(
         await grants.revoke(db, queue, intuit, realm_id, pair)
         raise CallbackError(_reason(error), type(error).__name__) from error
     try:
-        return await _hold(db, queue, intuit, started, realm_id, tokens, company, preferences)
-    except CallbackError:
-        raise
+        return await _hold(
+            db, queue, intuit, started, realm_id, tokens, exchange_started_at, company, preferences
+        )
     except BaseException:
-        # Nothing was stored: the grant Intuit just made must not outlive this request.
+        # Nothing was stored: the grant Intuit just made must not outlive this request (unless
+        # something holds the company, as when it is connected to another org).
         await grants.revoke(db, queue, intuit, realm_id, pair)
         raise
 
 
-def _reason(error: QboError) -> str:
+def _reason(error: QboError) -> CallbackReason:
     if isinstance(error, RateLimiterUnavailableError):
-        return "temporarily_unavailable"
+        return CallbackReason.TEMPORARILY_UNAVAILABLE
     if isinstance(error, QboAuthorizationError):
-        return "not_company_admin"
-    return "quickbooks_unavailable"
+        return CallbackReason.NOT_COMPANY_ADMIN
+    return CallbackReason.QUICKBOOKS_UNAVAILABLE
 
 
 async def _spend_state(db: Database, queue: JobQueue, params: CallbackParams) -> _Started:
@@ -126,26 +146,27 @@ async def _spend_state(db: Database, queue: JobQueue, params: CallbackParams) ->
 
 async def _consume_state(session: AsyncSession, state: str | None) -> OAuthState:
     if not state or len(state) > 256:
-        raise CallbackError("invalid_state", "the callback carried no valid state")
+        raise CallbackError(CallbackReason.INVALID_STATE, "the callback carried no valid state")
     row = await session.scalar(
         select(OAuthState).where(OAuthState.state_hash == hash_secret(state)).with_for_update()
     )
     if row is None:
-        raise CallbackError("invalid_state", "unknown state")
+        raise CallbackError(CallbackReason.INVALID_STATE, "unknown state")
     if row.used_at is not None:
-        raise CallbackError("invalid_state", "state already used")
+        raise CallbackError(CallbackReason.INVALID_STATE, "state already used")
     row.used_at = utcnow()
     if row.expires_at <= utcnow():
-        raise CallbackError("expired_state", "the consent took longer than 10 minutes")
+        raise CallbackError(CallbackReason.EXPIRED_STATE, "the consent took longer than 10 minutes")
     return row
 
 
 def _check_params(params: CallbackParams) -> None:
     if params.error:
-        reason = "access_denied" if params.error == "access_denied" else "authorization_failed"
+        denied = params.error == "access_denied"
+        reason = CallbackReason.ACCESS_DENIED if denied else CallbackReason.AUTHORIZATION_FAILED
         raise CallbackError(reason, f"Intuit answered error={params.error[:64]}")
     if not params.code or len(params.code) > 2048 or not is_realm_id(params.realm_id):
-        raise CallbackError("invalid_request", "the callback lacked a code or realmId")
+        raise CallbackError(CallbackReason.INVALID_REQUEST, "the callback lacked a code or realmId")
 
 
 async def connected_elsewhere(session: AsyncSession, realm_id: str, org_id: str) -> bool:
@@ -187,16 +208,22 @@ async def _hold(
     started: _Started,
     realm_id: str,
     tokens: TokenSet,
+    exchange_started_at: datetime,
     company: CompanyInfo,
     preferences: Preferences,
 ) -> str:
     handle = secrets.token_urlsafe(32)
     async with unit_of_work(db, queue) as session:
+        await locks.lock_companies(session, realm_id)
         if await connected_elsewhere(session, realm_id, started.org_id):
-            # Not revoked: that would disconnect the app from the company, the other org included.
             raise CallbackError(
-                "company_already_connected",
+                CallbackReason.COMPANY_ALREADY_CONNECTED,
                 "this QuickBooks company is connected to another organisation",
+            )
+        if await grants.revoked_since(session, realm_id, exchange_started_at):
+            raise CallbackError(
+                CallbackReason.TEMPORARILY_UNAVAILABLE,
+                "a revoke for this company was sent while the code was exchanged",
             )
         grant = PendingGrant(
             id=uuid.uuid4(),
@@ -208,6 +235,7 @@ async def _hold(
             refresh_expires_at=tokens.refresh_expires_at,
             refresh_hard_expires_at=tokens.refresh_hard_expires_at,
             company=company_fields(company, preferences),
+            exchange_started_at=exchange_started_at,
             expires_at=utcnow() + HANDLE_TTL,
         )
         token_vault.seal(

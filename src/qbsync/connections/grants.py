@@ -1,39 +1,41 @@
-"""Which grants qbsync may revoke, and what happens to consents nobody confirmed.
+"""Which grants qbsync may revoke, the ledger of revokes, and consents nobody confirmed.
 
 Intuit: "Revoking the refresh token disconnects the app from the company." One revoke ends every
 grant our app holds for that company: a connection's and any consent still waiting for its
 confirm. So a grant qbsync lets go of (a disconnect, a switch to another company, a refused
 confirm, a lost race, a callback that failed after the exchange, an expired consent) is revoked
-only when nothing of ours holds that company, checked in a fresh transaction just before the call.
-A disconnect and a switch first withdraw the org's own waiting consents for that company, in the
-transaction that lets it go, so only others' holdings (another org that connected it a moment
-later) keep the grant alive.
+only when nothing of ours holds that company. A disconnect and a switch first withdraw the
+consents waiting for that company, in the transaction that lets it go.
 
-A revoke Intuit can't take right now (5xx, timeout) is stored sealed and retried by a cron for a
-week, re-checking each time that nothing holds the company.
+The decision is a row in `pending_revocations`, written under the company's advisory lock in the
+same transaction as the check, before Intuit is called. Each attempt is stamped: while one is
+being sent, or if one ended after a consent's code exchange began, that consent may have died
+with it and is not linked. A revoke Intuit can't take right now (5xx, timeout) stays in the
+ledger and a cron retries it with backoff for a week, re-checking each time that nothing holds
+the company. Done rows are kept a day for those comparisons.
 """
 
 from __future__ import annotations
 
+import enum
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qbsync.connections import token_vault
+from qbsync.connections import locks, token_vault
 from qbsync.connections.intuit import IntuitAccess
-from qbsync.crypto import CryptoError
+from qbsync.crypto import CryptoError, Keyring
 from qbsync.db import Database
 from qbsync.models import Connection, ConnectionStatus, PendingGrant, PendingRevocation
 from qbsync.models.base import utcnow
 from qbsync.qbo import TokenError
 from qbsync.queue import JobQueue, unit_of_work
 
-# Spent, withdrawn and expired consents are kept this long, so a late confirm is told why.
+# Spent, withdrawn and expired consents, and done revokes, are kept this long.
 KEPT = timedelta(days=1)
 # A revoke Intuit could not take: retried after these delays (then the last, every time), and
 # given up after a week, by which time an unused grant is close to dying on its own.
@@ -45,8 +47,21 @@ REVOKE_RETRY_DELAYS = [
     timedelta(hours=6),
 ]
 REVOKE_GIVE_UP_AFTER = timedelta(days=7)
+# An attempt is its sender's for this long, past the revoke call's own timeout.
 REVOKE_CLAIM = timedelta(minutes=2)
 log = structlog.get_logger(__name__)
+
+
+class RevokeOutcome(enum.StrEnum):
+    REVOKED = "revoked"
+    # Intuit could not be reached: the ledger keeps it and the cron retries it.
+    RETRYING = "retrying"
+    # Intuit refused it in a way a retry would not change (say, the app was already removed).
+    REFUSED = "refused"
+    # Something of ours holds the company: revoking would cut it.
+    KEPT = "kept"
+    # The database could not say whether something holds the company: kept, nothing stored.
+    UNSURE = "unsure"
 
 
 async def company_held(session: AsyncSession, realm_id: str) -> bool:
@@ -64,141 +79,188 @@ async def company_held(session: AsyncSession, realm_id: str) -> bool:
     return bool(await session.scalar(select(or_(connected, waiting))))
 
 
+async def revoked_since(session: AsyncSession, realm_id: str, since: datetime) -> bool:
+    """A revoke of the company is being sent, or one ended after `since`: a grant made after
+    `since` may have ended with it. Call under the company's lock."""
+    sending = and_(
+        PendingRevocation.attempt_started_at.is_not(None),
+        PendingRevocation.attempt_started_at > since - REVOKE_CLAIM,
+    )
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    PendingRevocation.realm_id == realm_id,
+                    or_(sending, PendingRevocation.attempt_ended_at > since),
+                )
+            )
+        )
+    )
+
+
+async def decide_revoke(
+    session: AsyncSession, keyring: Keyring, realm_id: str, tokens: token_vault.TokenPair
+) -> uuid.UUID | None:
+    """In the caller's transaction: record a revoke claimed for sending, unless something of ours
+    holds the company. Send it with `send_revoke` once the transaction committed."""
+    await locks.lock_companies(session, realm_id)
+    if await company_held(session, realm_id):
+        log.info("grant_kept_company_held", realm_id=realm_id)
+        return None
+    now = utcnow()
+    request = PendingRevocation(
+        id=uuid.uuid4(),
+        realm_id=realm_id,
+        next_attempt_at=now + REVOKE_CLAIM,
+        attempt_started_at=now,
+    )
+    token_vault.seal(keyring, request, tokens)
+    session.add(request)
+    return request.id
+
+
+async def send_revoke(
+    db: Database,
+    queue: JobQueue,
+    intuit: IntuitAccess,
+    request_id: uuid.UUID,
+    tokens: token_vault.TokenPair,
+) -> RevokeOutcome:
+    """Send a revoke `decide_revoke` recorded, and write down how it went."""
+    failure: TokenError | None = None
+    try:
+        await intuit.oauth.revoke(tokens.refresh_token)
+    except TokenError as error:
+        log.warning("revoke_failed", error=type(error).__name__)
+        failure = error
+    try:
+        await _settle(db, queue, request_id, failure=failure)
+    except (SQLAlchemyError, OSError) as error:
+        # The claim runs out and the cron sends it again; a repeated revoke is harmless.
+        log.warning("revoke_outcome_not_stored", error=type(error).__name__)
+    if failure is None:
+        return RevokeOutcome.REVOKED
+    return RevokeOutcome.RETRYING if failure.retryable else RevokeOutcome.REFUSED
+
+
 async def revoke(
     db: Database,
     queue: JobQueue,
     intuit: IntuitAccess,
     realm_id: str,
     tokens: token_vault.TokenPair,
-) -> bool:
-    """Tell Intuit to end a grant qbsync let go of; True once it did.
-
-    Kept when something of ours still holds the company. When Intuit can't be reached the revoke
-    is stored and retried by a cron, so a grant nobody holds does not stay live for the ~100 days
-    it would otherwise last.
-    """
-    if await _holding(db, queue, realm_id) is not False:
-        return False
-    try:
-        await intuit.oauth.revoke(tokens.refresh_token)
-    except TokenError as error:
-        log.warning("revoke_failed", realm_id=realm_id, error=type(error).__name__)
-        if error.retryable:
-            await _retry_later(db, queue, intuit, realm_id, tokens, error)
-        return False
-    return True
-
-
-async def _holding(db: Database, queue: JobQueue, realm_id: str) -> bool | None:
-    """Whether something of ours holds the company; None when the database could not say.
-
-    Unsure is kept: a live grant dies on its own in ~100 days; a cut connection does not.
-    """
+) -> RevokeOutcome:
+    """Decide and send in one go, for callers with no transaction of their own."""
     try:
         async with unit_of_work(db, queue) as session:
-            held = await company_held(session, realm_id)
+            request_id = await decide_revoke(session, intuit.keyring, realm_id, tokens)
     except (SQLAlchemyError, OSError) as error:
+        # Unsure is kept: a live grant dies on its own in ~100 days; a cut connection does not.
         log.warning("grant_kept_unchecked", realm_id=realm_id, error=type(error).__name__)
-        return None
-    if held:
-        log.info("grant_kept_company_held", realm_id=realm_id)
-    return held
-
-
-async def _retry_later(
-    db: Database,
-    queue: JobQueue,
-    intuit: IntuitAccess,
-    realm_id: str,
-    tokens: token_vault.TokenPair,
-    error: TokenError,
-) -> None:
-    try:
-        async with unit_of_work(db, queue) as session:
-            request = PendingRevocation(
-                id=uuid.uuid4(),
-                realm_id=realm_id,
-                next_attempt_at=utcnow() + REVOKE_RETRY_DELAYS[0],
-                last_error=type(error).__name__,
-            )
-            token_vault.seal(intuit.keyring, request, tokens)
-            session.add(request)
-    except (SQLAlchemyError, OSError) as failure:
-        log.error("revoke_retry_not_stored", realm_id=realm_id, error=type(failure).__name__)
-
-
-async def retry_revocations(db: Database, queue: JobQueue, intuit: IntuitAccess) -> int:
-    """Cron: revokes Intuit could not take earlier, claimed so two workers never both send one."""
-    now = utcnow()
-    claimed: list[_Claim] = []
-    async with unit_of_work(db, queue) as session:
-        due = await session.scalars(
-            select(PendingRevocation)
-            .where(PendingRevocation.next_attempt_at <= now)
-            .order_by(PendingRevocation.next_attempt_at)
-            .with_for_update(skip_locked=True)
-            .limit(100)
-        )
-        for request in due:
-            request.next_attempt_at = now + REVOKE_CLAIM
-            claimed.append(_Claim(request.id, request.realm_id, _open(intuit, request)))
-    revoked = 0
-    for claim in claimed:
-        tokens = claim.tokens
-        held = None if tokens is None else await _holding(db, queue, claim.realm_id)
-        # Nothing to send, or revoking would cut what holds the company: the request is done.
-        done = tokens is None or held is True
-        failure: TokenError | None = None
-        if held is False and tokens is not None:
-            try:
-                await intuit.oauth.revoke(tokens.refresh_token)
-            except TokenError as error:
-                failure = error
-                done = not error.retryable
-            else:
-                done = True
-                revoked += 1
-        await _settle(db, queue, claim.request_id, done=done, failure=failure)
-    return revoked
-
-
-@dataclass(frozen=True)
-class _Claim:
-    request_id: uuid.UUID
-    realm_id: str
-    # None when no configured key opens the row any more: nothing can be sent, it is dropped.
-    tokens: token_vault.TokenPair | None
-
-
-def _open(intuit: IntuitAccess, request: PendingRevocation) -> token_vault.TokenPair | None:
-    try:
-        return token_vault.open_tokens(intuit.keyring, request)
-    except CryptoError:
-        log.error("pending_revocation_unreadable", request_id=str(request.id))
-        return None
+        return RevokeOutcome.UNSURE
+    if request_id is None:
+        return RevokeOutcome.KEPT
+    return await send_revoke(db, queue, intuit, request_id, tokens)
 
 
 async def _settle(
-    db: Database, queue: JobQueue, request_id: uuid.UUID, *, done: bool, failure: TokenError | None
+    db: Database, queue: JobQueue, request_id: uuid.UUID, *, failure: TokenError | None
 ) -> None:
     async with unit_of_work(db, queue) as session:
         request = await session.get(PendingRevocation, request_id, with_for_update=True)
         if request is None:
             return
+        now = utcnow()
         request.attempts += 1
-        given_up = utcnow() - request.created_at >= REVOKE_GIVE_UP_AFTER
-        if done or given_up:
-            if given_up and not done:
-                log.error("revoke_given_up", realm_id=request.realm_id, attempts=request.attempts)
-            await session.delete(request)
-            return
-        delay = REVOKE_RETRY_DELAYS[min(request.attempts, len(REVOKE_RETRY_DELAYS) - 1)]
-        request.next_attempt_at = utcnow() + delay
+        request.attempt_started_at = None
+        request.attempt_ended_at = now
         request.last_error = type(failure).__name__ if failure else None
+        if failure is None or not failure.retryable:
+            _finish(request, now)
+        else:
+            _later(request, now)
+
+
+def _finish(request: PendingRevocation, now: datetime) -> None:
+    request.done_at = now
+    token_vault.shred(request)
+
+
+def _later(request: PendingRevocation, now: datetime) -> None:
+    if now - request.created_at >= REVOKE_GIVE_UP_AFTER:
+        log.error("revoke_given_up", realm_id=request.realm_id, attempts=request.attempts)
+        _finish(request, now)
+        return
+    delay = REVOKE_RETRY_DELAYS[min(request.attempts, len(REVOKE_RETRY_DELAYS)) - 1]
+    request.next_attempt_at = now + delay
+
+
+async def retry_revocations(db: Database, queue: JobQueue, intuit: IntuitAccess) -> int:
+    """Cron: revokes Intuit could not take earlier. Each is claimed right before it is sent, so
+    two workers never send one at the same time and a long run never outlives its claims."""
+    async with db.sessions() as session:
+        due = list(
+            await session.execute(
+                select(PendingRevocation.id, PendingRevocation.realm_id)
+                .where(
+                    PendingRevocation.done_at.is_(None),
+                    PendingRevocation.next_attempt_at <= utcnow(),
+                )
+                .order_by(PendingRevocation.next_attempt_at)
+                .limit(100)
+            )
+        )
+    revoked = 0
+    for request_id, realm_id in due:
+        async with unit_of_work(db, queue) as session:
+            tokens = await _claim(session, intuit.keyring, request_id, realm_id)
+        if tokens is not None:
+            outcome = await send_revoke(db, queue, intuit, request_id, tokens)
+            revoked += outcome is RevokeOutcome.REVOKED
+    return revoked
+
+
+async def _claim(
+    session: AsyncSession, keyring: Keyring, request_id: uuid.UUID, realm_id: str
+) -> token_vault.TokenPair | None:
+    """The pair to send now, or None: not due any more, held again, or unreadable for now."""
+    await locks.lock_companies(session, realm_id)
+    now = utcnow()
+    request = await session.scalar(
+        select(PendingRevocation)
+        .where(
+            PendingRevocation.id == request_id,
+            PendingRevocation.done_at.is_(None),
+            PendingRevocation.next_attempt_at <= now,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    if request is None:
+        return None
+    if await company_held(session, realm_id):
+        log.info("grant_kept_company_held", realm_id=realm_id)
+        request.last_error = "kept: the company is held again"
+        _finish(request, now)
+        return None
+    try:
+        tokens = token_vault.open_tokens(keyring, request)
+    except CryptoError:
+        # Perhaps a key this worker does not have yet: kept, and reported each time.
+        log.error("pending_revocation_unreadable", request_id=str(request.id))
+        request.attempts += 1
+        request.last_error = "unreadable with the configured keys"
+        _later(request, now)
+        return None
+    if tokens is None:
+        _finish(request, now)
+        return None
+    request.next_attempt_at = now + REVOKE_CLAIM
+    request.attempt_started_at = now
+    return tokens
 
 
 async def withdraw_waiting(session: AsyncSession, realm_id: str) -> None:
-    """Consents waiting for this company die with the revoke about to happen: say so."""
+    """Consents waiting for this company (any org's) die with the revoke about to be decided."""
     await session.execute(
         update(PendingGrant)
         .where(
@@ -220,7 +282,7 @@ def open_grant(intuit: IntuitAccess, grant: PendingGrant) -> token_vault.TokenPa
 
 async def expire_pending_grants(db: Database, queue: JobQueue, intuit: IntuitAccess) -> int:
     """Consents nobody confirmed in time: shredded, then revoked where nothing else holds the
-    company; rows are deleted a day later."""
+    company; their rows, and done revokes, are deleted a day later."""
     now = utcnow()
     dropped: list[tuple[str, token_vault.TokenPair]] = []
     async with unit_of_work(db, queue) as session:
@@ -238,9 +300,13 @@ async def expire_pending_grants(db: Database, queue: JobQueue, intuit: IntuitAcc
                 dropped.append((grant.realm_id, tokens))
             token_vault.shred(grant)
         await session.execute(delete(PendingGrant).where(PendingGrant.expires_at < now - KEPT))
+        await session.execute(
+            delete(PendingRevocation).where(PendingRevocation.done_at < now - KEPT)
+        )
     revoked = 0
     for realm_id, tokens in dropped:
-        revoked += await revoke(db, queue, intuit, realm_id, tokens)
+        outcome = await revoke(db, queue, intuit, realm_id, tokens)
+        revoked += outcome is RevokeOutcome.REVOKED
     if expired:
         log.info("pending_grants_expired", count=len(expired), revoked=revoked)
     return len(expired)

@@ -34,11 +34,11 @@ INTERACTIVE_RETRY = RetryPolicy(max_attempts=2, base_delay_seconds=0.5, max_tota
 INTERACTIVE_LIMITER_WAIT_SECONDS = 3.0
 
 
-def intuit_endpoints(settings: Settings, simulator_base_url: str | None = None) -> IntuitEndpoints:
+def intuit_endpoints(settings: Settings) -> IntuitEndpoints:
     """Intuit's hosts for the environment, the simulator's, or the configured overrides."""
     intuit = settings.intuit
     if intuit.environment == "simulator":
-        base = simulator_base_url or f"http://127.0.0.1:{settings.simulator.port}"
+        base = f"http://127.0.0.1:{settings.simulator.port}"
         defaults = IntuitEndpoints(
             authorize_url=f"{base}/connect/oauth2",
             token_url=f"{base}/oauth2/v1/tokens/bearer",
@@ -60,22 +60,17 @@ def intuit_endpoints(settings: Settings, simulator_base_url: str | None = None) 
     )
 
 
-def qbo_config(
-    settings: Settings,
-    *,
-    simulator_base_url: str | None = None,
-    retry: RetryPolicy | None = None,
-) -> QboConfig:
+def qbo_config(settings: Settings) -> QboConfig:
     intuit = settings.intuit
     return QboConfig(
         client_id=intuit.client_id,
         client_secret=intuit.client_secret,
         redirect_uri=intuit.redirect_uri,
-        endpoints=intuit_endpoints(settings, simulator_base_url),
+        endpoints=intuit_endpoints(settings),
         webhook_verifier_token=intuit.webhook_verifier_token,
         minor_version=intuit.minor_version,
         timeout_seconds=intuit.timeout_seconds,
-        retry=retry or RetryPolicy(),
+        retry=RetryPolicy(),
     )
 
 

@@ -6,7 +6,6 @@ import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 
 from qbsync.connections import checks, confirm, consent, service
 from qbsync.connections.intuit import IntuitAccess
@@ -19,7 +18,7 @@ from qbsync.connections.schemas import (
 )
 from qbsync.db import Database
 from qbsync.deps import QueueDep, SessionDep, SettingsDep
-from qbsync.errors import problem_responses
+from qbsync.errors import database_problem, problem_responses
 from qbsync.models.base import utcnow
 from qbsync.security import OrgDep
 
@@ -33,8 +32,16 @@ KEPT = "Your data and mappings are kept; reconnect any time."
 DISCONNECT_MESSAGES = {
     service.Revocation.REVOKED: f"Disconnected. {KEPT}",
     service.Revocation.NOTHING_TO_REVOKE: f"Disconnected. {KEPT}",
-    service.Revocation.FAILED: "Disconnected here, but Intuit could not be told yet; qbsync keeps "
-    "trying for a week. To be sure now, remove the app from QuickBooks (Settings → Apps).",
+    service.Revocation.RETRYING: "Disconnected here, but Intuit could not be told yet; qbsync "
+    "keeps trying for a week. To be sure now, remove the app from QuickBooks (Settings → Apps).",
+    service.Revocation.REFUSED: "Disconnected here. Intuit did not accept ending the app's "
+    "access (it may already have been removed in QuickBooks); check QuickBooks (Settings → Apps) "
+    "to be sure.",
+    service.Revocation.KEPT: "Disconnected here. Another connection to this QuickBooks company "
+    "still uses the app's access, so Intuit was not asked to end it.",
+    service.Revocation.UNSURE: "Disconnected here, but qbsync could not check whether the app's "
+    "access is still in use, so Intuit was not told. Remove the app from QuickBooks (Settings → "
+    "Apps) to be sure it has no access.",
     service.Revocation.UNREADABLE: "Disconnected here. The stored access could not be read, so "
     "Intuit was not told: remove the app from QuickBooks (Settings → Apps) to be sure it has no "
     "access.",
@@ -98,18 +105,17 @@ async def callback(
     except consent.CallbackError as failure:
         outcome = {"quickbooks": "error", "reason": failure.reason}
         log.info("quickbooks_callback", outcome="error", reason=failure.reason, detail=str(failure))
-    except (SQLAlchemyError, RedisError, OSError) as failure:
-        outcome = {"quickbooks": "error", "reason": "temporarily_unavailable"}
-        log.warning(
-            "quickbooks_callback",
-            outcome="error",
-            reason="temporarily_unavailable",
-            error=type(failure).__name__,
-        )
-    except Exception:
+    except Exception as failure:
         # A browser is waiting on this answer: it gets a page to land on, support gets the log.
-        outcome = {"quickbooks": "error", "reason": "unexpected_error"}
-        log.exception("quickbooks_callback", outcome="error", reason="unexpected_error")
+        if database_problem(failure) is not None or isinstance(failure, RedisError):
+            reason = consent.CallbackReason.TEMPORARILY_UNAVAILABLE
+            log.warning(
+                "quickbooks_callback", outcome="error", reason=reason, error=type(failure).__name__
+            )
+        else:
+            reason = consent.CallbackReason.UNEXPECTED_ERROR
+            log.exception("quickbooks_callback", outcome="error", reason=reason)
+        outcome = {"quickbooks": "error", "reason": reason}
     else:
         outcome = {"quickbooks": "confirm", "handle": handle}
         log.info("quickbooks_callback", outcome="confirm")

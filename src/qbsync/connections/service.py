@@ -1,6 +1,7 @@
 """Connect, status and disconnect: the connection's life from the user's side.
 
-The consent itself (callback and confirm) lives in `consent`.
+The consent itself lives in `consent` (the callback) and `confirm`; which grants may be revoked,
+in `grants`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import structlog
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qbsync.connections import grants, token_vault
+from qbsync.connections import grants, locks, token_vault
 from qbsync.connections.consent import hash_secret
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.payloads import tell_platform
@@ -45,6 +46,8 @@ async def start_connect(
 ) -> ConnectStarted:
     state = secrets.token_urlsafe(32)
     now = utcnow()
+    # Counted under the org's lock, so concurrent clicks can't pass the cap together.
+    await locks.lock_org(session, org_id)
     expires_at = now + STATE_TTL
     await session.execute(delete(OAuthState).where(OAuthState.expires_at < now - STATE_KEPT))
     open_states = await session.scalar(
@@ -155,15 +158,19 @@ def token_health(connection: Connection, now: datetime) -> TokenHealth:
 
 
 class Revocation(enum.StrEnum):
-    REVOKED = "revoked"
-    FAILED = "failed"
+    """What a disconnect got from Intuit: a revoke's outcome, or why none was sent."""
+
+    REVOKED = grants.RevokeOutcome.REVOKED.value
+    RETRYING = grants.RevokeOutcome.RETRYING.value
+    REFUSED = grants.RevokeOutcome.REFUSED.value
+    KEPT = grants.RevokeOutcome.KEPT.value
+    UNSURE = grants.RevokeOutcome.UNSURE.value
     NOTHING_TO_REVOKE = "nothing_to_revoke"
     UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
 class Disconnected:
-    connection: Connection
     revocation: Revocation
     already: bool
 
@@ -171,26 +178,28 @@ class Disconnected:
 async def disconnect(
     db: Database, queue: JobQueue, intuit: IntuitAccess, org_id: str
 ) -> Disconnected:
-    """Shred the tokens, hold both directions and tell the platform, then revoke at Intuit.
+    """Shred the tokens, hold both directions, tell the platform and record the revoke in one
+    transaction; then send the revoke to Intuit.
 
-    Everything stored happens in one transaction before Intuit is called, so a failure after it
-    loses nothing. Always succeeds for a known org, even when the stored tokens can't be
-    decrypted: the row is shredded all the same, and the answer says Intuit could not be told.
+    Always succeeds for a known org, even when the stored tokens can't be decrypted: the row is
+    shredded all the same, and the answer says Intuit could not be told.
     """
+    request_id = None
     async with unit_of_work(db, queue) as session:
+        # Locks in the one order (locks.py), as a confirm of this org takes them.
+        await locks.lock_org(session, org_id)
+        realm_id = await session.scalar(
+            select(Connection.realm_id).where(Connection.org_id == org_id)
+        )
+        if realm_id is not None:
+            await locks.lock_companies(session, realm_id)
         connection = await require_connection(session, org_id, lock=True)
         if connection.status is ConnectionStatus.DISCONNECTED:
-            return Disconnected(connection, Revocation.NOTHING_TO_REVOKE, already=True)
+            return Disconnected(Revocation.NOTHING_TO_REVOKE, already=True)
         try:
             tokens = token_vault.open_tokens(intuit.keyring, connection)
         except CryptoError:
             tokens = None
-            revocation = Revocation.UNREADABLE
-        else:
-            revocation = Revocation.NOTHING_TO_REVOKE
-        if tokens is not None:
-            # The revoke below ends every grant for the company, consents waiting included.
-            await grants.withdraw_waiting(session, connection.realm_id)
         token_vault.shred(connection)
         connection.status = ConnectionStatus.DISCONNECTED
         connection.disconnected_at = utcnow()
@@ -199,13 +208,23 @@ async def disconnect(
         connection.refresh_lease_until = None
         await hold_pending_work(session, org_id)
         tell_platform(session, connection)
-    if tokens is not None:
-        revoked = await grants.revoke(db, queue, intuit, connection.realm_id, tokens)
-        revocation = Revocation.REVOKED if revoked else Revocation.FAILED
+        if tokens is not None:
+            # The revoke ends every grant for the company, the consents waiting included.
+            await grants.withdraw_waiting(session, connection.realm_id)
+            request_id = await grants.decide_revoke(
+                session, intuit.keyring, connection.realm_id, tokens
+            )
+    if tokens is None:
+        revocation = Revocation.UNREADABLE
+    elif request_id is None:
+        revocation = Revocation.KEPT
+    else:
+        outcome = await grants.send_revoke(db, queue, intuit, request_id, tokens)
+        revocation = Revocation(outcome.value)
     log.info(
         "quickbooks_disconnected",
         org_id=org_id,
         realm_id=connection.realm_id,
         revocation=revocation.value,
     )
-    return Disconnected(connection, revocation, already=False)
+    return Disconnected(revocation, already=False)

@@ -4,9 +4,10 @@ A refresh is claimed with a lease on the connection row (`refresh_lease_id` / `_
 a short transaction that commits before Intuit is called; nobody holds a database connection or an
 open transaction while the token endpoint answers. The claim re-checks the expiry, so whoever
 waited for a lease usually finds the token already fresh. The new pair is stored in a second short
-transaction, and only by the lease's holder (or while the stored refresh token is still the one
-sent). A lease outlives the token call's timeout by a margin: the lease of a process that died
-mid-refresh runs out and the next caller takes over.
+transaction, only while storage still holds the refresh token that was sent (else another
+caller refreshed after our lease ran out, and its pair is kept). A lease outlives the token
+call's timeout by a margin: the lease of a process that died mid-refresh runs out and the next
+caller takes over.
 
 A token endpoint that fails with 5xx or times out leaves the connection `connected`; only
 `invalid_grant` against the refresh token storage still holds marks it `needs_reauth`. Tokens that
@@ -188,8 +189,7 @@ class ConnectionTokens:
         async with self._transaction() as session:
             connection = await self._load(session, lock=True, release=lease_id)
             stored = await self._open(session, connection)
-            ours = connection.refresh_lease_id == lease_id
-            if not ours and stored.refresh_token != sent.refresh_token:
+            if stored.refresh_token != sent.refresh_token:
                 # Our lease ran out and another caller refreshed meanwhile: theirs is stored.
                 self._remember(stored.access_token, connection.access_expires_at)
                 return stored.access_token

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from qbsync.deps import SettingsDep
+from qbsync.errors import ConflictError
 from qbsync.security import mint_dev_token
 
 router = APIRouter(prefix="/dev", include_in_schema=False)
@@ -37,4 +38,8 @@ async def settings_page(_: Request) -> HTMLResponse:
 @router.post("/token", response_model=DevToken)
 async def dev_token(body: DevTokenRequest, settings: SettingsDep) -> DevToken:
     """What `qbsync token` prints, for the page's "use a dev token" button."""
-    return DevToken(token=mint_dev_token(settings.auth, org_id=body.org_id, user_id=body.user_id))
+    try:
+        token = mint_dev_token(settings.auth, org_id=body.org_id, user_id=body.user_id)
+    except ValueError as error:
+        raise ConflictError(str(error), code="dev_tokens_unavailable") from error
+    return DevToken(token=token)

@@ -26,5 +26,9 @@ class PendingGrant(UuidPrimaryKey, Timestamps, SealedTokenColumns, Base):
     company: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
-    # Set when the company's access was revoked (a disconnect, a switch) while this waited.
+    # Just before the code exchange: a revoke for the company finishing after this moment may
+    # have ended this grant too.
+    exchange_started_at: Mapped[datetime | None]
+    # Set by a disconnect or a switch that let the company go while this waited: the revoke that
+    # follows ends this grant too (unless something else of ours still holds the company).
     withdrawn_at: Mapped[datetime | None]
