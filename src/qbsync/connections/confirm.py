@@ -42,6 +42,10 @@ COMPANY_TAKEN = (
     "This QuickBooks company is already connected to another organisation. Disconnect it "
     "there first; nothing was linked here."
 )
+WITHDRAWN = (
+    "QuickBooks access to this company was withdrawn while this consent waited (it was "
+    "disconnected). Connect again."
+)
 log = structlog.get_logger(__name__)
 
 
@@ -175,12 +179,6 @@ async def _decide(
             session, intuit, grant, tokens, ConsentWithdrawnError(WITHDRAWN, field="handle")
         )
     return await _link(session, intuit, grant, tokens)
-
-
-WITHDRAWN = (
-    "QuickBooks access to this company was withdrawn while this consent waited (it was "
-    "disconnected). Connect again."
-)
 
 
 async def _refused(
