@@ -26,6 +26,7 @@ from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from qbsync.backoff import delay_after
 from qbsync.connections import locks, token_vault
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.crypto import CryptoError, Keyring
@@ -191,7 +192,7 @@ def _later(request: PendingRevocation, now: datetime) -> None:
         log.error("revoke_given_up", realm_id=request.realm_id, attempts=request.attempts)
         _finish(request, now)
         return
-    delay = REVOKE_RETRY_DELAYS[min(request.attempts, len(REVOKE_RETRY_DELAYS)) - 1]
+    delay = delay_after(request.attempts, REVOKE_RETRY_DELAYS)
     request.next_attempt_at = now + delay
 
 

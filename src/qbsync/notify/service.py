@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
+from qbsync.backoff import delay_after
 from qbsync.db import Database
 from qbsync.models import DeliveryStatus, OutboundEvent
 from qbsync.models.base import utcnow
@@ -62,10 +63,6 @@ def record(
     session.add(event)
     enqueue_after_commit(session, DELIVER_JOB, event.id, job_id=_job_id(event.id, 0))
     return event
-
-
-def retry_delay(attempts: int) -> timedelta:
-    return RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1]
 
 
 def _job_id(event_id: uuid.UUID, attempt: int) -> str:
@@ -177,7 +174,7 @@ def _schedule_retry(
         event.next_attempt_at = None
         log.error("outbound_event_dead", event_id=str(event.id), attempts=event.attempts)
         return DeliveryOutcome.DEAD
-    delay = retry_delay(event.attempts)
+    delay = delay_after(event.attempts, RETRY_DELAYS)
     event.next_attempt_at = now + delay
     enqueue_after_commit(
         session,
