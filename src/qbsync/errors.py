@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from http import HTTPStatus
 from typing import Any
 
@@ -274,8 +275,9 @@ def database_busy() -> ServiceUnavailableError:
 def database_problem(error: BaseException) -> ServiceUnavailableError | None:
     """The 503 a database failure means, or None when it is a bug (a 500).
 
-    The driver raises plain OSErrors (refused, unresolvable host, reset) while connecting; the
-    HTTP and Redis clients wrap theirs in their own exception types.
+    The driver raises plain OSErrors while connecting (refused or reset, an unresolvable host, a
+    connect timeout); the HTTP and Redis clients wrap theirs in their own exception types. Other
+    OSErrors (a missing file, a permission) are bugs.
     """
     if isinstance(error, PoolTimeoutError):
         return database_busy()
@@ -286,7 +288,7 @@ def database_problem(error: BaseException) -> ServiceUnavailableError | None:
         if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
             return database_unavailable()
         return None
-    if isinstance(error, OSError):
+    if isinstance(error, ConnectionError | socket.gaierror | TimeoutError):
         return database_unavailable()
     return None
 

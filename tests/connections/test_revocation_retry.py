@@ -3,19 +3,20 @@ right now is retried until it lands, unless something of ours holds the company 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 
-from qbsync.connections import token_vault
-from qbsync.connections.tasks import retry_revocations
+from qbsync.connections import grants, token_vault
+from qbsync.connections.tasks import expire_pending_grants, retry_revocations
 from qbsync.crypto import Keyring, generate_key
 from qbsync.db import Database
-from qbsync.models import PendingRevocation
+from qbsync.models import PendingGrant, PendingRevocation
 from qbsync.models.base import utcnow
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
@@ -141,7 +142,7 @@ async def test_a_consent_made_while_a_revoke_was_being_sent_is_not_linked(
     assert refused.status_code == 409
     assert refused.json()["code"] == "consent_withdrawn"
     landed = await consent.finish(consent.consent(await consent.start(), OTHER_US_REALM))
-    assert landed["reason"] == ["temporarily_unavailable"]
+    assert landed["reason"] == ["consent_withdrawn"]
 
 
 async def test_a_dropped_grant_is_kept_if_its_company_is_held_by_the_retry(
@@ -195,3 +196,81 @@ async def test_a_revoke_is_given_up_after_a_week(
     assert given_up.done_at is not None
     logged = capfd.readouterr()
     assert "revoke_given_up" in logged.out + logged.err
+
+
+async def test_a_revoke_call_is_cut_off_before_its_claim_runs_out(
+    consent: Consent,
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    simulator: SimulatorHandle,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """However slowly Intuit answers, an attempt ends within its claim, so a consent is never
+    judged against a revoke that is secretly still out."""
+    monkeypatch.setattr(grants, "REVOKE_SEND_LIMIT", timedelta(seconds=0.3))
+    await consent.connect()
+    simulator.admin.inject(FaultSpec(kind="delay", delay_seconds=3, path="revoke"))
+    started = asyncio.get_running_loop().time()
+    response = await client.delete("/v1/quickbooks/connection", headers=bearer(make_token()))
+    assert asyncio.get_running_loop().time() - started < 2.5
+    assert "keeps trying" in response.json()["message"]
+    [stored] = await _requests(db)
+    assert (stored.attempt_started_at, stored.done_at) == (None, None)
+    assert stored.attempt_ended_at is not None
+
+
+async def test_a_late_sender_leaves_a_newer_claim_alone(
+    db: Database, app: FastAPI, simulator: SimulatorHandle
+) -> None:
+    """Two senders of one row: the first to finish must not erase the other's in-flight stamp."""
+    pair = token_vault.TokenPair("access", "refresh")
+    async with db.sessions() as session:
+        ticket = await grants.decide_revoke(session, app.state.intuit.keyring, "934145000099", pair)
+        await session.commit()
+    assert ticket is not None
+    newer = utcnow() + timedelta(seconds=1)
+    async with db.sessions() as session:
+        await session.execute(
+            update(PendingRevocation).values(attempt_started_at=newer, next_attempt_at=newer)
+        )
+        await session.commit()
+    simulator.admin.inject(FaultSpec(kind="error", status_code=503, times=1, path="revoke"))
+    outcome = await grants.send_revoke(db, app.state.queue, app.state.intuit, ticket, pair)
+    assert outcome is grants.RevokeOutcome.RETRYING
+    [stored] = await _requests(db)
+    assert stored.attempt_started_at == newer
+    assert stored.next_attempt_at == newer, "the newer sender reschedules its own attempt"
+
+
+async def test_the_expire_cron_never_waits_on_a_row_someone_holds(
+    consent: Consent, database_url: str, app: FastAPI
+) -> None:
+    """It takes no lock in the lifecycle's order, so it skips locked rows instead of waiting."""
+    db = Database.connect(database_url)
+    try:
+        async with db.sessions() as session:
+            old = PendingGrant(
+                id=uuid.uuid4(),
+                handle_hash=uuid.uuid4().hex,
+                org_id=f"org_ex_{uuid.uuid4().hex[:6]}",
+                user_id="u",
+                realm_id="934145000098",
+                company={},
+                expires_at=utcnow() - timedelta(days=2),
+            )
+            session.add(old)
+            await session.commit()
+        async with db.sessions() as holder:
+            await holder.scalar(
+                select(PendingGrant).where(PendingGrant.id == old.id).with_for_update()
+            )
+            ctx = {"db": db, "queue": app.state.queue, "intuit": app.state.intuit}
+            await asyncio.wait_for(expire_pending_grants(ctx), timeout=5)  # type: ignore[arg-type]
+            await holder.commit()
+        async with db.sessions() as session:
+            assert await session.get(PendingGrant, old.id) is not None, "skipped, not waited for"
+            await session.execute(delete(PendingGrant).where(PendingGrant.id == old.id))
+            await session.commit()
+    finally:
+        await db.dispose()

@@ -165,3 +165,20 @@ async def test_odd_company_names_are_stored_as_they_can_be(
     assert name == ("A" + "B" * 700)[:500]
     async with db.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Connection)) == 1
+
+
+async def test_a_sign_in_our_own_disconnect_ended_says_so(
+    live: CommittedApp, simulator: SimulatorHandle, make_token: TokenFactory, prefix: str
+) -> None:
+    """The user re-consents while a disconnect of the same company goes out: the new grant dies
+    with the revoke, and the browser is told why, not that QuickBooks was down."""
+    consent = Consent(live.client, simulator, make_token)
+    org = f"{prefix}rc"
+    await consent.connect(org, US_REALM)
+    callback_url = consent.consent(await consent.start(org), US_REALM)
+    simulator.admin.inject(FaultSpec(kind="delay", delay_seconds=1.0, path="companyinfo"))
+    landing = asyncio.create_task(consent.finish(callback_url))
+    await asyncio.sleep(0.4)
+    gone = await live.client.delete("/v1/quickbooks/connection", headers=bearer(make_token(org)))
+    assert gone.json()["revoked_at_intuit"] is True
+    assert (await landing)["reason"] == ["consent_withdrawn"]

@@ -77,7 +77,7 @@ class _Outcome:
     connection: Connection | None = None
     # Revokes the transaction recorded (a refused consent's grant, the old company's after a
     # switch), to send once it committed.
-    to_send: list[tuple[uuid.UUID, token_vault.TokenPair]] = field(default_factory=list)
+    to_send: list[tuple[grants.RevokeTicket, token_vault.TokenPair]] = field(default_factory=list)
 
 
 async def confirm(
@@ -100,8 +100,8 @@ async def confirm(
         async with unit_of_work(db, queue) as session:
             await _spend(session, handle)
         outcome = _Outcome(failure=CompanyTakenError(COMPANY_TAKEN, field="handle"))
-    for request_id, tokens in outcome.to_send:
-        await grants.send_revoke(db, queue, intuit, request_id, tokens)
+    for ticket, tokens in outcome.to_send:
+        await grants.send_revoke(db, queue, intuit, ticket, tokens)
     if outcome.failure is not None:
         log.info("quickbooks_confirm_refused", org_id=org_id, code=outcome.failure.code)
         raise outcome.failure
@@ -191,9 +191,9 @@ async def _refused(
     """The grant is dropped: its revoke is recorded unless something holds the company."""
     outcome = _Outcome(failure=failure)
     if tokens is not None:
-        request_id = await grants.decide_revoke(session, intuit.keyring, grant.realm_id, tokens)
-        if request_id is not None:
-            outcome.to_send.append((request_id, tokens))
+        ticket = await grants.decide_revoke(session, intuit.keyring, grant.realm_id, tokens)
+        if ticket is not None:
+            outcome.to_send.append((ticket, tokens))
     return outcome
 
 
@@ -259,9 +259,9 @@ async def _link(
     outcome = _Outcome(connection=connection)
     if left is not None:
         realm_id, tokens = left
-        request_id = await grants.decide_revoke(session, intuit.keyring, realm_id, tokens)
-        if request_id is not None:
-            outcome.to_send.append((request_id, tokens))
+        ticket = await grants.decide_revoke(session, intuit.keyring, realm_id, tokens)
+        if ticket is not None:
+            outcome.to_send.append((ticket, tokens))
     return outcome
 
 

@@ -33,6 +33,7 @@ from qbsync.models.base import utcnow
 from qbsync.qbo import (
     CompanyInfo,
     Preferences,
+    QboAuthenticationError,
     QboAuthorizationError,
     QboError,
     RateLimiterUnavailableError,
@@ -66,6 +67,7 @@ class CallbackReason(enum.StrEnum):
     TOKEN_EXCHANGE_FAILED = "token_exchange_failed"  # noqa: S105 - a reason, not a secret
     QUICKBOOKS_UNAVAILABLE = "quickbooks_unavailable"
     TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
     UNEXPECTED_ERROR = "unexpected_error"
 
 
@@ -89,6 +91,8 @@ class CallbackParams:
 class _Started:
     org_id: str
     user_id: str
+    # The database's clock when the state was spent, just before the code exchange.
+    at: datetime
 
 
 async def receive_callback(
@@ -97,7 +101,7 @@ async def receive_callback(
     """The handle the frontend confirms; raises CallbackError with a documented reason."""
     started = await _spend_state(db, queue, params)
     code, realm_id = str(params.code), str(params.realm_id)
-    exchange_started_at = utcnow()
+    exchange_started_at = started.at
     try:
         tokens = await intuit.oauth.exchange_code(code)
     except TokenError as error:
@@ -108,8 +112,14 @@ async def receive_callback(
     try:
         company, preferences = await _read_company(intuit, realm_id, tokens)
     except QboError as error:
+        reason = _reason(error)
+        if isinstance(error, QboAuthenticationError) and await _revoked_meanwhile(
+            db, queue, realm_id, exchange_started_at
+        ):
+            # Our own revoke of the company (a disconnect a moment ago) ended this new grant.
+            reason = CallbackReason.CONSENT_WITHDRAWN
         await grants.revoke(db, queue, intuit, realm_id, pair)
-        raise CallbackError(_reason(error), type(error).__name__) from error
+        raise CallbackError(reason, type(error).__name__) from error
     try:
         return await _hold(
             db, queue, intuit, started, realm_id, tokens, exchange_started_at, company, preferences
@@ -119,6 +129,12 @@ async def receive_callback(
         # something holds the company, as when it is connected to another org).
         await grants.revoke(db, queue, intuit, realm_id, pair)
         raise
+
+
+async def _revoked_meanwhile(db: Database, queue: JobQueue, realm_id: str, since: datetime) -> bool:
+    async with unit_of_work(db, queue) as session:
+        await locks.lock_companies(session, realm_id)
+        return await grants.revoked_since(session, realm_id, since)
 
 
 def _reason(error: QboError) -> CallbackReason:
@@ -136,7 +152,7 @@ async def _spend_state(db: Database, queue: JobQueue, params: CallbackParams) ->
         try:
             state = await _consume_state(session, params.state)
             _check_params(params)
-            started = _Started(state.org_id, state.user_id)
+            started = _Started(state.org_id, state.user_id, await grants.database_now(session))
         except CallbackError as error:
             failure = error
     if failure is not None:
@@ -222,7 +238,7 @@ async def _hold(
             )
         if await grants.revoked_since(session, realm_id, exchange_started_at):
             raise CallbackError(
-                CallbackReason.TEMPORARILY_UNAVAILABLE,
+                CallbackReason.CONSENT_WITHDRAWN,
                 "a revoke for this company was sent while the code was exchanged",
             )
         grant = PendingGrant(

@@ -17,12 +17,14 @@ the company. Done rows are kept a day for those comparisons.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,7 +35,7 @@ from qbsync.crypto import CryptoError, Keyring
 from qbsync.db import Database
 from qbsync.models import Connection, ConnectionStatus, PendingGrant, PendingRevocation
 from qbsync.models.base import utcnow
-from qbsync.qbo import TokenError
+from qbsync.qbo import TokenEndpointUnavailableError, TokenError
 from qbsync.queue import JobQueue, unit_of_work
 
 # Spent, withdrawn and expired consents, and done revokes, are kept this long.
@@ -48,8 +50,12 @@ REVOKE_RETRY_DELAYS = [
     timedelta(hours=6),
 ]
 REVOKE_GIVE_UP_AFTER = timedelta(days=7)
-# An attempt is its sender's for this long, past the revoke call's own timeout.
+# A revoke call is cut off after this long, whatever the HTTP client's own timeouts allow (they
+# apply per phase, so a slow answer can outlast them); the attempt is then retried.
+REVOKE_SEND_LIMIT = timedelta(seconds=60)
+# An attempt is its sender's for this long: past the send limit, with room for the commits.
 REVOKE_CLAIM = timedelta(minutes=2)
+
 log = structlog.get_logger(__name__)
 
 
@@ -63,6 +69,13 @@ class RevokeOutcome(enum.StrEnum):
     KEPT = "kept"
     # The database could not say whether something holds the company: kept, nothing stored.
     UNSURE = "unsure"
+
+
+async def database_now(session: AsyncSession) -> datetime:
+    """The database's clock: the one clock every process shares."""
+    now = await session.scalar(select(func.clock_timestamp()))
+    assert isinstance(now, datetime)
+    return now
 
 
 async def company_held(session: AsyncSession, realm_id: str) -> bool:
@@ -80,9 +93,18 @@ async def company_held(session: AsyncSession, realm_id: str) -> bool:
     return bool(await session.scalar(select(or_(connected, waiting))))
 
 
+@dataclass(frozen=True)
+class RevokeTicket:
+    """One attempt's claim on a ledger row: the row, and the stamp its sender wrote."""
+
+    request_id: uuid.UUID
+    started_at: datetime
+
+
 async def revoked_since(session: AsyncSession, realm_id: str, since: datetime) -> bool:
     """A revoke of the company is being sent, or one ended after `since`: a grant made after
-    `since` may have ended with it. Call under the company's lock."""
+    `since` may have ended with it. Call under the company's lock. Every time compared here is
+    the database's clock (`database_now`), so the hosts' clocks may disagree."""
     sending = and_(
         PendingRevocation.attempt_started_at.is_not(None),
         PendingRevocation.attempt_started_at > since - REVOKE_CLAIM,
@@ -101,14 +123,14 @@ async def revoked_since(session: AsyncSession, realm_id: str, since: datetime) -
 
 async def decide_revoke(
     session: AsyncSession, keyring: Keyring, realm_id: str, tokens: token_vault.TokenPair
-) -> uuid.UUID | None:
+) -> RevokeTicket | None:
     """In the caller's transaction: record a revoke claimed for sending, unless something of ours
     holds the company. Send it with `send_revoke` once the transaction committed."""
     await locks.lock_companies(session, realm_id)
     if await company_held(session, realm_id):
         log.info("grant_kept_company_held", realm_id=realm_id)
         return None
-    now = utcnow()
+    now = await database_now(session)
     request = PendingRevocation(
         id=uuid.uuid4(),
         realm_id=realm_id,
@@ -117,25 +139,29 @@ async def decide_revoke(
     )
     token_vault.seal(keyring, request, tokens)
     session.add(request)
-    return request.id
+    return RevokeTicket(request.id, now)
 
 
 async def send_revoke(
     db: Database,
     queue: JobQueue,
     intuit: IntuitAccess,
-    request_id: uuid.UUID,
+    ticket: RevokeTicket,
     tokens: token_vault.TokenPair,
 ) -> RevokeOutcome:
     """Send a revoke `decide_revoke` recorded, and write down how it went."""
     failure: TokenError | None = None
     try:
-        await intuit.oauth.revoke(tokens.refresh_token)
+        async with asyncio.timeout(REVOKE_SEND_LIMIT.total_seconds()):
+            await intuit.oauth.revoke(tokens.refresh_token)
     except TokenError as error:
-        log.warning("revoke_failed", error=type(error).__name__)
         failure = error
+    except TimeoutError:
+        failure = TokenEndpointUnavailableError("the revoke call outlasted its limit")
+    if failure is not None:
+        log.warning("revoke_failed", error=type(failure).__name__)
     try:
-        await _settle(db, queue, request_id, failure=failure)
+        await _settle(db, queue, ticket, failure=failure)
     except (SQLAlchemyError, OSError) as error:
         # The claim runs out and the cron sends it again; a repeated revoke is harmless.
         log.warning("revoke_outcome_not_stored", error=type(error).__name__)
@@ -154,31 +180,35 @@ async def revoke(
     """Decide and send in one go, for callers with no transaction of their own."""
     try:
         async with unit_of_work(db, queue) as session:
-            request_id = await decide_revoke(session, intuit.keyring, realm_id, tokens)
+            ticket = await decide_revoke(session, intuit.keyring, realm_id, tokens)
     except (SQLAlchemyError, OSError) as error:
         # Unsure is kept: a live grant dies on its own in ~100 days; a cut connection does not.
         log.warning("grant_kept_unchecked", realm_id=realm_id, error=type(error).__name__)
         return RevokeOutcome.UNSURE
-    if request_id is None:
+    if ticket is None:
         return RevokeOutcome.KEPT
-    return await send_revoke(db, queue, intuit, request_id, tokens)
+    return await send_revoke(db, queue, intuit, ticket, tokens)
 
 
 async def _settle(
-    db: Database, queue: JobQueue, request_id: uuid.UUID, *, failure: TokenError | None
+    db: Database, queue: JobQueue, ticket: RevokeTicket, *, failure: TokenError | None
 ) -> None:
     async with unit_of_work(db, queue) as session:
-        request = await session.get(PendingRevocation, request_id, with_for_update=True)
+        request = await session.get(PendingRevocation, ticket.request_id, with_for_update=True)
         if request is None:
             return
-        now = utcnow()
+        now = await database_now(session)
+        # Another sender may have claimed the row after this one's claim ran out: its attempt
+        # is still out, so its stamp stays and it reschedules its own failure.
+        ours = request.attempt_started_at == ticket.started_at
         request.attempts += 1
-        request.attempt_started_at = None
         request.attempt_ended_at = now
         request.last_error = type(failure).__name__ if failure else None
+        if ours:
+            request.attempt_started_at = None
         if failure is None or not failure.retryable:
             _finish(request, now)
-        else:
+        elif ours:
             _later(request, now)
 
 
@@ -214,19 +244,20 @@ async def retry_revocations(db: Database, queue: JobQueue, intuit: IntuitAccess)
     revoked = 0
     for request_id, realm_id in due:
         async with unit_of_work(db, queue) as session:
-            tokens = await _claim(session, intuit.keyring, request_id, realm_id)
-        if tokens is not None:
-            outcome = await send_revoke(db, queue, intuit, request_id, tokens)
+            claimed = await _claim(session, intuit.keyring, request_id, realm_id)
+        if claimed is not None:
+            ticket, tokens = claimed
+            outcome = await send_revoke(db, queue, intuit, ticket, tokens)
             revoked += outcome is RevokeOutcome.REVOKED
     return revoked
 
 
 async def _claim(
     session: AsyncSession, keyring: Keyring, request_id: uuid.UUID, realm_id: str
-) -> token_vault.TokenPair | None:
+) -> tuple[RevokeTicket, token_vault.TokenPair] | None:
     """The pair to send now, or None: not due any more, held again, or unreadable for now."""
     await locks.lock_companies(session, realm_id)
-    now = utcnow()
+    now = await database_now(session)
     request = await session.scalar(
         select(PendingRevocation)
         .where(
@@ -257,17 +288,22 @@ async def _claim(
         return None
     request.next_attempt_at = now + REVOKE_CLAIM
     request.attempt_started_at = now
-    return tokens
+    return RevokeTicket(request.id, now), tokens
 
 
 async def withdraw_waiting(session: AsyncSession, realm_id: str) -> None:
-    """Consents waiting for this company (any org's) die with the revoke about to be decided."""
+    """Consents waiting for this company (any org's) die with the revoke about to be decided.
+
+    Only live ones: expired consents are the expire cron's, which locks them without waiting.
+    """
     await session.execute(
         update(PendingGrant)
         .where(
             PendingGrant.realm_id == realm_id,
             PendingGrant.used_at.is_(None),
             PendingGrant.withdrawn_at.is_(None),
+            PendingGrant.access_token.is_not(None),
+            PendingGrant.expires_at > utcnow(),
         )
         .values(withdrawn_at=utcnow(), access_token=None, refresh_token=None, token_key_id=None)
     )
@@ -300,10 +336,14 @@ async def expire_pending_grants(db: Database, queue: JobQueue, intuit: IntuitAcc
             if tokens is not None and grant.used_at is None:
                 dropped.append((grant.realm_id, tokens))
             token_vault.shred(grant)
-        await session.execute(delete(PendingGrant).where(PendingGrant.expires_at < now - KEPT))
-        await session.execute(
-            delete(PendingRevocation).where(PendingRevocation.done_at < now - KEPT)
-        )
+    async with unit_of_work(db, queue) as session:
+        # Rows someone holds are skipped, never waited for: the cron takes no lock in order.
+        for model, old in (
+            (PendingGrant, PendingGrant.expires_at < now - KEPT),
+            (PendingRevocation, PendingRevocation.done_at < now - KEPT),
+        ):
+            stale = select(model.id).where(old).with_for_update(skip_locked=True)
+            await session.execute(delete(model).where(model.id.in_(stale)))
     revoked = 0
     for realm_id, tokens in dropped:
         outcome = await revoke(db, queue, intuit, realm_id, tokens)

@@ -184,7 +184,7 @@ async def disconnect(
     Always succeeds for a known org, even when the stored tokens can't be decrypted: the row is
     shredded all the same, and the answer says Intuit could not be told.
     """
-    request_id = None
+    ticket = None
     async with unit_of_work(db, queue) as session:
         # Locks in the one order (locks.py), as a confirm of this org takes them.
         await locks.lock_org(session, org_id)
@@ -211,15 +211,15 @@ async def disconnect(
         if tokens is not None:
             # The revoke ends every grant for the company, the consents waiting included.
             await grants.withdraw_waiting(session, connection.realm_id)
-            request_id = await grants.decide_revoke(
+            ticket = await grants.decide_revoke(
                 session, intuit.keyring, connection.realm_id, tokens
             )
     if tokens is None:
         revocation = Revocation.UNREADABLE
-    elif request_id is None:
+    elif ticket is None:
         revocation = Revocation.KEPT
     else:
-        outcome = await grants.send_revoke(db, queue, intuit, request_id, tokens)
+        outcome = await grants.send_revoke(db, queue, intuit, ticket, tokens)
         revocation = Revocation(outcome.value)
     log.info(
         "quickbooks_disconnected",
