@@ -57,39 +57,18 @@ FUNCTIONS: list[Function] = [
 ]
 
 
+def _cron(name: str, function: Callable[..., Awaitable[Any]], **when: Any) -> CronJob:
+    # unique: one run at a time across workers; keep_result=0 frees the job id at once.
+    return cron(_measured(name, function), name=name, keep_result=0, unique=True, **when)
+
+
 def cron_jobs() -> list[CronJob]:
     """Fresh objects per worker: arq keeps each cron's next run time on the object itself."""
     return [
-        cron(
-            _measured("redrive_outbound_events", redrive_outbound_events),
-            name="redrive_outbound_events",
-            second={0},
-            keep_result=0,
-            unique=True,
-            run_at_startup=True,
-        ),
-        cron(
-            _measured("expire_pending_grants", expire_pending_grants),
-            name="expire_pending_grants",
-            second={30},
-            keep_result=0,
-            unique=True,
-        ),
-        cron(
-            _measured("retry_revocations", retry_revocations),
-            name="retry_revocations",
-            second={45},
-            keep_result=0,
-            unique=True,
-        ),
-        cron(
-            _measured("refresh_expiring_tokens", refresh_expiring_tokens),
-            name="refresh_expiring_tokens",
-            minute={17},
-            second={0},
-            keep_result=0,
-            unique=True,
-        ),
+        _cron("redrive_outbound_events", redrive_outbound_events, second={0}, run_at_startup=True),
+        _cron("expire_pending_grants", expire_pending_grants, second={30}),
+        _cron("retry_revocations", retry_revocations, second={45}),
+        _cron("refresh_expiring_tokens", refresh_expiring_tokens, minute={17}, second={0}),
     ]
 
 
