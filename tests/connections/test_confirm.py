@@ -230,3 +230,17 @@ async def test_the_confirm_answers_the_connection(
     assert body["status"] == "connected"
     assert body["company_name"] == "Craig's Design and Landscaping"
     assert body["token_health"]["days_left"] >= 90
+
+
+async def test_switching_company_withdraws_the_consents_waiting_for_the_old_one(
+    consent: Consent, simulator: SimulatorHandle
+) -> None:
+    """The switch lets the old company go: its grant is revoked, which ends the consent another
+    tab left waiting for it, so that consent is told it was withdrawn instead of linking."""
+    await consent.connect("org_1", US_REALM)
+    waiting = await consent.handle("org_1", US_REALM)
+    await consent.connect("org_1", OTHER_US_REALM)
+    assert not simulator.state.tokens.is_connected(US_REALM)
+    late = await consent.confirm(waiting)
+    assert late.status_code == 409
+    assert late.json()["code"] == "consent_withdrawn"
