@@ -1,4 +1,5 @@
-"""Short dependency aliases for routers: the request's unit of work, the settings, the queue."""
+"""Short dependency aliases for routers: the request's unit of work, the settings, the queue, and
+the shared clients of routes that call Intuit."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from qbsync.connections.intuit import IntuitAccess
 from qbsync.db import Database
 from qbsync.errors import database_problem
+from qbsync.mappings.reference_cache import ReferenceCache
 from qbsync.queue import JobQueue, unit_of_work
 from qbsync.settings import Settings
 
@@ -40,3 +43,24 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
+
+
+def get_db(request: Request) -> Database:
+    """For routes that call Intuit: they open short sessions of their own (R13)."""
+    db: Database = request.app.state.db
+    return db
+
+
+def get_intuit(request: Request) -> IntuitAccess:
+    intuit: IntuitAccess = request.app.state.intuit
+    return intuit
+
+
+def get_reference_cache(request: Request) -> ReferenceCache:
+    cache: ReferenceCache = request.app.state.reference_cache
+    return cache
+
+
+DatabaseDep = Annotated[Database, Depends(get_db)]
+IntuitDep = Annotated[IntuitAccess, Depends(get_intuit)]
+ReferenceCacheDep = Annotated[ReferenceCache, Depends(get_reference_cache)]

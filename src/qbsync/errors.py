@@ -55,6 +55,7 @@ _PROBLEM_DESCRIPTIONS = {
     422: "A field is not valid; `errors` names each one",
     429: "Too many at once; retry after `Retry-After` seconds",
     500: "Unexpected error; quote the request id to support",
+    502: "QuickBooks refused the request; `detail` says why",
     503: "A dependency is unavailable; retry shortly",
 }
 

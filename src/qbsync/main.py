@@ -17,6 +17,8 @@ from qbsync.connections.router import router as connections_router
 from qbsync.db import Database
 from qbsync.devpage.router import router as devpage_router
 from qbsync.errors import install_error_handlers
+from qbsync.mappings.reference_cache import ReferenceCache
+from qbsync.mappings.router import router as mappings_router
 from qbsync.observability import RequestContextMiddleware, configure_logging
 from qbsync.queue import JobQueue
 from qbsync.security import TokenVerifier
@@ -50,6 +52,11 @@ def create_app(
         app.state.http = http
         app.state.token_verifier = TokenVerifier(settings.auth)
         app.state.intuit = IntuitAccess.build(settings, http, pool)
+        app.state.reference_cache = ReferenceCache(
+            pool,
+            key_prefix=settings.redis.key_prefix,
+            ttl_seconds=settings.intuit.reference_cache_seconds,
+        )
         try:
             yield
         finally:
@@ -81,6 +88,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(connections_router)
+    app.include_router(mappings_router)
     if settings.is_dev:
         app.include_router(devpage_router)
     return app

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from pydantic import SecretStr
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +26,7 @@ from qbsync.connections.tokens import store_tokens
 from qbsync.crypto import CryptoError
 from qbsync.db import Database
 from qbsync.errors import AppError, ConflictError, ForbiddenError, NotFoundError
+from qbsync.mappings.reference_cache import ReferenceCache
 from qbsync.models import (
     Connection,
     ConnectionStatus,
@@ -32,6 +34,7 @@ from qbsync.models import (
     PendingGrant,
     RecordStatus,
     SyncRecord,
+    SyncSettings,
 )
 from qbsync.models.base import utcnow
 from qbsync.qbo import TokenSet
@@ -84,6 +87,7 @@ async def confirm(
     db: Database,
     queue: JobQueue,
     intuit: IntuitAccess,
+    references: ReferenceCache,
     *,
     org_id: str,
     user_id: str,
@@ -106,7 +110,17 @@ async def confirm(
         log.info("quickbooks_confirm_refused", org_id=org_id, code=outcome.failure.code)
         raise outcome.failure
     assert outcome.connection is not None
+    await _forget_cached_lists(references, outcome.connection.realm_id)
     return outcome.connection
+
+
+async def _forget_cached_lists(references: ReferenceCache, realm_id: str) -> None:
+    """Webhooks stop while a company is not connected: start from what QuickBooks holds now."""
+    try:
+        await references.drop_company(realm_id)
+    except RedisError as error:
+        # The lists expire on their own within minutes; the link itself is done.
+        log.warning("reference_cache_not_dropped", realm_id=realm_id, error=repr(error))
 
 
 async def _decide(
@@ -226,6 +240,7 @@ async def _link(
             await grants.withdraw_waiting(session, connection.realm_id)
         await _leave_company(session, connection.org_id, connection.realm_id)
         connection.realm_id = grant.realm_id
+        await _return_to_company(session, connection.org_id, connection.realm_id)
     connection.status = ConnectionStatus.CONNECTED
     connection.connected_by = grant.user_id
     connection.connected_at = utcnow()
@@ -275,8 +290,22 @@ def _old_tokens(intuit: IntuitAccess, connection: Connection) -> token_vault.Tok
 
 
 async def _leave_company(session: AsyncSession, org_id: str, realm_id: str) -> None:
-    """One company's ids mean nothing in another: archive its mappings, detach unsent work (R12)."""
+    """One company's ids mean nothing in another: archive its mappings, clear the accounts chosen
+    in it, detach unsent work (R12). Automatic invoice push is switched off until the new
+    company's mappings are checked, as the setup tip asks before turning it on."""
     now = utcnow()
+    await session.execute(
+        update(SyncSettings)
+        .where(SyncSettings.org_id == org_id)
+        .values(
+            default_income_account_id=None,
+            default_expense_account_id=None,
+            ap_account_id=None,
+            payment_account_id=None,
+            invoice_auto_push=False,
+            updated_at=now,
+        )
+    )
     await session.execute(
         update(EntityMapping)
         .where(
@@ -301,6 +330,20 @@ async def _leave_company(session: AsyncSession, org_id: str, realm_id: str) -> N
         update(SyncRecord)
         .where(SyncRecord.org_id == org_id, SyncRecord.status == RecordStatus.IN_PROGRESS)
         .values(status=RecordStatus.PENDING)
+    )
+
+
+async def _return_to_company(session: AsyncSession, org_id: str, realm_id: str) -> None:
+    """Back in a company the org left earlier: its ids mean what they meant, so its mappings
+    (archived when the org switched away) are current again."""
+    await session.execute(
+        update(EntityMapping)
+        .where(
+            EntityMapping.org_id == org_id,
+            EntityMapping.realm_id == realm_id,
+            EntityMapping.archived_at.is_not(None),
+        )
+        .values(archived_at=None)
     )
 
 

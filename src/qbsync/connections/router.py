@@ -3,12 +3,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse
 from redis.exceptions import RedisError
 
 from qbsync.connections import checks, confirm, consent, service
-from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.schemas import (
     ConfirmConnect,
     ConnectionStatusView,
@@ -16,8 +15,14 @@ from qbsync.connections.schemas import (
     ConnectStarted,
     DisconnectResult,
 )
-from qbsync.db import Database
-from qbsync.deps import QueueDep, SessionDep, SettingsDep
+from qbsync.deps import (
+    DatabaseDep,
+    IntuitDep,
+    QueueDep,
+    ReferenceCacheDep,
+    SessionDep,
+    SettingsDep,
+)
 from qbsync.errors import database_problem, problem_responses
 from qbsync.models.base import utcnow
 from qbsync.security import OrgDep
@@ -48,18 +53,6 @@ DISCONNECT_MESSAGES = {
 }
 
 
-def get_intuit(request: Request) -> IntuitAccess:
-    intuit: IntuitAccess = request.app.state.intuit
-    return intuit
-
-
-def get_db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-IntuitDep = Annotated[IntuitAccess, Depends(get_intuit)]
-DatabaseDep = Annotated[Database, Depends(get_db)]
 # Lengths are checked by the callback itself: a browser must never get a JSON 422 (item 8).
 Param = Annotated[str | None, Query()]
 log = structlog.get_logger(__name__)
@@ -133,10 +126,15 @@ async def callback(
     responses=ORG_ERRORS | problem_responses(404, 409),
 )
 async def confirm_connect(
-    org: OrgDep, body: ConfirmConnect, db: DatabaseDep, queue: QueueDep, intuit: IntuitDep
+    org: OrgDep,
+    body: ConfirmConnect,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    references: ReferenceCacheDep,
 ) -> ConnectionStatusView:
     connection = await confirm.confirm(
-        db, queue, intuit, org_id=org.org_id, user_id=org.user_id, handle=body.handle
+        db, queue, intuit, references, org_id=org.org_id, user_id=org.user_id, handle=body.handle
     )
     return service.status_view(connection, utcnow())
 

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from qbsync.models.base import Base, JsonDocument, Timestamps, UuidPrimaryKey, enum_column
@@ -31,6 +31,15 @@ class EntityMapping(UuidPrimaryKey, Timestamps, Base):
     __table_args__ = (
         UniqueConstraint("org_id", "realm_id", "kind", "platform_id"),
         Index("ix_entity_mappings_org_realm_kind_qbo", "org_id", "realm_id", "kind", "qbo_id"),
+        # One QuickBooks customer stands for one platform client, even when two requests race.
+        Index(
+            "uq_entity_mappings_client_customer",
+            "org_id",
+            "realm_id",
+            "qbo_id",
+            unique=True,
+            postgresql_where=text("kind = 'client' AND archived_at IS NULL"),
+        ),
     )
 
     org_id: Mapped[str] = mapped_column(String(128))

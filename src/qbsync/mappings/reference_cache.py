@@ -1,0 +1,164 @@
+"""A short Redis cache of one company's reference lists (accounts, items, tax codes, customers…).
+
+Intuit meters reads (P7), and the settings page, the mapping checks, the preview and the push all
+need the same lists: each list is read from QuickBooks once (every page, inactive records
+included) and kept for a few minutes, shared by every API replica and worker.
+
+A change QuickBooks reports (webhook, CDC, or a write of ours) drops the list with `drop()`. A
+drop bumps the list's generation, and a load that began before the drop stores what it read
+under the old generation, which later reads ignore: a read that raced a change can't bring the
+stale list back for the rest of its lifetime.
+
+Concurrent misses on one list are single-flighted through a short Redis lock, so ten people
+opening the settings page at once cost one read. If Redis is unreachable the list is read from
+QuickBooks directly: slower and metered, but the page works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from qbsync.qbo import QboEntity
+
+E = TypeVar("E", bound=QboEntity)
+log = structlog.get_logger(__name__)
+
+DEFAULT_TTL_SECONDS = 300
+# A loader that died leaves its lock for at most this long.
+LOCK_MS = 30_000
+# How long a concurrent miss waits for another process's load before reading on its own.
+WAIT_FOR_LOADER_SECONDS = 10.0
+POLL_SECONDS = 0.05
+
+# KEYS: data, generation. ARGV: generation read before the load, payload, ttl seconds.
+_STORE_IF_CURRENT = """
+local current = redis.call('GET', KEYS[2]) or '0'
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+# KEYS: lock. ARGV: token. Only the holder frees its lock.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class ReferenceCache:
+    def __init__(
+        self, redis: Redis, *, key_prefix: str, ttl_seconds: int = DEFAULT_TTL_SECONDS
+    ) -> None:
+        self._redis = redis
+        self._prefix = key_prefix
+        self._ttl = ttl_seconds
+        self._store_if_current = redis.register_script(_STORE_IF_CURRENT)
+        self._unlock = redis.register_script(_UNLOCK)
+
+    async def load(
+        self,
+        realm_id: str,
+        entity_type: type[E],
+        fetch: Callable[[], Awaitable[Sequence[E]]],
+    ) -> list[E]:
+        """The cached list, or `fetch()`'s answer stored for the next caller."""
+        keys = _Keys(self._prefix, realm_id, entity_type.entity_name)
+        try:
+            return await self._load(keys, entity_type, fetch)
+        except RedisError as error:
+            log.warning(
+                "reference_cache_unavailable", entity=entity_type.entity_name, error=repr(error)
+            )
+            return list(await fetch())
+
+    async def drop(self, realm_id: str, entity_name: str) -> None:
+        """Forget one list of one company (QuickBooks reported a change to it)."""
+        keys = _Keys(self._prefix, realm_id, entity_name)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(keys.generation)
+            pipe.delete(keys.data)
+            await pipe.execute()
+
+    async def drop_company(self, realm_id: str) -> None:
+        """Forget every list of one company (it was just connected: start from what is there)."""
+        for name in CACHED_ENTITIES:
+            await self.drop(realm_id, name)
+
+    async def _load(
+        self,
+        keys: _Keys,
+        entity_type: type[E],
+        fetch: Callable[[], Awaitable[Sequence[E]]],
+    ) -> list[E]:
+        generation, cached = await self._read(keys)
+        if cached is not None:
+            return _parse(entity_type, cached)
+        token = secrets.token_hex(8)
+        locked = await self._redis.set(keys.lock, token, nx=True, px=LOCK_MS)
+        if not locked:
+            waited = await self._wait_for_loader(keys)
+            if waited is not None:
+                return _parse(entity_type, waited)
+        try:
+            rows = list(await fetch())
+            payload = json.dumps(
+                [row.model_dump(mode="json", by_alias=True, exclude_unset=True) for row in rows],
+                separators=(",", ":"),
+            )
+            await self._store_if_current(
+                keys=[keys.data, keys.generation], args=[generation, payload, self._ttl]
+            )
+            return rows
+        finally:
+            if locked:
+                await self._unlock(keys=[keys.lock], args=[token])
+
+    async def _read(self, keys: _Keys) -> tuple[str, list[Any] | None]:
+        generation, data = await self._redis.mget(keys.generation, keys.data)
+        text = _text(generation) or "0"
+        if data is None:
+            return text, None
+        rows = json.loads(data)
+        return text, rows if isinstance(rows, list) else None
+
+    async def _wait_for_loader(self, keys: _Keys) -> list[Any] | None:
+        """Another process is reading this list from QuickBooks: use its answer when it lands."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_FOR_LOADER_SECONDS
+        while loop.time() < deadline:
+            await asyncio.sleep(POLL_SECONDS)
+            _, cached = await self._read(keys)
+            if cached is not None:
+                return cached
+            if not await self._redis.exists(keys.lock):
+                return None  # the loader gave up (or its list was dropped): read it ourselves
+        return None
+
+
+# The lists the settings page, matching and the preview read.
+CACHED_ENTITIES = ("Account", "Item", "TaxCode", "TaxRate", "Customer", "Vendor")
+
+
+class _Keys:
+    def __init__(self, prefix: str, realm_id: str, entity_name: str) -> None:
+        base = f"{prefix}:reference:{realm_id}:{entity_name}"
+        self.data = base
+        self.generation = f"{base}:generation"
+        self.lock = f"{base}:lock"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _parse(entity_type: type[E], rows: list[Any]) -> list[E]:
+    return [entity_type.model_validate(row) for row in rows]

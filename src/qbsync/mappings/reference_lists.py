@@ -1,0 +1,204 @@
+"""The reference lists the settings page shows: filtered, searched and paged from the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from qbsync.errors import AppError
+from qbsync.mappings.references import (
+    ACCOUNT_TYPES,
+    RatePercents,
+    References,
+    is_active,
+    page,
+    rate_percents,
+    sort_key,
+)
+from qbsync.mappings.schemas import (
+    AccountView,
+    ItemView,
+    Page,
+    PartyView,
+    RefName,
+    TaxCodeView,
+    TaxRateView,
+)
+from qbsync.qbo import Account, Customer, Item, QboEntity, TaxCode, Vendor
+
+
+def _found(query: str | None, *texts: str | None) -> bool:
+    if not query:
+        return True
+    needle = query.casefold()
+    return any(needle in text.casefold() for text in texts if text)
+
+
+def _visible(row: QboEntity, include_inactive: bool) -> bool:
+    return include_inactive or is_active(row)
+
+
+def account_types(raw: str | None) -> frozenset[str] | None:
+    """`type=Expense,Other Expense`: QuickBooks' own account type names, any case."""
+    if not raw:
+        return None
+    by_folded = {name.casefold(): name for name in ACCOUNT_TYPES}
+    wanted = set()
+    for part in raw.split(","):
+        name = by_folded.get(part.strip().casefold())
+        if name is None:
+            raise AppError(
+                f"Unknown account type {part.strip()!r}; use QuickBooks' names: "
+                + ", ".join(sorted(ACCOUNT_TYPES))
+                + ".",
+                status=422,
+                code="validation_error",
+                field="type",
+            )
+        wanted.add(name)
+    return frozenset(wanted)
+
+
+async def accounts(
+    refs: References,
+    *,
+    types: frozenset[str] | None,
+    query: str | None,
+    include_inactive: bool,
+    limit: int,
+    cursor: str | None,
+) -> Page[AccountView]:
+    rows = [
+        row
+        for row in await refs.accounts()
+        if _visible(row, include_inactive)
+        and (types is None or row.account_type in types)
+        and _found(query, row.name, row.fully_qualified_name, row.acct_num)
+    ]
+    chunk, after = page(
+        rows,
+        key=lambda row: sort_key(row.fully_qualified_name or row.name, row.id),
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page[AccountView](items=[_account(row) for row in chunk], next_cursor=after)
+
+
+async def items(
+    refs: References, *, query: str | None, include_inactive: bool, limit: int, cursor: str | None
+) -> Page[ItemView]:
+    rows = [
+        row
+        for row in await refs.items()
+        if _visible(row, include_inactive)
+        and _found(query, row.name, row.fully_qualified_name, row.description)
+    ]
+    chunk, after = page(
+        rows,
+        key=lambda row: sort_key(row.fully_qualified_name or row.name, row.id),
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page[ItemView](items=[_item(row) for row in chunk], next_cursor=after)
+
+
+async def tax_codes(
+    refs: References, *, include_inactive: bool, limit: int, cursor: str | None
+) -> Page[TaxCodeView]:
+    codes = [row for row in await refs.tax_codes() if _visible(row, include_inactive)]
+    rates = await refs.tax_rates()
+    chunk, after = page(
+        codes, key=lambda row: sort_key(row.name, row.id), limit=limit, cursor=cursor
+    )
+    views = [_tax_code(code, rate_percents(code, rates)) for code in chunk]
+    return Page[TaxCodeView](items=views, next_cursor=after)
+
+
+async def customers(
+    refs: References, *, query: str | None, include_inactive: bool, limit: int, cursor: str | None
+) -> Page[PartyView]:
+    return _parties(await refs.customers(), query, include_inactive, limit, cursor)
+
+
+async def vendors(
+    refs: References, *, query: str | None, include_inactive: bool, limit: int, cursor: str | None
+) -> Page[PartyView]:
+    return _parties(await refs.vendors(), query, include_inactive, limit, cursor)
+
+
+def _parties(
+    rows: Sequence[Customer | Vendor],
+    query: str | None,
+    include_inactive: bool,
+    limit: int,
+    cursor: str | None,
+) -> Page[PartyView]:
+    wanted = [
+        row
+        for row in rows
+        if _visible(row, include_inactive)
+        and _found(query, row.display_name, row.company_name, _email(row))
+    ]
+    chunk, after = page(
+        wanted, key=lambda row: sort_key(row.display_name, row.id), limit=limit, cursor=cursor
+    )
+    return Page[PartyView](
+        items=[
+            PartyView(
+                id=row.id or "",
+                display_name=row.display_name,
+                company_name=row.company_name,
+                email=_email(row),
+                currency=row.currency_ref.value if row.currency_ref else None,
+                active=is_active(row),
+            )
+            for row in chunk
+        ],
+        next_cursor=after,
+    )
+
+
+def _email(row: Customer | Vendor) -> str | None:
+    return row.primary_email_addr.address if row.primary_email_addr else None
+
+
+def _account(row: Account) -> AccountView:
+    return AccountView(
+        id=row.id or "",
+        name=row.name,
+        fully_qualified_name=row.fully_qualified_name,
+        account_type=row.account_type,
+        account_sub_type=row.account_sub_type,
+        classification=row.classification,
+        account_number=row.acct_num,
+        currency=row.currency_ref.value if row.currency_ref else None,
+        active=is_active(row),
+    )
+
+
+def _item(row: Item) -> ItemView:
+    income = row.income_account_ref
+    return ItemView(
+        id=row.id or "",
+        name=row.name,
+        type=row.type,
+        description=row.description,
+        unit_price=row.unit_price,
+        income_account=RefName(id=income.value, name=income.name) if income else None,
+        taxable=row.taxable,
+        active=is_active(row),
+    )
+
+
+def _tax_code(code: TaxCode, percents: RatePercents) -> TaxCodeView:
+    return TaxCodeView(
+        id=code.id or "",
+        name=code.name,
+        description=code.description,
+        taxable=code.taxable,
+        tax_group=code.tax_group,
+        active=is_active(code),
+        sales_rates=[TaxRateView(id=i, name=n, percent=p) for i, n, p in percents.sales],
+        purchase_rates=[TaxRateView(id=i, name=n, percent=p) for i, n, p in percents.purchase],
+        sales_percent=percents.sales_percent,
+        purchase_percent=percents.purchase_percent,
+    )

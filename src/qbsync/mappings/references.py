@@ -1,0 +1,281 @@
+"""One company's reference lists, read through the shared cache, and the checks against them.
+
+Every list is read whole (all pages, inactive records included, so that "inactive" can be told
+apart from "does not exist") and filtered here, so a search or the next page costs no call.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from qbsync.errors import AppError
+from qbsync.mappings.reference_cache import ReferenceCache
+from qbsync.qbo import (
+    Account,
+    Customer,
+    Item,
+    QboClient,
+    QboEntity,
+    QboNotFoundError,
+    TaxCode,
+    TaxRate,
+    Vendor,
+)
+
+E = TypeVar("E", bound=QboEntity)
+V = TypeVar("V")
+ALL = "Active IN (true, false)"
+
+INCOME_TYPES = frozenset({"Income"})
+EXPENSE_TYPES = frozenset({"Expense", "Other Expense", "Cost of Goods Sold"})
+AP_TYPES = frozenset({"Accounts Payable"})
+PAYMENT_TYPES = frozenset({"Bank", "Credit Card"})
+ACCOUNT_TYPES = frozenset(
+    {
+        "Bank",
+        "Accounts Receivable",
+        "Other Current Asset",
+        "Fixed Asset",
+        "Other Asset",
+        "Accounts Payable",
+        "Credit Card",
+        "Other Current Liability",
+        "Long Term Liability",
+        "Equity",
+        "Income",
+        "Cost of Goods Sold",
+        "Expense",
+        "Other Income",
+        "Other Expense",
+        "Non-Posting",
+    }
+)
+ITEM_TYPES_FOR_SERVICES = frozenset({"Service", "NonInventory"})
+# US automated sales tax: a line is taxable or not, and QuickBooks picks the code.
+US_LINE_CODES = ("TAX", "NON")
+
+
+class ReferenceNotFoundError(AppError):
+    status = 422
+    code = "qbo_reference_not_found"
+
+
+class ReferenceWrongTypeError(AppError):
+    status = 422
+    code = "qbo_reference_wrong_type"
+
+
+class InvalidCursorError(AppError):
+    status = 422
+    code = "invalid_cursor"
+
+
+class References:
+    """The lists of one company; each read from QuickBooks at most once per cache lifetime."""
+
+    def __init__(self, cache: ReferenceCache, realm_id: str, client: QboClient) -> None:
+        self._cache = cache
+        self._realm_id = realm_id
+        self._client = client
+        self._loaded: dict[str, list[Any]] = {}
+
+    async def accounts(self) -> list[Account]:
+        return await self._list(Account)
+
+    async def items(self) -> list[Item]:
+        return await self._list(Item)
+
+    async def tax_codes(self) -> list[TaxCode]:
+        return await self._list(TaxCode)
+
+    async def tax_rates(self) -> list[TaxRate]:
+        return await self._list(TaxRate)
+
+    async def customers(self) -> list[Customer]:
+        return await self._list(Customer)
+
+    async def vendors(self) -> list[Vendor]:
+        return await self._list(Vendor)
+
+    async def lookup(self, entity_type: type[E], qbo_id: str) -> E | None:
+        """One record by id: from the cached list when it is there and active, else read now.
+
+        A record an accountant created or reactivated minutes ago is not in a cached list yet;
+        refusing it as "not found" would be wrong, so a doubt costs one read, and the stale list
+        is dropped for the next caller.
+        """
+        cached = by_id(await self._list(entity_type), qbo_id)
+        if cached is not None and is_active(cached):
+            return cached
+        try:
+            fresh = await self._client.get(entity_type, qbo_id)
+        except QboNotFoundError:
+            return None
+        if cached is None or is_active(fresh):
+            await self._cache.drop(self._realm_id, entity_type.entity_name)
+            self._loaded.pop(entity_type.entity_name, None)
+        return fresh
+
+    async def reload(self, entity_type: type[E]) -> list[E]:
+        """The list read again now (a search of it found nothing, and the cache may predate it)."""
+        await self._cache.drop(self._realm_id, entity_type.entity_name)
+        self._loaded.pop(entity_type.entity_name, None)
+        return await self._list(entity_type)
+
+    async def rates_of(self, code: TaxCode) -> list[TaxRate]:
+        """The rates a tax code names, a rate missing from the cached list read on its own."""
+        rates = {rate.id: rate for rate in await self.tax_rates()}
+        found = []
+        for rate_list in (code.sales_tax_rate_list, code.purchase_tax_rate_list):
+            for detail in rate_list.tax_rate_detail if rate_list is not None else ():
+                rate_id = detail.tax_rate_ref.value if detail.tax_rate_ref else None
+                if rate_id is None:
+                    continue
+                rate = rates.get(rate_id) or await self.lookup(TaxRate, rate_id)
+                if rate is not None:
+                    found.append(rate)
+        return found
+
+    async def _list(self, entity_type: type[E]) -> list[E]:
+        name = entity_type.entity_name
+        if name not in self._loaded:
+
+            async def fetch() -> list[E]:
+                return await self._client.query_all(entity_type, ALL)
+
+            self._loaded[name] = await self._cache.load(self._realm_id, entity_type, fetch)
+        rows: list[E] = self._loaded[name]
+        return rows
+
+
+def by_id(rows: Sequence[E], qbo_id: str) -> E | None:
+    return next((row for row in rows if row.id == qbo_id), None)
+
+
+def is_active(row: QboEntity) -> bool:
+    # QuickBooks leaves Active out of some answers; only an explicit false is inactive.
+    return getattr(row, "active", None) is not False
+
+
+@dataclass(frozen=True)
+class RatePercents:
+    """A tax code's rates, resolved to percentages."""
+
+    sales: tuple[tuple[str, str | None, Decimal | None], ...]
+    purchase: tuple[tuple[str, str | None, Decimal | None], ...]
+
+    @property
+    def sales_percent(self) -> Decimal | None:
+        return _sum(self.sales)
+
+    @property
+    def purchase_percent(self) -> Decimal | None:
+        return _sum(self.purchase)
+
+
+def rate_percents(code: TaxCode, rates: Sequence[TaxRate]) -> RatePercents:
+    by_rate = {rate.id: rate for rate in rates}
+
+    def resolve(details: Any) -> tuple[tuple[str, str | None, Decimal | None], ...]:
+        found = []
+        for detail in details.tax_rate_detail if details is not None else ():
+            ref = detail.tax_rate_ref
+            if ref is None:
+                continue
+            rate = by_rate.get(ref.value)
+            found.append(
+                (ref.value, rate.name if rate else ref.name, rate.rate_value if rate else None)
+            )
+        return tuple(found)
+
+    return RatePercents(
+        sales=resolve(code.sales_tax_rate_list), purchase=resolve(code.purchase_tax_rate_list)
+    )
+
+
+def _sum(rates: tuple[tuple[str, str | None, Decimal | None], ...]) -> Decimal | None:
+    if not rates or any(percent is None for _, _, percent in rates):
+        return None
+    return sum((percent for _, _, percent in rates if percent is not None), Decimal(0))
+
+
+def account_kind(account: Account) -> str:
+    """How a person would name this account in an error: "an inactive Bank account"."""
+    kind = account.account_type or "untyped"
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    if not is_active(account):
+        return f"an inactive {kind} account"
+    return f"{article} {kind} account"
+
+
+def check_account(
+    account: Account | None, account_id: str, allowed: frozenset[str], field: str, want: str
+) -> Account:
+    """The account if it exists, is active and of an allowed type; else a 422 naming `field`."""
+    if account is None:
+        raise ReferenceNotFoundError(
+            f"QuickBooks has no account with id {account_id}.", field=field
+        )
+    if not is_active(account) or account.account_type not in allowed:
+        raise ReferenceWrongTypeError(
+            f'Account {account_id} ("{account.name}") is {account_kind(account)}; '
+            f"{field} needs {want}.",
+            field=field,
+            extra={
+                "found": {"id": account_id, "name": account.name, "kind": account_kind(account)}
+            },
+        )
+    return account
+
+
+def page(
+    rows: Sequence[V],
+    *,
+    key: Callable[[V], tuple[str, str]],
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[V], str | None]:
+    """A keyset page over rows sorted by `key`: a list reloaded between pages skips nothing."""
+    ordered = sorted(rows, key=key)
+    after = decode_cursor(cursor) if cursor else None
+    if after is not None:
+        ordered = [row for row in ordered if key(row) > after]
+    chunk = ordered[:limit]
+    more = len(ordered) > limit
+    return chunk, encode_cursor(key(chunk[-1])) if more and chunk else None
+
+
+def encode_cursor(position: tuple[str, str]) -> str:
+    raw = json.dumps(list(position), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError) as error:
+        raise _bad_cursor() from error
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(part, str) for part in value)
+    ):
+        raise _bad_cursor()
+    return value[0], value[1]
+
+
+def _bad_cursor() -> InvalidCursorError:
+    return InvalidCursorError(
+        "This cursor is not one qbsync gave out; start again without it.", field="cursor"
+    )
+
+
+def sort_key(name: str | None, row_id: str | None) -> tuple[str, str]:
+    return ((name or "").casefold(), (row_id or "").zfill(32))

@@ -1,0 +1,289 @@
+"""Routes of the "Configure what syncs" page: settings, mappings, reference lists, preview."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from qbsync.deps import DatabaseDep, IntuitDep, QueueDep, ReferenceCacheDep
+from qbsync.errors import problem_responses
+from qbsync.mappings import reference_lists, service, settings_service
+from qbsync.mappings.company import Company, connected_company, reader
+from qbsync.mappings.qbo_problems import quickbooks_errors
+from qbsync.mappings.references import References, decode_cursor
+from qbsync.mappings.schemas import (
+    AccountView,
+    ItemView,
+    MappingBody,
+    MappingKindPath,
+    MappingView,
+    Page,
+    PartyView,
+    SyncSettingsBody,
+    SyncSettingsView,
+    TaxCodeView,
+)
+from qbsync.security import OrgDep
+
+router = APIRouter(
+    prefix="/v1/quickbooks",
+    tags=["configuration"],
+    responses=problem_responses(401, 403, 413, 422, 500, 503),
+)
+QBO_ERRORS = problem_responses(409, 502)
+Limit = Annotated[int, Query(ge=1, le=200, description="At most this many items (default 50).")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=512, description="The `next_cursor` of the previous page."),
+]
+Search = Annotated[str | None, Query(max_length=100, description="Part of a name (any case).")]
+Inactive = Annotated[
+    bool, Query(description="Also list records made inactive in QuickBooks (default false).")
+]
+PlatformIdPath = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=r"^[^\s/]+$", description="The platform id.")
+]
+
+
+def _references(
+    db: DatabaseDep, queue: QueueDep, intuit: IntuitDep, cache: ReferenceCacheDep, company: Company
+) -> References:
+    return References(cache, company.realm_id, reader(db, queue, intuit, company))
+
+
+@router.get(
+    "/settings",
+    response_model=SyncSettingsView,
+    summary="What syncs and where it goes (defaults until saved)",
+)
+async def get_settings(org: OrgDep, db: DatabaseDep) -> SyncSettingsView:
+    return await settings_service.read_settings(db, org.org_id)
+
+
+@router.put(
+    "/settings",
+    response_model=SyncSettingsView,
+    summary="Replace the sync settings",
+    description="A full replace: a field left out takes its default. Each account id is checked "
+    "in the connected company (it must exist, be active and be of the right type); account ids "
+    "need a connection (409 `not_connected`).",
+    responses=QBO_ERRORS,
+)
+async def put_settings(
+    org: OrgDep,
+    body: SyncSettingsBody,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+) -> SyncSettingsView:
+    company = None
+    if settings_service.account_ids_given(body):
+        company = await settings_service.company_for_accounts(db, org.org_id)
+        refs = _references(db, queue, intuit, cache, company)
+        async with quickbooks_errors():
+            await settings_service.check_accounts(body, refs)
+    return await settings_service.save_settings(db, org.org_id, body, company)
+
+
+@router.get(
+    "/mappings/{kind}",
+    response_model=Page[MappingView],
+    summary="The mappings of one kind in the current company",
+)
+async def list_mappings(
+    org: OrgDep,
+    kind: MappingKindPath,
+    db: DatabaseDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[MappingView]:
+    return await service.list_mappings(db, org.org_id, kind, limit=limit, cursor=cursor)
+
+
+@router.put(
+    "/mappings/{kind}/{platform_id}",
+    response_model=MappingView,
+    summary="Map a platform id to a QuickBooks id",
+    description="clients → Customer, services → Service or Non-inventory Item, tax-rates → "
+    "TaxCode (`TAX`/`NON` on a US company with automated sales tax; elsewhere `rate` must equal "
+    "the code's sales rate), expense-categories → Expense, Other Expense or Cost of Goods Sold "
+    "account by `qbo_id` or `account_number`.",
+    responses=QBO_ERRORS,
+)
+async def put_mapping(
+    org: OrgDep,
+    kind: MappingKindPath,
+    platform_id: PlatformIdPath,
+    body: MappingBody,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+) -> MappingView:
+    company = await connected_company(db, org.org_id, purpose="map to it")
+    refs = _references(db, queue, intuit, cache, company)
+    async with quickbooks_errors():
+        resolved = await service.resolve(refs, company, kind, body)
+    return await service.store(db, company, kind, platform_id, resolved)
+
+
+@router.delete(
+    "/mappings/{kind}/{platform_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Remove a mapping",
+    responses=problem_responses(404),
+)
+async def delete_mapping(
+    org: OrgDep, kind: MappingKindPath, platform_id: PlatformIdPath, db: DatabaseDep
+) -> Response:
+    await service.delete_mapping(db, org.org_id, kind, platform_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/accounts",
+    response_model=Page[AccountView],
+    summary="The company's chart of accounts",
+    responses=QBO_ERRORS,
+)
+async def accounts(
+    org: OrgDep,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+    type: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="QuickBooks account types, comma-separated (`Expense,Other Expense`).",
+        ),
+    ] = None,
+    q: Search = None,
+    include_inactive: Inactive = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[AccountView]:
+    types = reference_lists.account_types(type)
+    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
+    async with quickbooks_errors():
+        return await reference_lists.accounts(
+            refs,
+            types=types,
+            query=q,
+            include_inactive=include_inactive,
+            limit=limit,
+            cursor=cursor,
+        )
+
+
+@router.get(
+    "/items",
+    response_model=Page[ItemView],
+    summary="The company's products and services",
+    responses=QBO_ERRORS,
+)
+async def items(
+    org: OrgDep,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+    q: Search = None,
+    include_inactive: Inactive = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[ItemView]:
+    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
+    async with quickbooks_errors():
+        return await reference_lists.items(
+            refs, query=q, include_inactive=include_inactive, limit=limit, cursor=cursor
+        )
+
+
+@router.get(
+    "/tax-codes",
+    response_model=Page[TaxCodeView],
+    summary="The company's tax codes, with their sales and purchase rates",
+    responses=QBO_ERRORS,
+)
+async def tax_codes(
+    org: OrgDep,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+    include_inactive: Inactive = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[TaxCodeView]:
+    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
+    async with quickbooks_errors():
+        return await reference_lists.tax_codes(
+            refs, include_inactive=include_inactive, limit=limit, cursor=cursor
+        )
+
+
+@router.get(
+    "/customers",
+    response_model=Page[PartyView],
+    summary="The company's customers (search by name or email)",
+    responses=QBO_ERRORS,
+)
+async def customers(
+    org: OrgDep,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+    q: Search = None,
+    include_inactive: Inactive = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[PartyView]:
+    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
+    async with quickbooks_errors():
+        return await reference_lists.customers(
+            refs, query=q, include_inactive=include_inactive, limit=limit, cursor=cursor
+        )
+
+
+@router.get(
+    "/vendors",
+    response_model=Page[PartyView],
+    summary="The company's vendors (search by name or email)",
+    responses=QBO_ERRORS,
+)
+async def vendors(
+    org: OrgDep,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+    q: Search = None,
+    include_inactive: Inactive = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[PartyView]:
+    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
+    async with quickbooks_errors():
+        return await reference_lists.vendors(
+            refs, query=q, include_inactive=include_inactive, limit=limit, cursor=cursor
+        )
+
+
+async def _company_references(
+    org_id: str,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+    cursor: str | None,
+) -> References:
+    if cursor is not None:
+        decode_cursor(cursor)  # a bad cursor is refused before anything is read
+    company = await connected_company(db, org_id, purpose="list what it holds")
+    return _references(db, queue, intuit, cache, company)

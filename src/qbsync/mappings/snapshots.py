@@ -1,0 +1,113 @@
+"""The platform's entity snapshots: the `data` of its events (architecture.md §3).
+
+The preview takes them as they are, and the push engine validates events with the same models.
+Money and rates are decimal strings, never JSON numbers (a float can't say 0.10 exactly); a rate
+is a percentage ("20.00" is 20 %). Keys the platform adds later are ignored, so a newer platform
+does not break an older qbsync; a key we know with a bad value is refused, naming its path.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+MAX_LINES = 750  # QuickBooks' limit on a taxable invoice
+
+
+def _decimal_string(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError('must be a decimal string such as "150.00", never a JSON number')
+    return value.strip()
+
+
+def _places(limit: int) -> AfterValidator:
+    def check(value: Decimal) -> Decimal:
+        if not value.is_finite():
+            raise ValueError("must be a finite number")
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > limit:
+            raise ValueError(f"must have at most {limit} decimal places")
+        return value
+
+    return AfterValidator(check)
+
+
+_DecimalText = BeforeValidator(_decimal_string)
+Money = Annotated[Decimal, _DecimalText, Field(max_digits=15), _places(2)]
+# Unit prices and quantities may be finer than a cent (QuickBooks keeps up to 7 places).
+Fine = Annotated[Decimal, _DecimalText, Field(max_digits=17), _places(6)]
+Percent = Annotated[Decimal, _DecimalText, Field(ge=0, le=100), _places(4)]
+PlatformId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Text = Annotated[str, Field(max_length=500)]
+AmountsAre = Literal["tax_exclusive", "tax_inclusive", "no_tax"]
+
+
+class Snapshot(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class Address(Snapshot):
+    line1: Text | None = None
+    line2: Text | None = None
+    city: Annotated[str, Field(max_length=255)] | None = None
+    region: Annotated[str, Field(max_length=255)] | None = None
+    postal_code: Annotated[str, Field(max_length=31)] | None = None
+    country: Annotated[str, Field(max_length=255)] | None = None
+
+
+class ClientSnapshot(Snapshot):
+    id: PlatformId
+    name: Annotated[str, Field(min_length=1, max_length=500)]
+    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    company_name: Text | None = None
+    phone: Annotated[str, Field(max_length=50)] | None = None
+    billing_address: Address | None = None
+    currency: Currency | None = None
+
+
+class ServiceSnapshot(Snapshot):
+    id: PlatformId
+    name: Annotated[str, Field(min_length=1, max_length=500)]
+    description: Annotated[str, Field(max_length=4000)] | None = None
+    unit_price: Fine | None = None
+
+
+class TaxRateSnapshot(Snapshot):
+    id: PlatformId
+    name: Annotated[str, Field(min_length=1, max_length=500)]
+    rate: Percent
+
+
+class InvoiceClient(Snapshot):
+    id: PlatformId
+    name: Annotated[str, Field(min_length=1, max_length=500)]
+    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+
+
+class InvoiceLine(Snapshot):
+    service_id: PlatformId | None = None
+    description: Annotated[str, Field(max_length=4000)] | None = None
+    quantity: Fine
+    unit_price: Fine
+    # No tax rate: the line is untaxed.
+    tax_rate_id: PlatformId | None = None
+
+
+class InvoiceSnapshot(Snapshot):
+    id: PlatformId
+    number: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    status: Annotated[str, Field(min_length=1, max_length=32)]
+    currency: Currency
+    issue_date: date
+    due_date: date | None = None
+    amounts_are: AmountsAre
+    client: InvoiceClient
+    lines: Annotated[list[InvoiceLine], Field(min_length=1, max_length=MAX_LINES)]
+    # Before tax, whichever way the amounts are given.
+    subtotal: Money
+    tax_total: Money
+    total: Money
