@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
+from qbsync.settings import Settings
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory, bearer
 from tests.connections.conftest import (
@@ -17,11 +19,17 @@ from tests.connections.conftest import (
     consent,
     live,
     prefix,
-    settings,
     simulator,
+    simulator_settings,
 )
 
-__all__ = ["consent", "live", "prefix", "settings", "simulator"]
+__all__ = ["consent", "live", "prefix", "simulator"]
+
+
+@pytest.fixture
+def settings(simulator: SimulatorHandle, key_prefix: str) -> Settings:
+    """Each test its own Redis keys: a list one test cached is never another test's."""
+    return simulator_settings(simulator, f"{key_prefix}:{uuid.uuid4().hex[:8]}")
 
 
 @dataclass

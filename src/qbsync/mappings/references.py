@@ -61,6 +61,12 @@ ITEM_TYPES_FOR_SERVICES = frozenset({"Service", "NonInventory"})
 US_LINE_CODES = ("TAX", "NON")
 
 
+def us_default_code(percent: Decimal) -> str:
+    """An unmapped platform rate on a US company with automated sales tax: a rate above zero
+    makes the line taxable, and QuickBooks works out the tax."""
+    return "TAX" if percent > 0 else "NON"
+
+
 class ReferenceNotFoundError(AppError):
     status = 422
     code = "qbo_reference_not_found"

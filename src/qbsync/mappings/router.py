@@ -6,10 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from qbsync.deps import DatabaseDep, IntuitDep, QueueDep, ReferenceCacheDep
+from qbsync.deps import DatabaseDep, IntuitDep, QueueDep, ReferenceCacheDep, SettingsDep
 from qbsync.errors import problem_responses
 from qbsync.mappings import reference_lists, service, settings_service
 from qbsync.mappings.company import Company, connected_company, reader
+from qbsync.mappings.preview import run_preview
+from qbsync.mappings.preview_apply import apply_links
+from qbsync.mappings.preview_schemas import ApplyBody, ApplyResult, PreviewBody, PreviewResult
+from qbsync.mappings.preview_store import PreviewStore
 from qbsync.mappings.qbo_problems import quickbooks_errors
 from qbsync.mappings.references import References, decode_cursor
 from qbsync.mappings.schemas import (
@@ -141,6 +145,57 @@ async def delete_mapping(
 ) -> Response:
     await service.delete_mapping(db, org.org_id, kind, platform_id)
     return Response(status_code=204)
+
+
+@router.post(
+    "/preview",
+    response_model=PreviewResult,
+    summary="Dry run: what a sync would do, QuickBooks' own totals included",
+    description="Give platform clients, services, tax rates and invoices in the shapes of the "
+    "platform's events. Nothing is written to QuickBooks or to the mappings. The links proposed "
+    "can be confirmed within an hour with `POST /v1/quickbooks/preview/apply`.",
+    responses=QBO_ERRORS,
+)
+async def preview(
+    org: OrgDep,
+    body: PreviewBody,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+    settings: SettingsDep,
+) -> PreviewResult:
+    company = await connected_company(db, org.org_id, purpose="preview a sync")
+    refs = _references(db, queue, intuit, cache, company)
+    async with quickbooks_errors():
+        return await run_preview(db, refs, _previews(queue, settings), company, body)
+
+
+@router.post(
+    "/preview/apply",
+    response_model=ApplyResult,
+    summary="Store the links of a preview the user confirms",
+    description="Each client id must be one the preview proposed to link; it is stored as a "
+    "`matched` mapping. A link that can no longer be made is listed in `skipped` with why.",
+    responses=QBO_ERRORS,
+)
+async def apply_preview(
+    org: OrgDep,
+    body: ApplyBody,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+    settings: SettingsDep,
+) -> ApplyResult:
+    company = await connected_company(db, org.org_id, purpose="link its customers")
+    refs = _references(db, queue, intuit, cache, company)
+    async with quickbooks_errors():
+        return await apply_links(db, refs, _previews(queue, settings), company, body)
+
+
+def _previews(queue: QueueDep, settings: SettingsDep) -> PreviewStore:
+    return PreviewStore(queue.redis, key_prefix=settings.redis.key_prefix)
 
 
 @router.get(

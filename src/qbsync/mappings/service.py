@@ -217,6 +217,22 @@ async def active_mappings(
         return {row.platform_id: row for row in await session.scalars(statement)}
 
 
+async def client_mappings(
+    session: AsyncSession, company: Company, platform_ids: Sequence[str]
+) -> dict[str, str]:
+    """platform id → QuickBooks customer id of these clients' current mappings."""
+    rows = await session.execute(
+        select(EntityMapping.platform_id, EntityMapping.qbo_id).where(
+            EntityMapping.org_id == company.org_id,
+            EntityMapping.realm_id == company.realm_id,
+            EntityMapping.kind == MappingKind.CLIENT,
+            EntityMapping.archived_at.is_(None),
+            EntityMapping.platform_id.in_(list(platform_ids)),
+        )
+    )
+    return {str(platform_id): str(qbo_id) for platform_id, qbo_id in rows.all()}
+
+
 async def same_company(session: AsyncSession, company: Company) -> None:
     await _same_company(session, company)
 
