@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.schemas import CheckResult, ConnectionTestReport
@@ -50,7 +50,8 @@ from qbsync.qbo import (
     TokenError,
     Vendor,
 )
-from qbsync.qbo.query import count_statement
+from qbsync.qbo.query import MAX_RESULTS, count_statement
+from qbsync.qbo.query import select as select_statement
 from qbsync.queue import JobQueue
 
 HARD_EXPIRY_WARNING = timedelta(days=30)
@@ -80,7 +81,8 @@ class _Stored:
     status: ConnectionStatus
     automated_sales_tax: bool
     refresh_hard_expires_at: datetime | None
-    tax_rates_mapped: int
+    # platform tax rate → (QuickBooks tax code id, its name when mapped)
+    tax_mappings: dict[str, tuple[str, str | None]]
 
 
 async def run_checks(
@@ -91,9 +93,11 @@ async def run_checks(
     client = await _credentials(db, queue, intuit, stored, checks)
     if client is None:
         checks.extend(_skipped(name) for name in (COMPANY_FILE, *_read_names()))
-    else:
-        checks.extend(await _company_file_and_reads(client))
-    checks.extend(_warnings(stored, now))
+    tax_codes: list[TaxCode] | None = None
+    if client is not None:
+        results, tax_codes = await _company_file_and_reads(client, bool(stored.tax_mappings))
+        checks.extend(results)
+    checks.extend(_warnings(stored, now, tax_codes))
     return ConnectionTestReport(
         ok=all(check.outcome != "fail" for check in checks), checked_at=now, checks=checks
     )
@@ -116,28 +120,26 @@ async def _load(db: Database, org_id: str) -> _Stored:
             raise NotFoundError(
                 "This organisation has never connected QuickBooks.", code="not_connected"
             )
-        mapped = 0
+        mapped: dict[str, tuple[str, str | None]] = {}
         if row.status is ConnectionStatus.CONNECTED and not row.automated_sales_tax:
-            mapped = (
-                await session.scalar(
-                    select(func.count())
-                    .select_from(EntityMapping)
-                    .where(
-                        EntityMapping.org_id == org_id,
-                        EntityMapping.realm_id == row.realm_id,
-                        EntityMapping.kind == MappingKind.TAX_RATE,
-                        EntityMapping.archived_at.is_(None),
-                    )
+            found = await session.execute(
+                select(EntityMapping.platform_id, EntityMapping.qbo_id, EntityMapping.qbo_name)
+                .where(
+                    EntityMapping.org_id == org_id,
+                    EntityMapping.realm_id == row.realm_id,
+                    EntityMapping.kind == MappingKind.TAX_RATE,
+                    EntityMapping.archived_at.is_(None),
                 )
-                or 0
+                .order_by(EntityMapping.platform_id)
             )
+            mapped = {platform_id: (qbo_id, name) for platform_id, qbo_id, name in found.all()}
     return _Stored(
         connection_id=row.id,
         realm_id=row.realm_id,
         status=row.status,
         automated_sales_tax=row.automated_sales_tax,
         refresh_hard_expires_at=row.refresh_hard_expires_at,
-        tax_rates_mapped=mapped,
+        tax_mappings=mapped,
     )
 
 
@@ -187,10 +189,16 @@ async def _credentials(
     return intuit.client(stored.realm_id, tokens, interactive=True)
 
 
-async def _company_file_and_reads(client: QboClient) -> list[CheckResult]:
-    """One batch call; each item's fault fails its own check."""
+async def _company_file_and_reads(
+    client: QboClient, read_tax_codes: bool
+) -> tuple[list[CheckResult], list[TaxCode] | None]:
+    """One batch call; each item's fault fails its own check.
+
+    With tax rates mapped, the tax-code read fetches the codes themselves (inactive included)
+    instead of counting them, in the same call, so the mappings can be checked for free.
+    """
     queries = [BatchQuery(_COMPANY_BID, "SELECT * FROM CompanyInfo")] + [
-        BatchQuery(f"read{n}", count_statement(entity.entity_name))
+        BatchQuery(f"read{n}", _read_statement(entity, read_tax_codes))
         for n, (_, entity) in enumerate(READS)
     ]
     try:
@@ -199,8 +207,19 @@ async def _company_file_and_reads(client: QboClient) -> list[CheckResult]:
         # The whole call failed (Intuit down, or the company's limits stayed full): no item has
         # an answer of its own, so the reads are reported as not checked.
         failed = CheckResult(name=COMPANY_FILE, outcome="fail", message=_why(error))
-        return [failed, *(_skipped(name) for name in _read_names())]
-    return [_company_file(company), *_reads(reads)]
+        return [failed, *(_skipped(name) for name in _read_names())], None
+    codes = None
+    if read_tax_codes:
+        result = reads[[entity for _, entity in READS].index(TaxCode)]
+        if result.error is None and len(result.rows) < MAX_RESULTS:
+            codes = [row for row in result.rows if isinstance(row, TaxCode)]
+    return [_company_file(company), *_reads(reads)], codes
+
+
+def _read_statement(entity: type[QboEntity], full: bool) -> str:
+    if full and entity is TaxCode:
+        return select_statement(entity.entity_name, "Active IN (true, false)")
+    return count_statement(entity.entity_name)
 
 
 def _company_file(result: BatchItemResult) -> CheckResult:
@@ -228,7 +247,9 @@ def _reads(results: Sequence[BatchItemResult]) -> list[CheckResult]:
     return checks
 
 
-def _warnings(stored: _Stored, now: datetime) -> list[CheckResult]:
+def _warnings(
+    stored: _Stored, now: datetime, tax_codes: Sequence[TaxCode] | None
+) -> list[CheckResult]:
     warnings: list[CheckResult] = []
     hard = stored.refresh_hard_expires_at
     if hard is not None and hard - now <= HARD_EXPIRY_WARNING:
@@ -242,7 +263,7 @@ def _warnings(stored: _Stored, now: datetime) -> list[CheckResult]:
             )
         )
     needs_tax_codes = stored.status is ConnectionStatus.CONNECTED and not stored.automated_sales_tax
-    if needs_tax_codes and not stored.tax_rates_mapped:
+    if needs_tax_codes and not stored.tax_mappings:
         warnings.append(
             CheckResult(
                 name="tax_rates_mapped",
@@ -251,7 +272,31 @@ def _warnings(stored: _Stored, now: datetime) -> list[CheckResult]:
                 "the settings so invoices with tax (VAT/GST) sync correctly.",
             )
         )
+    if needs_tax_codes and tax_codes is not None:
+        broken = _broken_tax_mappings(stored.tax_mappings, tax_codes)
+        if broken:
+            warnings.append(
+                CheckResult(
+                    name="tax_rates_mapped",
+                    outcome="warn",
+                    message=f"{len(broken)} tax rate(s) are mapped to QuickBooks tax codes that "
+                    "are gone or inactive: "
+                    + "; ".join(broken[:5])
+                    + ". Map them again so their invoices sync.",
+                )
+            )
     return warnings
+
+
+def _broken_tax_mappings(
+    mappings: dict[str, tuple[str, str | None]], codes: Sequence[TaxCode]
+) -> list[str]:
+    active = {code.id for code in codes if code.active is not False}
+    return [
+        f"{platform_id} → {name or qbo_id}"
+        for platform_id, (qbo_id, name) in mappings.items()
+        if qbo_id not in active
+    ]
 
 
 def _read_names() -> list[str]:
