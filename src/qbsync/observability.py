@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qbsync.errors import INTERNAL_ERROR_DETAIL, PROBLEM_JSON, problem_body
+from qbsync.qbo.config import ApiCall
 
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -29,6 +30,16 @@ HTTP_LATENCY = Histogram(
 )
 JOBS = Counter("qbsync_jobs_total", "Jobs run by the worker", ["function", "outcome"])
 JOB_LATENCY = Histogram("qbsync_job_duration_seconds", "Job run time", ["function"])
+INTUIT_CALLS = Counter(
+    "qbsync_intuit_calls_total",
+    "Calls to QuickBooks' Accounting API; kind coreplus is what Intuit meters (P7)",
+    ["kind", "operation"],
+)
+
+
+def count_intuit_call(call: ApiCall) -> None:
+    INTUIT_CALLS.labels("coreplus" if call.metered else "core", call.operation).inc()
+
 
 # Keys whose values must never reach a log line, whatever logged them.
 _REDACTED_KEYS = re.compile(

@@ -120,6 +120,24 @@ async def test_a_second_identical_page_load_costs_no_call(us: Org) -> None:
     assert us.calls() - before == first
 
 
+def _metered(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("qbsync_intuit_calls_total{") and 'kind="coreplus"' in line
+    )
+
+
+async def test_every_call_is_counted_as_metered_or_not(us: Org) -> None:
+    """P7: /metrics counts each Accounting API call as Intuit meters it (reads: coreplus)."""
+    before = _metered((await us.client.get("/metrics")).text)
+    calls = us.calls()
+    await us.get("customers")
+    await us.get("customers")
+    after = _metered((await us.client.get("/metrics")).text)
+    assert after - before == us.calls() - calls == 1
+
+
 async def test_a_change_reported_by_quickbooks_drops_that_list_only(us: Org, app: FastAPI) -> None:
     """The webhook and CDC code call `drop`; the next load reads that list again, and no other."""
     await us.get("customers")

@@ -9,6 +9,7 @@ import httpx
 from redis.asyncio import Redis
 
 from qbsync.crypto import Keyring
+from qbsync.observability import count_intuit_call
 from qbsync.qbo import (
     AccessTokenProvider,
     IntuitEndpoints,
@@ -71,6 +72,7 @@ def qbo_config(settings: Settings) -> QboConfig:
         minor_version=intuit.minor_version,
         timeout_seconds=intuit.timeout_seconds,
         retry=RetryPolicy(),
+        call_observer=count_intuit_call,
     )
 
 

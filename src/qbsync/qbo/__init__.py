@@ -12,6 +12,7 @@ from qbsync.qbo.client import (
 )
 from qbsync.qbo.config import (
     ACCOUNTING_SCOPE,
+    ApiCall,
     IntuitEndpoints,
     QboConfig,
     RateLimitConfig,
@@ -74,6 +75,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "AccessTokenProvider",
     "Account",
+    "ApiCall",
     "BatchItem",
     "BatchItemResult",
     "BatchOperation",

@@ -19,7 +19,7 @@ import httpx
 from pydantic import ValidationError
 
 from qbsync.qbo import codec
-from qbsync.qbo.config import QboConfig
+from qbsync.qbo.config import ApiCall, QboConfig
 from qbsync.qbo.entities import (
     ENTITY_TYPES,
     CompanyInfo,
@@ -295,6 +295,7 @@ class QboClient:
             params={"requestid": requestid},
             body={"BatchItemRequest": [item.item() for item in items]},
             batch=True,
+            metered=any(isinstance(item, BatchQuery) for item in items),
         )
         raw_items = reply.body.get("BatchItemResponse")
         if not isinstance(raw_items, list):
@@ -344,6 +345,7 @@ class QboClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         batch: bool = False,
+        metered: bool | None = None,
     ) -> _Reply:
         if method != "GET" and not (params or {}).get("requestid"):
             # Retries resend writes; only a requestid makes Intuit answer a repeat with the
@@ -353,19 +355,27 @@ class QboClient:
         query = {"minorversion": str(self._config.minor_version), **(params or {})}
         content = None if body is None else codec.dumps(body)
         refreshed = False
+        operation = f"{method} {path.split('/', 1)[0]}"
+        if params and params.get("operation"):
+            operation += f"?operation={params['operation']}"
+        call = ApiCall(
+            realm_id=self._realm_id,
+            operation=operation,
+            metered=method == "GET" if metered is None else metered,
+        )
 
         async def attempt() -> _Reply:
             nonlocal refreshed
             token = await self._tokens.access_token()
             try:
-                return await self._send(method, url, query, content, token, batch=batch)
+                return await self._send(method, url, query, content, token, call, batch=batch)
             except QboAuthenticationError:
                 if refreshed:
                     raise
                 # Once per call: a token that fails right after a refresh will not get better.
                 refreshed = True
                 token = await self._tokens.access_token(force_refresh=True)
-                return await self._send(method, url, query, content, token, batch=batch)
+                return await self._send(method, url, query, content, token, call, batch=batch)
 
         return await with_retries(attempt, self._config.retry)
 
@@ -376,6 +386,7 @@ class QboClient:
         params: Mapping[str, str],
         content: bytes | None,
         token: str,
+        call: ApiCall,
         *,
         batch: bool,
     ) -> _Reply:
@@ -399,6 +410,9 @@ class QboClient:
                 raise QboNetworkError(
                     f"QuickBooks could not be reached ({type(error).__name__})", secrets=(token,)
                 ) from error
+        if self._config.call_observer is not None:
+            # Every answered request counts at Intuit, a refused or retried one too.
+            self._config.call_observer(call)
         body = read_response(response, secrets=(token,))
         return _Reply(body=body, intuit_tid=response.headers.get(INTUIT_TID_HEADER))
 

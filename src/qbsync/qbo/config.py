@@ -6,6 +6,7 @@ builds them directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
@@ -82,6 +83,16 @@ class RateLimitConfig:
 
 
 @dataclass(frozen=True)
+class ApiCall:
+    """One call to the Accounting API. `metered` is Intuit's CorePlus (data out: reads, queries,
+    CDC, a batch holding a query); the others are Core (writes)."""
+
+    realm_id: str
+    operation: str
+    metered: bool
+
+
+@dataclass(frozen=True)
 class QboConfig:
     client_id: str
     client_secret: SecretStr
@@ -94,6 +105,8 @@ class QboConfig:
     # How long one call may wait for the company's shared limits before it gives up with
     # RateLimitBusyError; None waits as long as the limits say.
     limiter_wait_seconds: float | None = None
+    # Told of every call sent to the Accounting API (Intuit meters reads: P7).
+    call_observer: Callable[[ApiCall], None] | None = None
 
     def __post_init__(self) -> None:
         if self.limiter_wait_seconds is not None and self.limiter_wait_seconds < 0:
