@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from qbsync.db import Database
-from qbsync.models import EntityMapping
+from qbsync.models import Connection, EntityMapping
 from tests.conftest import TokenFactory, bearer
 from tests.connections.committed import CommittedApp
 from tests.connections.conftest import UK_REALM, US_REALM, Consent
@@ -100,10 +100,17 @@ async def test_two_clients_racing_for_one_customer_link_one(
         )
         return response.status_code
 
-    for attempt in range(3):
-        statuses = sorted(await asyncio.gather(*(put(f"cl_{attempt}_{n}") for n in range(4))))
-        assert statuses.count(200) <= 1, statuses
-        assert set(statuses) <= {200, 409}, statuses
+    # Hold the connection row so that all four requests, their checks done, wait at the same
+    # point and then check and insert at once: the race the partial unique index must decide.
+    async with live.db.sessions() as holder, holder.begin():
+        await holder.execute(
+            select(Connection.id).where(Connection.org_id == org_id).with_for_update()
+        )
+        racing = [asyncio.create_task(put(f"cl_{n}")) for n in range(4)]
+        await asyncio.sleep(0.5)
+        assert not any(task.done() for task in racing)
+    statuses = sorted(await asyncio.gather(*racing))
+    assert statuses == [200, 409, 409, 409], statuses
     async with live.db.sessions() as session:
         linked = await session.scalar(
             select(func.count())

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
+from qbsync.simulator.faults import FaultSpec
+from tests.conftest import bearer
+from tests.connections.committed import CommittedApp
+from tests.connections.conftest import UK_REALM, US_REALM, Consent
 from tests.mappings.conftest import Org, fields, problem
 
 DEFAULTS = {
@@ -166,3 +172,41 @@ async def test_checking_accounts_reads_the_chart_of_accounts_once(us: Org) -> No
     first = us.calls() - before
     assert (await us.put("settings", body)).status_code == 200
     assert (first, us.calls() - before) == (1, 1)
+
+
+async def test_a_company_switch_during_the_account_check_saves_nothing(
+    live: CommittedApp, consent: Consent, prefix: str
+) -> None:
+    """The accounts were checked in the US company; the org switched to the UK one meanwhile:
+    storing them would point the settings at another company's ids."""
+    org_id = f"{prefix}switch"
+    browser = Consent(live.client, consent.simulator, consent.make_token)
+    await browser.connect(org_id, US_REALM)
+    handle = await browser.handle(org_id, UK_REALM)
+    us_company = consent.simulator.state.company(US_REALM)
+    income = next(
+        str(row["Id"])
+        for row in us_company.objects["Account"].values()
+        if row["Name"] == "Services"
+    )
+    consent.simulator.admin.inject(
+        FaultSpec(kind="delay", delay_seconds=1.0, path=f"{US_REALM}/query", times=5)
+    )
+    headers = bearer(consent.make_token(org_id))
+
+    async def save() -> httpx.Response:
+        return await live.client.put(
+            "/v1/quickbooks/settings",
+            json={"default_income_account_id": income},
+            headers=headers,
+        )
+
+    async def switch() -> httpx.Response:
+        await asyncio.sleep(0.3)
+        return await browser.confirm(handle, org_id)
+
+    saved, switched = await asyncio.gather(save(), switch())
+    assert switched.status_code == 200, switched.text
+    problem(saved, 409, "company_changed")
+    after = await live.client.get("/v1/quickbooks/settings", headers=headers)
+    assert after.json()["default_income_account_id"] is None
