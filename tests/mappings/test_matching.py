@@ -576,3 +576,16 @@ def test_a_match_is_always_an_active_untaken_customer_and_linked_once(
     # mapping already links in this batch.
     assert len(set(by_rules)) == len(by_rules)
     assert set(by_rules).isdisjoint(by_mapping)
+
+
+def test_emails_differing_only_by_a_casefold_are_different_mailboxes() -> None:
+    """lower(), not casefold(): straße@ and strasse@ are two addresses."""
+    index = CustomerIndex(
+        [
+            Customer(
+                id="1", display_name="Strasse GmbH", primary_email_addr={"Address": "strasse@x.de"}
+            )
+        ]
+    )
+    result = index.match(ClientFacts("c", "Someone", "straße@x.de"))
+    assert (result.outcome, result.rule) == ("none", "none")

@@ -148,6 +148,8 @@ async def test_the_uk_company_accounts_are_accepted(uk: Org) -> None:
         ({"customer_sync_mode": "guess"}, "customer_sync_mode"),
         ({"expense_mode": "cheque"}, "expense_mode"),
         ({"sync_start_date": "01/11/2026"}, "sync_start_date"),
+        ({"sync_start_date": 0}, "sync_start_date"),
+        ({"sync_start_date": "2026-11-01T00:00:00"}, "sync_start_date"),
         ({"default_income_account_id": ""}, "default_income_account_id"),
         ({"default_income_account_id": "abc"}, "default_income_account_id"),
         ({"ap_account_id": 7}, "ap_account_id"),
@@ -165,13 +167,26 @@ async def test_a_bad_value_is_refused_naming_its_field(
     assert (await org.get("settings")).json()["reconcile_interval_minutes"] == 30
 
 
-async def test_checking_accounts_reads_the_chart_of_accounts_once(us: Org) -> None:
-    body = {"default_income_account_id": us.qbo_id("Account", "Services")}
+async def test_the_accounts_are_checked_as_they_are_now_in_one_call(us: Org) -> None:
+    """One query for all four accounts, and never a cached answer: an account made inactive in
+    QuickBooks a moment ago is refused straight away."""
+    body = {
+        "default_income_account_id": us.qbo_id("Account", "Services"),
+        "default_expense_account_id": us.qbo_id("Account", "Travel"),
+        "ap_account_id": us.qbo_id("Account", "Accounts Payable (A/P)"),
+        "payment_account_id": us.qbo_id("Account", "Checking"),
+    }
+    assert (await us.get("accounts")).status_code == 200  # the list is cached now
     before = us.calls()
     assert (await us.put("settings", body)).status_code == 200
-    first = us.calls() - before
-    assert (await us.put("settings", body)).status_code == 200
-    assert (first, us.calls() - before) == (1, 1)
+    assert us.calls() - before == 1
+    us.in_quickbooks("Account", {"Id": body["default_expense_account_id"], "Active": False})
+    refused = problem(await us.put("settings", body), 422, "qbo_reference_wrong_type")
+    assert fields(refused) == ["default_expense_account_id"]
+    assert refused["errors"][0]["found"]["kind"] == "an inactive Expense account"
+    # The page's cached list was dropped: it shows the change too.
+    listed = await us.get("accounts", type="Expense")
+    assert "Travel" not in [row["name"] for row in listed.json()["items"]]
 
 
 async def test_a_company_switch_during_the_account_check_saves_nothing(

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import structlog
 from pydantic import SecretStr
-from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -110,17 +109,10 @@ async def confirm(
         log.info("quickbooks_confirm_refused", org_id=org_id, code=outcome.failure.code)
         raise outcome.failure
     assert outcome.connection is not None
-    await _forget_cached_lists(references, outcome.connection.realm_id)
+    # Webhooks stop while a company is not connected: start from what QuickBooks holds now.
+    # (A Redis that can't be told leaves the lists to expire within minutes.)
+    await references.drop_company(outcome.connection.realm_id)
     return outcome.connection
-
-
-async def _forget_cached_lists(references: ReferenceCache, realm_id: str) -> None:
-    """Webhooks stop while a company is not connected: start from what QuickBooks holds now."""
-    try:
-        await references.drop_company(realm_id)
-    except RedisError as error:
-        # The lists expire on their own within minutes; the link itself is done.
-        log.warning("reference_cache_not_dropped", realm_id=realm_id, error=repr(error))
 
 
 async def _decide(

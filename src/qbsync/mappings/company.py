@@ -48,8 +48,10 @@ class Company:
 
     @property
     def tax_by_flag(self) -> bool:
-        """US automated sales tax: a line is only taxable (TAX) or not (NON)."""
-        return self.is_us and self.automated_sales_tax
+        """A US company: a line is only taxable (TAX) or not (NON), and qbsync sends the
+        platform's tax total. Companies made since 2017 use automated sales tax; for the few on
+        QuickBooks' older US sales tax qbsync does the same rather than pick a tax code itself."""
+        return self.is_us
 
 
 async def find_company(db: Database, org_id: str) -> Company | None:
@@ -78,9 +80,14 @@ async def connected_company(db: Database, org_id: str, *, purpose: str) -> Compa
     `purpose` finishes the sentence "Connect QuickBooks to …" in the refusal.
     """
     company = await find_company(db, org_id)
+    if company is not None and company.status is ConnectionStatus.NEEDS_REAUTH:
+        raise ConflictError(
+            f"QuickBooks no longer accepts our access: reconnect it to {purpose}.",
+            code="needs_reauth",
+        )
     if company is None or company.status is not ConnectionStatus.CONNECTED:
-        state = "is not connected" if company is None else f"is {company.status.value}"
-        raise NotConnectedError(f"QuickBooks {state}: connect (or reconnect) it to {purpose}.")
+        state = "is not connected" if company is None else "was disconnected"
+        raise NotConnectedError(f"QuickBooks {state}: connect it to {purpose}.")
     return company
 
 

@@ -136,7 +136,9 @@ class _Entry:
 
 def _emails(raw: str | None) -> tuple[str, ...]:
     # An entry without "@" is a placeholder ("n/a", "-"), and two placeholders are no evidence.
-    found = (part.strip().casefold() for part in _EMAIL_SEPARATORS.split(raw or ""))
+    # lower(), not casefold(): casefolding makes straße@ and strasse@ one mailbox, which they
+    # are not.
+    found = (part.strip().lower() for part in _EMAIL_SEPARATORS.split(raw or ""))
     return tuple(dict.fromkeys(email for email in found if "@" in email))
 
 

@@ -7,6 +7,7 @@ id, so that the user can confirm the ones they agree with (`preview_apply`).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from qbsync.mappings.matching import (
     CustomerIndex,
     MatchResult,
     action_for,
-    normalise_name,
 )
 from qbsync.mappings.preview_invoices import InvoicePlanner, customer_view
 from qbsync.mappings.preview_schemas import (
@@ -47,7 +47,7 @@ from qbsync.mappings.references import (
 from qbsync.mappings.schemas import SyncSettingsView
 from qbsync.mappings.settings_service import read_settings
 from qbsync.models import EntityMapping, MappingKind
-from qbsync.qbo import Item, TaxCode, TaxRate
+from qbsync.qbo import Customer, Item, TaxCode, TaxRate
 
 
 class DuplicateIdError(AppError):
@@ -71,8 +71,13 @@ async def run_preview(
     mappings = await _mappings(db, company)
     facts = _client_facts(body)
     customers = await refs.customers() if facts else []
+    # A customer's DisplayName is unique across customers, vendors and employees.
+    names_in_use = await _names_in_use(refs, customers) if facts else {}
     index = CustomerIndex(customers, taken=mappings.taken)
-    matches = index.match_all(facts, {pid: row.qbo_id for pid, row in mappings.clients.items()})
+    # Fuzzy matching of a long list is CPU work: keep the event loop free for other requests.
+    matches = await asyncio.to_thread(
+        index.match_all, facts, {pid: row.qbo_id for pid, row in mappings.clients.items()}
+    )
     needs_items = bool(body.services or body.invoices)
     items = await refs.items() if needs_items else []
     needs_codes = not company.tax_by_flag and bool(body.tax_rates or body.invoices)
@@ -83,10 +88,10 @@ async def run_preview(
     income_ref = (
         QboRefView(qbo_id=income.id or "", name=income.name) if income is not None else None
     )
+    listed = {client.id for client in body.clients}
     clients = [
-        _client(fact, matches[fact.platform_id], settings)
+        _client(fact, matches[fact.platform_id], settings, fact.platform_id in listed, names_in_use)
         for fact in facts
-        if fact.platform_id in {client.id for client in body.clients}
     ]
     services = [_service(s.id, s.name, mappings, items, income_ref) for s in body.services]
     tax_rates = [
@@ -99,14 +104,21 @@ async def run_preview(
             pid: (match, action_for(match, settings.customer_sync_mode))
             for pid, match in matches.items()
         },
+        customer_currencies={
+            row.id or "": row.currency_ref.value for row in customers if row.currency_ref
+        },
         service_items={pid: by_id(items, row.qbo_id) for pid, row in mappings.services.items()},
+        service_names={service.id: service.name for service in body.services},
+        item_names={_item_key(item.name): item for item in items if item.name},
         income_account=income_ref,
         tax_rate_codes={pid: row.qbo_id for pid, row in mappings.tax_rates.items()},
         platform_rates={rate.id: rate.rate for rate in body.tax_rates},
         codes=codes,
         rates=rates,
+        numbers_taken=await _numbers_taken(db, refs, company, body),
+        first_clients={fact.platform_id: fact for fact in facts},
     )
-    invoices = [planner.plan(invoice) for invoice in body.invoices]
+    invoices = planner.plan_all(body.invoices)
     links = {
         preview.platform_id: ProposedLink(
             qbo_id=preview.customer.qbo_id, display_name=preview.customer.display_name
@@ -138,6 +150,51 @@ async def run_preview(
     )
 
 
+async def _names_in_use(refs: References, customers: Sequence[Customer]) -> dict[str, str]:
+    """Display name (any case) → what already holds it in QuickBooks."""
+    held = {
+        _name_key(row.display_name): "an employee"
+        for row in await refs.employees()
+        if row.display_name
+    }
+    held |= {
+        _name_key(row.display_name): "a vendor" for row in await refs.vendors() if row.display_name
+    }
+    for row in customers:
+        if row.display_name:
+            held[_name_key(row.display_name)] = (
+                "a customer" if is_active(row) else "an inactive customer"
+            )
+    return held
+
+
+async def _numbers_taken(
+    db: Database, refs: References, company: Company, body: PreviewBody
+) -> dict[str, str]:
+    """Invoice number (any case) → the QuickBooks invoice holding it, unless it is the very
+    invoice this platform invoice was pushed as. One query, only when the company takes our
+    numbers."""
+    if not company.custom_txn_numbers:
+        return {}
+    numbers = sorted({invoice.number for invoice in body.invoices if invoice.number})
+    if not numbers:
+        return {}
+    pushed = await service.pushed_invoices(db, company, [invoice.id for invoice in body.invoices])
+    ours = set(pushed.values())
+    return {
+        _name_key(invoice.doc_number or ""): invoice.id or ""
+        for invoice in await refs.invoices_numbered(numbers)
+        if invoice.id not in ours
+    }
+
+
+def _name_key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+_item_key = _name_key
+
+
 def _refuse_duplicates(body: PreviewBody) -> None:
     for name, ids in (
         ("clients", [client.id for client in body.clients]),
@@ -150,7 +207,7 @@ def _refuse_duplicates(body: PreviewBody) -> None:
             if platform_id in seen:
                 raise DuplicateIdError(
                     f"{name} lists {platform_id!r} twice; each entity appears once.",
-                    field=f"{name}[{position}].id",
+                    field=f"{name}.{position}.id",
                 )
             seen.add(platform_id)
 
@@ -177,11 +234,28 @@ def _client_facts(body: PreviewBody) -> list[ClientFacts]:
     return list(facts.values())
 
 
-def _client(fact: ClientFacts, match: MatchResult, settings: SyncSettingsView) -> ClientPreview:
+def _client(
+    fact: ClientFacts,
+    match: MatchResult,
+    settings: SyncSettingsView,
+    listed: bool,
+    names_in_use: dict[str, str],
+) -> ClientPreview:
+    action = action_for(match, settings.customer_sync_mode)
+    note = match.note
+    holder = names_in_use.get(_name_key(fact.name))
+    if action == "create" and holder is not None:
+        clash = (
+            f'QuickBooks already has {holder} named "{fact.name}", and a customer\'s name must '
+            "differ from every customer's, vendor's and employee's: the new customer gets a "
+            "distinguishing suffix."
+        )
+        note = f"{note} {clash}" if note else clash
     return ClientPreview(
         platform_id=fact.platform_id,
         name=fact.name,
-        action=action_for(match, settings.customer_sync_mode),
+        listed=listed,
+        action=action,
         rule=match.rule,
         confidence=match.confidence,
         customer=customer_view(match.customer) if match.customer else None,
@@ -189,7 +263,7 @@ def _client(fact: ClientFacts, match: MatchResult, settings: SyncSettingsView) -
             CandidateView(**customer_view(c).model_dump(), reason=c.reason, score=c.score)
             for c in match.candidates
         ],
-        note=match.note,
+        note=note,
     )
 
 
@@ -201,10 +275,11 @@ def _service(
     income: QboRefView | None,
 ) -> ServicePreview:
     mapped = mappings.services.get(platform_id)
+    # QuickBooks compares item names as written, ignoring case only.
     same_name = [
         QboRefView(qbo_id=item.id or "", name=item.name)
         for item in items
-        if item.name and normalise_name(item.name) == normalise_name(name)
+        if item.name and _item_key(item.name) == _item_key(name)
     ]
     if mapped is not None:
         item = by_id(items, mapped.qbo_id)
@@ -290,7 +365,7 @@ def _tax_rate(
             )
         note = (
             f'Mapped to tax code {mapped.qbo_id} ("{mapped.qbo_name}"), which is gone, '
-            f"inactive or no longer charges {rate} %: map it again."
+            f"inactive, or no longer charges {rate} %: map it again."
         )
     else:
         note = "Not mapped: invoices using it can't be pushed until it is mapped to a tax code."

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from qbsync.mappings.company import Company
-from qbsync.mappings.matching import Action, Candidate, MatchResult
+from qbsync.mappings.matching import Action, Candidate, ClientFacts, MatchResult
 from qbsync.mappings.preview_schemas import (
     Blocker,
     CustomerView,
@@ -54,17 +54,45 @@ class InvoicePlanner:
     company: Company
     settings: SyncSettingsView
     matches: Mapping[str, tuple[MatchResult, Action]]
+    customer_currencies: Mapping[str, str]
     service_items: Mapping[str, Item | None]
+    service_names: Mapping[str, str]
+    item_names: Mapping[str, Item]  # by name, any case
     income_account: QboRefView | None
     tax_rate_codes: Mapping[str, str]
     platform_rates: Mapping[str, Decimal]
     codes: Sequence[TaxCode]
     rates: Sequence[TaxRate]
+    numbers_taken: Mapping[str, str]  # invoice number, any case → QuickBooks invoice id
+    first_clients: Mapping[str, ClientFacts]
+
+    def plan_all(self, invoices: Sequence[InvoiceSnapshot]) -> list[InvoicePreview]:
+        """Each invoice; a number used twice in this list blocks the later ones."""
+        planned = []
+        seen: dict[str, str] = {}
+        for invoice in invoices:
+            preview = self.plan(invoice)
+            key = _number_key(invoice.number) if self.company.custom_txn_numbers else None
+            if key and key in seen:
+                preview.blocked_by.append(
+                    Blocker(
+                        code="duplicate_doc_number",
+                        field="number",
+                        message=f"Invoice {seen[key]!r} of this preview has the same number; "
+                        "QuickBooks refuses a second invoice with it.",
+                    )
+                )
+                if preview.status == "ready":
+                    preview.status = "blocked"
+            elif key:
+                seen[key] = invoice.id
+            planned.append(preview)
+        return planned
 
     def plan(self, invoice: InvoiceSnapshot) -> InvoicePreview:
         blockers: list[Blocker] = []
         notes: list[str] = []
-        customer = self._customer(invoice, blockers)
+        customer = self._customer(invoice, blockers, notes)
         mode = None if self.company.is_us else MODES[invoice.amounts_are]
         lines: list[LinePreview] = []
         planned: list[PlannedLine | None] = []
@@ -72,7 +100,8 @@ class InvoicePlanner:
             preview, plan = self._line(index, line, mode, invoice, blockers)
             lines.append(preview)
             planned.append(plan)
-        self._currency(invoice, blockers)
+        self._currency(invoice, customer, blockers)
+        self._amounts(invoice, blockers)
         doc_number = self._doc_number(invoice, blockers, notes)
         platform = Totals(
             subtotal=invoice.subtotal, tax_total=invoice.tax_total, total=invoice.total
@@ -82,8 +111,8 @@ class InvoicePlanner:
         if all(plan is not None for plan in planned):
             computed = self._totals([plan for plan in planned if plan is not None], mode, invoice)
             totals = _view(computed)
-            differences = _differences(platform, computed, mode, len(invoice.lines))
-            if self.company.is_us and invoice.amounts_are != "no_tax":
+            differences = _differences(platform, computed, mode, invoice)
+            if self.company.is_us and invoice.amounts_are == "tax_exclusive":
                 notes.append(
                     "QuickBooks' automated sales tax is given the platform's tax total, so the "
                     "invoice's total in QuickBooks is the platform's."
@@ -108,8 +137,19 @@ class InvoicePlanner:
             notes=notes,
         )
 
-    def _customer(self, invoice: InvoiceSnapshot, blockers: list[Blocker]) -> InvoiceCustomer:
+    def _customer(
+        self, invoice: InvoiceSnapshot, blockers: list[Blocker], notes: list[str]
+    ) -> InvoiceCustomer:
         match, action = self.matches[invoice.client.id]
+        matched_as = self.first_clients[invoice.client.id]
+        named = invoice.client
+        if (named.name, named.email) != (matched_as.name, matched_as.email):
+            notes.append(
+                f'This invoice names client {named.id!r} as "{named.name}"'
+                f"{f' <{named.email}>' if named.email else ''}; it was matched as "
+                f'"{matched_as.name}"{f" <{matched_as.email}>" if matched_as.email else ""}, '
+                "as listed first."
+            )
         if action == "ambiguous":
             blockers.append(
                 Blocker(
@@ -142,7 +182,7 @@ class InvoicePlanner:
         invoice: InvoiceSnapshot,
         blockers: list[Blocker],
     ) -> tuple[LinePreview, PlannedLine | None]:
-        field = f"lines[{index}]"
+        field = f"lines.{index}"
         item_ref, income = self._item(field, line, blockers)
         amount = line_amount(line.quantity, line.unit_price)
         tax_ref, rates, taxable, known = self._tax(field, line, mode, invoice, blockers)
@@ -199,6 +239,20 @@ class InvoicePlanner:
                     "account is set: map it, or choose a default income account.",
                 )
             )
+            return None, None
+        name = self.service_names.get(line.service_id)
+        holder = self.item_names.get(_number_key(name) or "") if name else None
+        if holder is not None:
+            blockers.append(
+                Blocker(
+                    code="item_name_taken",
+                    field=f"{field}.service_id",
+                    message=f"Service {line.service_id!r} is not mapped, and QuickBooks already "
+                    f'has an item named "{holder.name}", so one can\'t be created for it: map '
+                    "the service to that item.",
+                )
+            )
+            return None, None
         return None, self.income_account
 
     def _tax(
@@ -211,7 +265,18 @@ class InvoicePlanner:
     ) -> tuple[QboRefView | None, tuple[QboRate, ...], bool, bool]:
         """(code shown, rates, US taxable, whether the tax is known)."""
         rate_id = line.tax_rate_id
-        if self.company.is_us:
+        if self.company.tax_by_flag:
+            if invoice.amounts_are == "tax_inclusive":
+                if index_of(field) == 0:
+                    blockers.append(
+                        Blocker(
+                            code="tax_inclusive_not_supported",
+                            field="amounts_are",
+                            message="QuickBooks' US companies take amounts before tax only: "
+                            "send this invoice with tax-exclusive amounts.",
+                        )
+                    )
+                return None, (), False, False
             if invoice.amounts_are == "no_tax" or rate_id is None:
                 return QboRefView(qbo_id="NON", name="NON"), (), False, True
             flag = self.tax_rate_codes.get(rate_id)
@@ -243,7 +308,11 @@ class InvoicePlanner:
         code_id = self.tax_rate_codes.get(rate_id)
         code = by_id(self.codes, code_id) if code_id else None
         if code is None or not is_active(code):
-            what = "is not mapped" if code_id is None else "is mapped to a code that is gone"
+            what = (
+                "is not mapped"
+                if code_id is None
+                else "is mapped to a tax code that is gone or inactive"
+            )
             blockers.append(
                 Blocker(
                     code="unmapped_tax_rate",
@@ -261,7 +330,9 @@ class InvoicePlanner:
         )
         return QboRefView(qbo_id=code.id or "", name=code.name), rates, False, True
 
-    def _currency(self, invoice: InvoiceSnapshot, blockers: list[Blocker]) -> None:
+    def _currency(
+        self, invoice: InvoiceSnapshot, customer: InvoiceCustomer, blockers: list[Blocker]
+    ) -> None:
         home = self.company.home_currency
         if home and invoice.currency != home and not self.company.multi_currency:
             blockers.append(
@@ -270,6 +341,30 @@ class InvoicePlanner:
                     field="currency",
                     message=f"The invoice is in {invoice.currency} but the QuickBooks company "
                     f"works in {home} only: turn on multicurrency in QuickBooks.",
+                )
+            )
+            return
+        linked = customer.customer
+        held = self.customer_currencies.get(linked.qbo_id) if linked else None
+        if linked is not None and held and held != invoice.currency:
+            blockers.append(
+                Blocker(
+                    code="customer_currency_mismatch",
+                    field="currency",
+                    message=f"The invoice is in {invoice.currency}, but QuickBooks customer "
+                    f'"{linked.display_name}" is billed in {held}, which QuickBooks can\'t '
+                    "change.",
+                )
+            )
+
+    def _amounts(self, invoice: InvoiceSnapshot, blockers: list[Blocker]) -> None:
+        if invoice.total < 0:
+            blockers.append(
+                Blocker(
+                    code="negative_total",
+                    field="total",
+                    message="QuickBooks can't hold an invoice whose total is below zero: "
+                    "record it as a credit note instead.",
                 )
             )
 
@@ -289,6 +384,16 @@ class InvoicePlanner:
                     f"characters; {number!r} has {len(number)}.",
                 )
             )
+        taken = self.numbers_taken.get(_number_key(number) or "")
+        if taken is not None:
+            blockers.append(
+                Blocker(
+                    code="duplicate_doc_number",
+                    field="number",
+                    message=f"QuickBooks invoice {taken} already has the number {number!r}, "
+                    "and QuickBooks refuses a second invoice with it.",
+                )
+            )
         return number
 
     def _totals(
@@ -298,6 +403,14 @@ class InvoicePlanner:
             taxed = invoice.amounts_are != "no_tax"
             return us_totals(lines, tax_override=invoice.tax_total if taxed else None)
         return vat_totals(lines, mode)
+
+
+def index_of(field: str) -> int:
+    return int(field.rsplit(".", 1)[1])
+
+
+def _number_key(number: str | None) -> str | None:
+    return " ".join(number.split()).casefold() if number else None
 
 
 def customer_view(candidate: Candidate) -> CustomerView:
@@ -328,7 +441,7 @@ def _view(totals: QboTotals) -> QuickBooksTotals:
 
 
 def _differences(
-    platform: Totals, quickbooks: QboTotals, mode: TaxMode | None, line_count: int
+    platform: Totals, quickbooks: QboTotals, mode: TaxMode | None, invoice: InvoiceSnapshot
 ) -> list[Difference]:
     found: list[Difference] = []
     sub_gap = platform.subtotal - quickbooks.net_subtotal
@@ -348,7 +461,7 @@ def _differences(
                 field="tax_total",
                 platform=str(platform.tax_total),
                 quickbooks=str(quickbooks.tax_total),
-                reason=_tax_reason(tax_gap, mode, line_count),
+                reason=_tax_reason(tax_gap, mode, invoice),
             )
         )
     if platform.total != quickbooks.total:
@@ -377,8 +490,10 @@ def _subtotal_reason(mode: TaxMode | None) -> str:
     )
 
 
-def _tax_reason(gap: Decimal, mode: TaxMode | None, line_count: int) -> str:
-    if mode is not None and abs(gap) <= Decimal("0.01") * line_count:
+def _tax_reason(gap: Decimal, mode: TaxMode | None, invoice: InvoiceSnapshot) -> str:
+    if invoice.amounts_are == "no_tax":
+        return "The invoice says no tax applies (no_tax), yet the platform's tax total is not zero."
+    if mode is not None and abs(gap) <= Decimal("0.01") * len(invoice.lines):
         return (
             "Rounding: QuickBooks rounds VAT/GST once per rate on the invoice's total, the "
             "platform rounded line by line. QuickBooks' figure is what the customer will owe "

@@ -50,6 +50,7 @@ class CandidateView(CustomerView):
 class ClientPreview(BaseModel):
     platform_id: str
     name: str
+    listed: bool = Field(description="False for a client only named on an invoice.")
     action: ClientAction
     rule: Literal["mapping", "email", "name", "none"]
     confidence: float
@@ -178,7 +179,7 @@ class PreviewResult(BaseModel):
 
 
 class ApplyBody(Strict):
-    preview_id: Annotated[str, Field(min_length=1, max_length=64)]
+    preview_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     client_ids: Annotated[list[PlatformId], Field(min_length=1, max_length=MAX_CLIENTS)]
 
 

@@ -14,6 +14,7 @@ from qbsync.qbo import (
     QboError,
     QboThrottledError,
     RateLimitBusyError,
+    RateLimiterUnavailableError,
 )
 
 
@@ -33,8 +34,19 @@ async def quickbooks_errors() -> AsyncIterator[None]:
             "Reconnect QuickBooks.",
             code="needs_reauth",
         ) from error
-    except (QboAuthenticationError, QboAuthorizationError) as error:
+    except QboAuthenticationError as error:
         raise ConflictError(error.user_message, code="needs_reauth") from error
+    except QboAuthorizationError as error:
+        # The user who connected may have lost a permission, or the subscription lapsed:
+        # reconnecting as the same user won't help, so it is not called needs_reauth.
+        raise ConflictError(error.user_message, code="quickbooks_access_denied") from error
+    except RateLimiterUnavailableError as error:
+        raise ServiceUnavailableError(
+            "qbsync's queue service (Redis) is unavailable, so QuickBooks can't be called "
+            "within its limits. Try again in a minute.",
+            code="service_unavailable",
+            headers={"Retry-After": "5"},
+        ) from error
     except (QboThrottledError, RateLimitBusyError) as error:
         wait = error.wait_seconds if isinstance(error, QboThrottledError) else 30.0
         raise ServiceUnavailableError(

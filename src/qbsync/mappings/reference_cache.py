@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import structlog
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -32,6 +33,7 @@ E = TypeVar("E", bound=QboEntity)
 log = structlog.get_logger(__name__)
 
 DEFAULT_TTL_SECONDS = 300
+FORMAT = "v1"
 # A loader that died leaves its lock for at most this long.
 LOCK_MS = 30_000
 # How long a concurrent miss waits for another process's load before reading on its own.
@@ -68,73 +70,94 @@ class ReferenceCache:
         entity_type: type[E],
         fetch: Callable[[], Awaitable[Sequence[E]]],
     ) -> list[E]:
-        """The cached list, or `fetch()`'s answer stored for the next caller."""
+        """The cached list, or `fetch()`'s answer stored for the next caller.
+
+        Redis failing at any step costs no more than the one read of `fetch()`: the list is
+        then answered uncached.
+        """
+        keys = _Keys(self._prefix, realm_id, entity_type.entity_name)
+        locked = False
+        token = secrets.token_hex(8)
+        try:
+            generation, cached = await self._read(keys, entity_type)
+            if cached is not None:
+                return cached
+            locked = bool(await self._redis.set(keys.lock, token, nx=True, px=LOCK_MS))
+            if not locked:
+                waited = await self._wait_for_loader(keys, entity_type)
+                if waited is not None:
+                    return waited
+        except RedisError as error:
+            log.warning("reference_cache_unavailable", entity=keys.entity, error=repr(error))
+            return list(await fetch())
+        try:
+            rows = list(await fetch())
+        finally:
+            if locked:
+                await self._quietly(self._unlock(keys=[keys.lock], args=[token]), keys)
+        payload = json.dumps(
+            [row.model_dump(mode="json", by_alias=True, exclude_unset=True) for row in rows],
+            separators=(",", ":"),
+        )
+        await self._quietly(
+            self._store_if_current(
+                keys=[keys.data, keys.generation], args=[generation, payload, self._ttl]
+            ),
+            keys,
+        )
+        return rows
+
+    async def peek(self, realm_id: str, entity_type: type[E]) -> list[E] | None:
+        """The cached list if there is one; never reads QuickBooks."""
         keys = _Keys(self._prefix, realm_id, entity_type.entity_name)
         try:
-            return await self._load(keys, entity_type, fetch)
+            _, cached = await self._read(keys, entity_type)
         except RedisError as error:
-            log.warning(
-                "reference_cache_unavailable", entity=entity_type.entity_name, error=repr(error)
-            )
-            return list(await fetch())
+            log.warning("reference_cache_unavailable", entity=keys.entity, error=repr(error))
+            return None
+        return cached
 
-    async def drop(self, realm_id: str, entity_name: str) -> None:
-        """Forget one list of one company (QuickBooks reported a change to it)."""
+    async def drop(self, realm_id: str, entity_name: str) -> bool:
+        """Forget one list of one company (QuickBooks reported a change to it).
+
+        False when Redis could not be told: the list then lives out its few minutes.
+        """
         keys = _Keys(self._prefix, realm_id, entity_name)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(keys.generation)
-            pipe.delete(keys.data)
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(keys.generation)
+                pipe.delete(keys.data)
+                await pipe.execute()
+        except RedisError as error:
+            log.warning("reference_cache_not_dropped", entity=entity_name, error=repr(error))
+            return False
+        return True
 
     async def drop_company(self, realm_id: str) -> None:
         """Forget every list of one company (it was just connected: start from what is there)."""
         for name in CACHED_ENTITIES:
             await self.drop(realm_id, name)
 
-    async def _load(
-        self,
-        keys: _Keys,
-        entity_type: type[E],
-        fetch: Callable[[], Awaitable[Sequence[E]]],
-    ) -> list[E]:
-        generation, cached = await self._read(keys)
-        if cached is not None:
-            return _parse(entity_type, cached)
-        token = secrets.token_hex(8)
-        locked = await self._redis.set(keys.lock, token, nx=True, px=LOCK_MS)
-        if not locked:
-            waited = await self._wait_for_loader(keys)
-            if waited is not None:
-                return _parse(entity_type, waited)
+    async def _quietly(self, command: Awaitable[Any], keys: _Keys) -> None:
         try:
-            rows = list(await fetch())
-            payload = json.dumps(
-                [row.model_dump(mode="json", by_alias=True, exclude_unset=True) for row in rows],
-                separators=(",", ":"),
-            )
-            await self._store_if_current(
-                keys=[keys.data, keys.generation], args=[generation, payload, self._ttl]
-            )
-            return rows
-        finally:
-            if locked:
-                await self._unlock(keys=[keys.lock], args=[token])
+            await command
+        except RedisError as error:
+            log.warning("reference_cache_unavailable", entity=keys.entity, error=repr(error))
 
-    async def _read(self, keys: _Keys) -> tuple[str, list[Any] | None]:
+    async def _read(self, keys: _Keys, entity_type: type[E]) -> tuple[str, list[E] | None]:
         generation, data = await self._redis.mget(keys.generation, keys.data)
         text = _text(generation) or "0"
         if data is None:
             return text, None
-        rows = json.loads(data)
-        return text, rows if isinstance(rows, list) else None
+        return text, _parse(entity_type, data)
 
-    async def _wait_for_loader(self, keys: _Keys) -> list[Any] | None:
+    async def _wait_for_loader(self, keys: _Keys, entity_type: type[E]) -> list[E] | None:
         """Another process is reading this list from QuickBooks: use its answer when it lands."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_FOR_LOADER_SECONDS
         while loop.time() < deadline:
             await asyncio.sleep(POLL_SECONDS)
-            _, cached = await self._read(keys)
+            _, cached = await self._read(keys, entity_type)
             if cached is not None:
                 return cached
             if not await self._redis.exists(keys.lock):
@@ -143,12 +166,15 @@ class ReferenceCache:
 
 
 # The lists the settings page, matching and the preview read.
-CACHED_ENTITIES = ("Account", "Item", "TaxCode", "TaxRate", "Customer", "Vendor")
+CACHED_ENTITIES = ("Account", "Item", "TaxCode", "TaxRate", "Customer", "Vendor", "Employee")
 
 
 class _Keys:
     def __init__(self, prefix: str, realm_id: str, entity_name: str) -> None:
-        base = f"{prefix}:reference:{realm_id}:{entity_name}"
+        self.entity = entity_name
+        # The format's version is in the key: a release that reads lists differently starts
+        # with an empty cache instead of tripping over what the previous one stored.
+        base = f"{prefix}:reference:{FORMAT}:{realm_id}:{entity_name}"
         self.data = base
         self.generation = f"{base}:generation"
         self.lock = f"{base}:lock"
@@ -160,5 +186,13 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _parse(entity_type: type[E], rows: list[Any]) -> list[E]:
-    return [entity_type.model_validate(row) for row in rows]
+def _parse(entity_type: type[E], data: Any) -> list[E] | None:
+    """The stored list, or None (a miss) when it can't be read as this release reads it."""
+    try:
+        rows = json.loads(data)
+        if not isinstance(rows, list):
+            return None
+        return [entity_type.model_validate(row) for row in rows]
+    except (ValueError, ValidationError):
+        log.warning("reference_cache_unreadable", entity=entity_type.entity_name)
+        return None

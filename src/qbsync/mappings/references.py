@@ -19,13 +19,15 @@ from qbsync.mappings.reference_cache import ReferenceCache
 from qbsync.qbo import (
     Account,
     Customer,
+    Employee,
+    Invoice,
     Item,
     QboClient,
     QboEntity,
-    QboNotFoundError,
     TaxCode,
     TaxRate,
     Vendor,
+    in_list,
 )
 
 E = TypeVar("E", bound=QboEntity)
@@ -109,24 +111,35 @@ class References:
     async def vendors(self) -> list[Vendor]:
         return await self._list(Vendor)
 
-    async def lookup(self, entity_type: type[E], qbo_id: str) -> E | None:
-        """One record by id: from the cached list when it is there and active, else read now.
+    async def employees(self) -> list[Employee]:
+        return await self._list(Employee)
 
-        A record an accountant created or reactivated minutes ago is not in a cached list yet;
-        refusing it as "not found" would be wrong, so a doubt costs one read, and the stale list
-        is dropped for the next caller.
+    async def invoices_numbered(self, numbers: Sequence[str]) -> list[Invoice]:
+        """Invoices already holding one of these numbers: read now, never cached (invoices are
+        not reference data, and a number taken a minute ago matters)."""
+        if not numbers:
+            return []
+        return await self._client.query_all(Invoice, f"DocNumber IN {in_list(numbers)}")
+
+    async def current(self, entity_type: type[E], ids: Sequence[str]) -> dict[str, E]:
+        """These records as QuickBooks holds them now, in one query (inactive ones included).
+
+        What is about to be stored is checked against this, never against a cached list that
+        may predate a change made in QuickBooks a minute ago. A cached list that disagrees is
+        dropped, so the settings page shows the change too.
         """
-        cached = by_id(await self._list(entity_type), qbo_id)
-        if cached is not None and is_active(cached):
-            return cached
-        try:
-            fresh = await self._client.get(entity_type, qbo_id)
-        except QboNotFoundError:
-            return None
-        if cached is None or is_active(fresh):
-            await self._cache.drop(self._realm_id, entity_type.entity_name)
-            self._loaded.pop(entity_type.entity_name, None)
-        return fresh
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        rows = await self._client.query_all(entity_type, f"Id IN {in_list(wanted)} AND {ALL}")
+        found = {row.id: row for row in rows if row.id}
+        cached = await self._cache.peek(self._realm_id, entity_type)
+        if cached is not None:
+            known = {row.id: row.sync_token for row in cached}
+            if any(known.get(row_id, "missing") != row.sync_token for row_id, row in found.items()):
+                await self._cache.drop(self._realm_id, entity_type.entity_name)
+                self._loaded.pop(entity_type.entity_name, None)
+        return found
 
     async def reload(self, entity_type: type[E]) -> list[E]:
         """The list read again now (a search of it found nothing, and the cache may predate it)."""
@@ -135,18 +148,14 @@ class References:
         return await self._list(entity_type)
 
     async def rates_of(self, code: TaxCode) -> list[TaxRate]:
-        """The rates a tax code names, a rate missing from the cached list read on its own."""
-        rates = {rate.id: rate for rate in await self.tax_rates()}
-        found = []
-        for rate_list in (code.sales_tax_rate_list, code.purchase_tax_rate_list):
-            for detail in rate_list.tax_rate_detail if rate_list is not None else ():
-                rate_id = detail.tax_rate_ref.value if detail.tax_rate_ref else None
-                if rate_id is None:
-                    continue
-                rate = rates.get(rate_id) or await self.lookup(TaxRate, rate_id)
-                if rate is not None:
-                    found.append(rate)
-        return found
+        """The rates a tax code names, as QuickBooks holds them now."""
+        ids = [
+            detail.tax_rate_ref.value
+            for rate_list in (code.sales_tax_rate_list, code.purchase_tax_rate_list)
+            for detail in (rate_list.tax_rate_detail if rate_list is not None else ())
+            if detail.tax_rate_ref is not None
+        ]
+        return list((await self.current(TaxRate, ids)).values())
 
     async def _list(self, entity_type: type[E]) -> list[E]:
         name = entity_type.entity_name
@@ -258,7 +267,7 @@ def page(
 
 
 def encode_cursor(position: tuple[str, str]) -> str:
-    raw = json.dumps(list(position), separators=(",", ":")).encode()
+    raw = json.dumps(list(position), separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -271,10 +280,21 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     if (
         not isinstance(value, list)
         or len(value) != 2
-        or not all(isinstance(part, str) for part in value)
+        or not all(isinstance(part, str) and _storable(part) for part in value)
     ):
         raise _bad_cursor()
     return value[0], value[1]
+
+
+def _storable(text: str) -> bool:
+    """Text Postgres can compare: no NUL, no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _bad_cursor() -> InvalidCursorError:

@@ -39,14 +39,20 @@ QBO_ERRORS = problem_responses(409, 502)
 Limit = Annotated[int, Query(ge=1, le=200, description="At most this many items (default 50).")]
 Cursor = Annotated[
     str | None,
-    Query(max_length=512, description="The `next_cursor` of the previous page."),
+    Query(max_length=4096, description="The `next_cursor` of the previous page."),
 ]
 Search = Annotated[str | None, Query(max_length=100, description="Part of a name (any case).")]
 Inactive = Annotated[
     bool, Query(description="Also list records made inactive in QuickBooks (default false).")
 ]
 PlatformIdPath = Annotated[
-    str, Path(min_length=1, max_length=128, pattern=r"^[^\s/]+$", description="The platform id.")
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\s/\x00-\x1f\x7f]+$",
+        description="The platform id.",
+    ),
 ]
 
 

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from qbsync.models import CustomerSyncMode, ExpenseMode, MappingSource
 
 QboId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
+
+
+def _date_text(value: object) -> object:
+    # Lax pydantic would take 0 (1970-01-01) or a datetime string as a date.
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return value
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    raise ValueError("must be a date written YYYY-MM-DD")
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_text)]
 T = TypeVar("T")
 
 
@@ -41,7 +54,7 @@ class SyncSettingsBody(Strict):
         default=None,
         description="The Bank or Credit Card account an expense entry is paid from.",
     )
-    sync_start_date: date | None = Field(
+    sync_start_date: IsoDate | None = Field(
         default=None, description="Nothing issued before this date is pushed."
     )
     reconcile_interval_minutes: int = Field(default=60, ge=5, le=1440, strict=True)
@@ -58,7 +71,7 @@ MappingKindPath = Literal["clients", "services", "tax-rates", "expense-categorie
 
 
 class MappingBody(Strict):
-    qbo_id: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
+    qbo_id: Annotated[str, Field(pattern=r"^([0-9]{1,32}|TAX|NON)$")] | None = Field(
         default=None,
         description="The QuickBooks id; `TAX` or `NON` for a tax rate on a US company with "
         "automated sales tax.",
@@ -67,7 +80,7 @@ class MappingBody(Strict):
         default=None,
         description="expense-categories only: the account's number in the chart of accounts.",
     )
-    rate: Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,4})?$")] | None = Field(
+    rate: Annotated[str, Field(pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$")] | None = Field(
         default=None,
         description='tax-rates only: the platform rate as a percentage ("20.00"); required '
         "outside the US, where it must equal the tax code's sales rate.",

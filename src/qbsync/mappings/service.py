@@ -35,7 +35,14 @@ from qbsync.mappings.references import (
 )
 from qbsync.mappings.schemas import MappingBody, MappingKindPath, MappingView, Page
 from qbsync.mappings.settings_service import CompanyChangedError
-from qbsync.models import Connection, EntityMapping, MappingKind, MappingSource
+from qbsync.models import (
+    Connection,
+    EntityMapping,
+    MappingKind,
+    MappingSource,
+    RecordKind,
+    SyncRecord,
+)
 from qbsync.models.base import utcnow
 from qbsync.qbo import Account, Customer, Item, TaxCode
 
@@ -48,6 +55,7 @@ KINDS: dict[MappingKindPath, MappingKind] = {
 PATHS: dict[MappingKind, MappingKindPath] = {kind: path for path, kind in KINDS.items()}
 # One QuickBooks customer is one platform client (a partial unique index, so races lose too).
 CUSTOMER_TAKEN_INDEX = "uq_entity_mappings_client_customer"
+QBO_NAME_LENGTH = 500
 
 
 class MappingNotFoundError(NotFoundError):
@@ -76,7 +84,7 @@ async def list_mappings(
     db: Database, org_id: str, path: MappingKindPath, *, limit: int, cursor: str | None
 ) -> Page[MappingView]:
     """The org's mappings of one kind in its current company (kept while disconnected)."""
-    after = decode_cursor(cursor)[1] if cursor else None
+    after = decode_cursor(cursor)[1] if cursor is not None else None
     company = await find_company(db, org_id)
     if company is None:
         return Page[MappingView](items=[], next_cursor=None)
@@ -127,6 +135,7 @@ async def store(
     async with db.sessions() as session, session.begin():
         await _same_company(session, company)
         row = await upsert(session, company, KINDS[path], platform_id, resolved, source)
+        assert row is not None  # a replace always writes
         return view(row)
 
 
@@ -137,8 +146,14 @@ async def upsert(
     platform_id: str,
     resolved: Resolved,
     source: MappingSource,
-) -> EntityMapping:
-    """Insert or replace one mapping (an archived one of this company comes back to life)."""
+    *,
+    replace: bool = True,
+) -> EntityMapping | None:
+    """Insert or replace one mapping (an archived one of this company comes back to life).
+
+    With `replace=False` a current mapping of the platform id is kept, atomically, and None
+    says so: a link the user confirmed never overwrites a mapping someone made meanwhile.
+    """
     if kind is MappingKind.CLIENT:
         await _refuse_taken(session, company, platform_id, resolved.qbo_id)
     now = utcnow()
@@ -161,18 +176,22 @@ async def upsert(
             **values,
         )
         .on_conflict_do_update(
-            index_elements=["org_id", "realm_id", "kind", "platform_id"], set_=values
+            index_elements=["org_id", "realm_id", "kind", "platform_id"],
+            set_=values,
+            where=None if replace else EntityMapping.archived_at.is_not(None),
         )
         .returning(EntityMapping.id)
     )
     try:
         async with session.begin_nested():
-            mapping_id = (await session.execute(statement)).scalar_one()
+            mapping_id = (await session.execute(statement)).scalar_one_or_none()
     except IntegrityError as error:
         if CUSTOMER_TAKEN_INDEX in str(error.orig):
             # Another request linked this customer between our check and our write.
             raise _taken(resolved.qbo_id, None) from error
         raise
+    if mapping_id is None:
+        return None
     row = await session.get(EntityMapping, mapping_id, populate_existing=True)
     assert row is not None
     return row
@@ -231,6 +250,23 @@ async def client_mappings(
         )
     )
     return {str(platform_id): str(qbo_id) for platform_id, qbo_id in rows.all()}
+
+
+async def pushed_invoices(
+    db: Database, company: Company, platform_ids: Sequence[str]
+) -> dict[str, str]:
+    """platform invoice id → the QuickBooks invoice it was pushed as, in this company."""
+    async with db.sessions() as session:
+        rows = await session.execute(
+            select(SyncRecord.platform_id, SyncRecord.qbo_id).where(
+                SyncRecord.org_id == company.org_id,
+                SyncRecord.kind == RecordKind.INVOICE,
+                SyncRecord.realm_id == company.realm_id,
+                SyncRecord.qbo_id.is_not(None),
+                SyncRecord.platform_id.in_(list(platform_ids)),
+            )
+        )
+        return {str(platform_id): str(qbo_id) for platform_id, qbo_id in rows.all()}
 
 
 async def same_company(session: AsyncSession, company: Company) -> None:
@@ -314,7 +350,7 @@ def _required(value: str | None, name: str) -> str:
 
 
 async def _customer(refs: References, qbo_id: str) -> Resolved:
-    customer = await refs.lookup(Customer, qbo_id)
+    customer = (await refs.current(Customer, [qbo_id])).get(qbo_id)
     if customer is None:
         raise ReferenceNotFoundError(
             f"QuickBooks has no customer with id {qbo_id}.", field="qbo_id"
@@ -328,11 +364,11 @@ async def _customer(refs: References, qbo_id: str) -> Resolved:
                 "found": {"id": qbo_id, "name": customer.display_name, "kind": "inactive customer"}
             },
         )
-    return Resolved(qbo_id=qbo_id, qbo_name=customer.display_name)
+    return Resolved(qbo_id=qbo_id, qbo_name=_fits(customer.display_name))
 
 
 async def _item(refs: References, qbo_id: str) -> Resolved:
-    item = await refs.lookup(Item, qbo_id)
+    item = (await refs.current(Item, [qbo_id])).get(qbo_id)
     if item is None:
         raise ReferenceNotFoundError(f"QuickBooks has no item with id {qbo_id}.", field="qbo_id")
     if not is_active(item) or item.type not in ITEM_TYPES_FOR_SERVICES:
@@ -343,7 +379,7 @@ async def _item(refs: References, qbo_id: str) -> Resolved:
             field="qbo_id",
             extra={"found": {"id": qbo_id, "name": item.name, "kind": kind}},
         )
-    return Resolved(qbo_id=qbo_id, qbo_name=item.name)
+    return Resolved(qbo_id=qbo_id, qbo_name=_fits(item.name))
 
 
 async def _tax_code(refs: References, company: Company, qbo_id: str, rate: str | None) -> Resolved:
@@ -356,7 +392,7 @@ async def _tax_code(refs: References, company: Company, qbo_id: str, rate: str |
             )
         details = {"rate": rate} if rate is not None else {}
         return Resolved(qbo_id=qbo_id, qbo_name=qbo_id, details=details)
-    code = await refs.lookup(TaxCode, qbo_id)
+    code = (await refs.current(TaxCode, [qbo_id])).get(qbo_id)
     if code is None:
         raise ReferenceNotFoundError(
             f"QuickBooks has no tax code with id {qbo_id}.", field="qbo_id"
@@ -374,20 +410,24 @@ async def _tax_code(refs: References, company: Company, qbo_id: str, rate: str |
     details = {"sales_percent": _plain(sales)} if sales is not None else {}
     if percents.purchase_percent is not None:
         details["purchase_percent"] = _plain(percents.purchase_percent)
-    if company.is_us and rate is None:
-        return Resolved(qbo_id=qbo_id, qbo_name=code.name, details=details)
     # The body's pattern admits only plain decimals.
     platform = Decimal(_required(rate, "rate"))
-    if sales is None or sales != platform:
+    if sales is None:
+        raise ReferenceWrongTypeError(
+            f'Tax code {qbo_id} ("{code.name}") names a sales rate QuickBooks did not return, '
+            "so its percentage is unknown: choose another code.",
+            field="qbo_id",
+        )
+    if sales != platform:
         raise TaxRateMismatchError(
             f'Tax code "{code.name}" charges {_plain(sales) if sales is not None else "an unknown"}'
             f" % on sales, but the platform rate is {_plain(platform)} %. Choose the code whose "
             "rate matches, so that QuickBooks' VAT/GST equals the platform's.",
             field="rate",
-            extra={"quickbooks_percent": _plain(sales) if sales is not None else None},
+            extra={"quickbooks_percent": _plain(sales)},
         )
     details["rate"] = _plain(platform)
-    return Resolved(qbo_id=qbo_id, qbo_name=code.name, details=details)
+    return Resolved(qbo_id=qbo_id, qbo_name=_fits(code.name), details=details)
 
 
 async def _expense_account(refs: References, body: MappingBody) -> Resolved:
@@ -401,29 +441,40 @@ async def _expense_account(refs: References, body: MappingBody) -> Resolved:
         )
     want = "an active Expense, Other Expense or Cost of Goods Sold account"
     if body.qbo_id is not None:
+        found_now = await refs.current(Account, [body.qbo_id])
         account = check_account(
-            await refs.lookup(Account, body.qbo_id), body.qbo_id, EXPENSE_TYPES, "qbo_id", want
+            found_now.get(body.qbo_id), body.qbo_id, EXPENSE_TYPES, "qbo_id", want
         )
     else:
         number = body.account_number
-        found = _numbered(await refs.accounts(), number)
-        if not found:
-            found = _numbered(await refs.reload(Account), number)
+        # QuickBooks can't be asked by number (AcctNum is not filterable): what is stored is
+        # checked against the chart of accounts read now.
+        found = _numbered(await refs.reload(Account), number)
         if not found:
             raise ReferenceNotFoundError(
                 f"No QuickBooks account has the number {number}.", field="account_number"
             )
-        if len(found) > 1:
+        active = [row for row in found if is_active(row)]
+        if len(active) > 1:
             raise ReferenceWrongTypeError(
-                f"{len(found)} QuickBooks accounts have the number {number}; use qbo_id.",
+                f"{len(active)} QuickBooks accounts have the number {number}; use qbo_id.",
                 field="account_number",
             )
-        account = check_account(found[0], found[0].id or "", EXPENSE_TYPES, "account_number", want)
+        chosen = (active or found)[0]
+        account = check_account(chosen, chosen.id or "", EXPENSE_TYPES, "account_number", want)
     details = {"account_number": account.acct_num} if account.acct_num else {}
     return Resolved(
         qbo_id=account.id or "",
-        qbo_name=account.fully_qualified_name or account.name,
+        qbo_name=_fits(account.fully_qualified_name or account.name),
         details=details,
+    )
+
+
+def _fits(name: str | None) -> str | None:
+    """A name as the mapping keeps it: QuickBooks' five levels of sub-accounts can exceed the
+    column, and a shortened name is only for people (the id is what counts)."""
+    return (
+        name if name is None or len(name) <= QBO_NAME_LENGTH else name[: QBO_NAME_LENGTH - 1] + "…"
     )
 
 

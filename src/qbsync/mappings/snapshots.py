@@ -8,29 +8,44 @@ does not break an older qbsync; a key we know with a bad value is refused, namin
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 MAX_LINES = 750  # QuickBooks' limit on a taxable invoice
+
+
+# Plain ASCII digits only: Python's Decimal would also take "1_000", "1e3", "+5" or other
+# scripts' digits, which a platform never means to send.
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# QuickBooks keeps amounts below a hundred billion; a line past that is a typo, not an invoice.
+MAX_LINE_AMOUNT = Decimal("99999999999.99")
 
 
 def _decimal_string(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError('must be a decimal string such as "150.00", never a JSON number')
-    return value.strip()
+    if not _PLAIN_DECIMAL.fullmatch(value):
+        raise ValueError('must be a plain decimal such as "150.00" or "-2.5"')
+    return value
 
 
 def _places(limit: int) -> AfterValidator:
     def check(value: Decimal) -> Decimal:
-        if not value.is_finite():
-            raise ValueError("must be a finite number")
         exponent = value.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > limit:
             raise ValueError(f"must have at most {limit} decimal places")
-        return value
+        return value + 0  # "-0" is plain zero
 
     return AfterValidator(check)
 
@@ -40,7 +55,7 @@ Money = Annotated[Decimal, _DecimalText, Field(max_digits=15), _places(2)]
 # Unit prices and quantities may be finer than a cent (QuickBooks keeps up to 7 places).
 Fine = Annotated[Decimal, _DecimalText, Field(max_digits=17), _places(6)]
 Percent = Annotated[Decimal, _DecimalText, Field(ge=0, le=100), _places(4)]
-PlatformId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+PlatformId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Text = Annotated[str, Field(max_length=500)]
 AmountsAre = Literal["tax_exclusive", "tax_inclusive", "no_tax"]
@@ -95,6 +110,12 @@ class InvoiceLine(Snapshot):
     unit_price: Fine
     # No tax rate: the line is untaxed.
     tax_rate_id: PlatformId | None = None
+
+    @model_validator(mode="after")
+    def _amount_in_range(self) -> InvoiceLine:
+        if abs(self.quantity * self.unit_price) > MAX_LINE_AMOUNT:
+            raise ValueError(f"quantity times unit_price must stay within {MAX_LINE_AMOUNT}")
+        return self
 
 
 class InvoiceSnapshot(Snapshot):

@@ -217,6 +217,10 @@ class Vendor(_Party):
     acct_num: str | None = None
 
 
+class Employee(_Party):
+    entity_name = "Employee"
+
+
 class Item(QboEntity):
     entity_name = "Item"
 
@@ -356,6 +360,7 @@ ENTITY_TYPES: dict[str, type[QboEntity]] = {
         Preferences,
         Customer,
         Vendor,
+        Employee,
         Item,
         Account,
         TaxCode,

@@ -1,0 +1,284 @@
+"""What would stop the push, found by the preview before anything is written: each blocker on
+the company where QuickBooks would refuse it, and the links apply may and may not store."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import select, update
+
+from qbsync.db import Database
+from qbsync.main import create_app
+from qbsync.models import Connection, EntityMapping
+from qbsync.settings import Settings
+from tests.conftest import bearer
+from tests.connections.committed import CommittedApp
+from tests.connections.conftest import UK_REALM, Consent
+from tests.mappings.conftest import Org, problem
+from tests.mappings.test_preview import ACME, _invoice, _line, _preview, _uk_mapped
+
+
+def _codes(invoice: dict[str, Any]) -> list[str]:
+    return [blocker["code"] for blocker in invoice["blocked_by"]]
+
+
+async def test_a_us_invoice_with_tax_inclusive_amounts_is_blocked(us: Org) -> None:
+    client = {"id": "cl_cool", "name": "Cool Cars", "email": "cool_cars@intuit.test"}
+    await us.put("settings", {"default_income_account_id": us.qbo_id("Account", "Services")})
+    invoice = _invoice(
+        "inv_us",
+        client,
+        [_line("108.25", service="svc_a", tax="tr_ca")],
+        subtotal="100.00",
+        tax_total="8.25",
+        total="108.25",
+        currency="USD",
+        amounts_are="tax_inclusive",
+    )
+    body = {"tax_rates": [{"id": "tr_ca", "name": "CA", "rate": "8.25"}], "invoices": [invoice]}
+    planned = (await _preview(us, body))["invoices"][0]
+    assert _codes(planned) == ["tax_inclusive_not_supported"]
+    assert planned["quickbooks_totals"] is None
+
+
+async def test_a_us_company_on_the_older_sales_tax_maps_to_taxable_or_not_too(
+    us: Org, db: Database
+) -> None:
+    async with db.sessions() as session:
+        await session.execute(update(Connection).values(automated_sales_tax=False))
+        await session.commit()
+    problem(
+        await us.put("mappings/tax-rates/tr_ca", {"qbo_id": "2"}), 422, "qbo_reference_wrong_type"
+    )
+    assert (await us.put("mappings/tax-rates/tr_ca", {"qbo_id": "TAX"})).status_code == 200
+
+
+async def test_a_new_customer_named_like_a_vendor_is_told_it_gets_a_suffix(uk: Org) -> None:
+    result = await _preview(uk, {"clients": [{"id": "cl_rail", "name": "Northern Rail"}]})
+    [client] = result["clients"]
+    assert client["action"] == "create"
+    assert "a vendor" in client["note"]
+    assert "suffix" in client["note"]
+
+
+async def test_an_unmapped_service_whose_name_an_item_holds_blocks(uk: Org) -> None:
+    await _uk_mapped(uk)
+    await uk.put(
+        "settings", {"default_income_account_id": uk.qbo_id("Account", "Consulting Income")}
+    )
+    body = {
+        "services": [{"id": "svc_training", "name": "training"}],
+        "invoices": [
+            _invoice(
+                "inv_t",
+                ACME,
+                [_line("400.00", service="svc_training")],
+                subtotal="400.00",
+                tax_total="80.00",
+                total="480.00",
+            )
+        ],
+    }
+    planned = (await _preview(uk, body))["invoices"][0]
+    assert _codes(planned) == ["item_name_taken"]
+    assert planned["blocked_by"][0]["field"] == "lines.0.service_id"
+
+
+async def test_an_invoice_number_quickbooks_or_the_preview_already_has_blocks(uk: Org) -> None:
+    await _uk_mapped(uk)
+    acme = uk.qbo_id("Customer", "Acme Ltd")
+    consulting = uk.qbo_id("Item", "Consulting")
+    uk.in_quickbooks(
+        "Invoice",
+        {
+            "CustomerRef": {"value": acme},
+            "DocNumber": "INV-7",
+            "GlobalTaxCalculation": "TaxExcluded",
+            "Line": [
+                {
+                    "DetailType": "SalesItemLineDetail",
+                    "Amount": "10.00",
+                    "SalesItemLineDetail": {
+                        "ItemRef": {"value": consulting},
+                        "Qty": "1",
+                        "UnitPrice": "10.00",
+                        "TaxCodeRef": {"value": "3"},
+                    },
+                }
+            ],
+        },
+    )
+    invoices = [
+        _invoice(
+            "a",
+            ACME,
+            [_line("10.00")],
+            subtotal="10.00",
+            tax_total="2.00",
+            total="12.00",
+            number="inv-7",
+        ),
+        _invoice(
+            "b",
+            ACME,
+            [_line("10.00")],
+            subtotal="10.00",
+            tax_total="2.00",
+            total="12.00",
+            number="INV-8",
+        ),
+        _invoice(
+            "c",
+            ACME,
+            [_line("10.00")],
+            subtotal="10.00",
+            tax_total="2.00",
+            total="12.00",
+            number="INV-8",
+        ),
+    ]
+    planned = {
+        i["platform_id"]: i for i in (await _preview(uk, {"invoices": invoices}))["invoices"]
+    }
+    assert _codes(planned["a"]) == ["duplicate_doc_number"]
+    assert _codes(planned["b"]) == []
+    assert _codes(planned["c"]) == ["duplicate_doc_number"]
+    assert planned["c"]["status"] == "blocked"
+
+
+async def test_an_invoice_below_zero_is_blocked(uk: Org) -> None:
+    await _uk_mapped(uk)
+    invoice = _invoice(
+        "neg", ACME, [_line("-100.00")], subtotal="-100.00", tax_total="-20.00", total="-120.00"
+    )
+    assert _codes((await _preview(uk, {"invoices": [invoice]}))["invoices"][0]) == [
+        "negative_total"
+    ]
+
+
+async def test_clients_named_only_on_invoices_are_listed_and_can_be_linked(uk: Org) -> None:
+    await _uk_mapped(uk)
+    invoice = _invoice(
+        "inv", ACME, [_line("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
+    )
+    result = await _preview(uk, {"invoices": [invoice]})
+    [client] = result["clients"]
+    assert (client["platform_id"], client["listed"], client["action"]) == ("cl_acme", False, "link")
+    assert result["summary"]["clients"]["link"] == 1
+    applied = await uk.post(
+        "preview/apply", {"preview_id": result["preview_id"], "client_ids": ["cl_acme"]}
+    )
+    assert applied.status_code == 200, applied.text
+    assert [m["platform_id"] for m in applied.json()["applied"]] == ["cl_acme"]
+
+
+async def test_apply_skips_a_customer_made_inactive_since_the_preview(uk: Org) -> None:
+    result = await _preview(uk, {"clients": [ACME]})
+    uk.in_quickbooks("Customer", {"Id": uk.qbo_id("Customer", "Acme Ltd"), "Active": False})
+    applied = await uk.post(
+        "preview/apply", {"preview_id": result["preview_id"], "client_ids": ["cl_acme"]}
+    )
+    body = applied.json()
+    assert body["applied"] == []
+    assert [s["code"] for s in body["skipped"]] == ["qbo_reference_wrong_type"]
+
+
+async def test_apply_never_overwrites_a_mapping_made_at_the_same_moment(
+    live: CommittedApp, consent: Consent, prefix: str
+) -> None:
+    """A manual mapping and a confirmed link of one client race: the manual one always stays."""
+    org_id = f"{prefix}apply"
+    browser = Consent(live.client, consent.simulator, consent.make_token)
+    await browser.connect(org_id, UK_REALM)
+    headers = bearer(consent.make_token(org_id))
+    customers = consent.simulator.state.company(UK_REALM).objects["Customer"].values()
+    bakers = next(
+        str(row["Id"]) for row in customers if row["DisplayName"] == "Brighton Bakers Ltd"
+    )
+    for attempt in range(3):
+        client_id = f"cl_acme_{attempt}"
+        client = {**ACME, "id": client_id}
+        preview = await live.client.post(
+            "/v1/quickbooks/preview", json={"clients": [client]}, headers=headers
+        )
+        preview_id = preview.json()["preview_id"]
+        async with live.db.sessions() as holder, holder.begin():
+            await holder.execute(
+                select(Connection.id).where(Connection.org_id == org_id).with_for_update()
+            )
+            racing = [
+                asyncio.create_task(
+                    live.client.post(
+                        "/v1/quickbooks/preview/apply",
+                        json={"preview_id": preview_id, "client_ids": [client_id]},
+                        headers=headers,
+                    )
+                ),
+                asyncio.create_task(
+                    live.client.put(
+                        f"/v1/quickbooks/mappings/clients/{client_id}",
+                        json={"qbo_id": bakers},
+                        headers=headers,
+                    )
+                ),
+            ]
+            await asyncio.sleep(0.3)
+        applied, manual = await asyncio.gather(*racing)
+        assert manual.status_code == 200, manual.text
+        assert applied.status_code == 200, applied.text
+        async with live.db.sessions() as session:
+            stored = await session.scalar(
+                select(EntityMapping).where(
+                    EntityMapping.org_id == org_id, EntityMapping.platform_id == client_id
+                )
+            )
+        assert stored is not None
+        assert (stored.qbo_id, stored.source.value) == (bakers, "manual")
+        freed = await live.client.delete(
+            f"/v1/quickbooks/mappings/clients/{client_id}", headers=headers
+        )
+        assert freed.status_code == 204
+
+
+async def test_apply_without_redis_is_a_503(uk: Org, settings: Settings, db: Database) -> None:
+    result = await _preview(uk, {"clients": [ACME]})
+    dead = ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    app = create_app(settings, database=db, redis=dead)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://qbsync.test") as client:
+            response = await client.post(
+                "/v1/quickbooks/preview/apply",
+                json={"preview_id": result["preview_id"], "client_ids": ["cl_acme"]},
+                headers=uk.headers,
+            )
+    problem(response, 503, "service_unavailable")
+    assert response.headers["retry-after"]
+    await dead.aclose()
+
+
+@pytest.mark.parametrize(
+    "value", ["1_000", "1e3", "+5", "\u0661\u0660", " 10", "NaN", "10.1234567"]
+)
+async def test_only_plain_decimal_strings_are_money(uk: Org, value: str) -> None:
+    body = {"services": [{"id": "s", "name": "S", "unit_price": value}]}
+    response = await uk.post("preview", body)
+    assert (
+        problem(response, 422, "validation_error")["errors"][0]["field"] == "services.0.unit_price"
+    )
+
+
+async def test_a_line_too_large_for_quickbooks_is_refused(uk: Org) -> None:
+    invoice = _invoice(
+        "big",
+        ACME,
+        [_line("99999", quantity="99999999999")],
+        subtotal="1.00",
+        tax_total="0.00",
+        total="1.00",
+    )
+    problem(await uk.post("preview", {"invoices": [invoice]}), 422, "validation_error")
