@@ -117,6 +117,11 @@ class InvoicePlanner:
                     "QuickBooks' automated sales tax is given the platform's tax total, so the "
                     "invoice's total in QuickBooks is the platform's."
                 )
+                if invoice.tax_total and not any(plan.taxable for plan in planned if plan):
+                    notes.append(
+                        "The platform charges tax, but no line is taxable (TAX) in QuickBooks: "
+                        "check the tax-rate mappings, or QuickBooks may not accept the tax."
+                    )
         status = "blocked" if blockers else "ready"
         start = self.settings.sync_start_date
         if start is not None and invoice.issue_date < start:
