@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from qbsync.errors import AppError
 from qbsync.mappings.references import (
@@ -25,6 +27,8 @@ from qbsync.mappings.schemas import (
 )
 from qbsync.qbo import Account, Customer, Item, QboEntity, TaxCode, Vendor
 
+R = TypeVar("R", bound=QboEntity)
+
 
 def _found(query: str | None, *texts: str | None) -> bool:
     if not query:
@@ -33,8 +37,8 @@ def _found(query: str | None, *texts: str | None) -> bool:
     return any(needle in text.casefold() for text in texts if text)
 
 
-def _visible(row: QboEntity, include_inactive: bool) -> bool:
-    return include_inactive or is_active(row)
+def _visible(row: QboEntity, asked: PageArgs) -> bool:
+    return asked.include_inactive or is_active(row)
 
 
 def account_types(raw: str | None) -> frozenset[str] | None:
@@ -58,89 +62,71 @@ def account_types(raw: str | None) -> frozenset[str] | None:
     return frozenset(wanted)
 
 
+@dataclass(frozen=True)
+class PageArgs:
+    query: str | None
+    include_inactive: bool
+    limit: int
+    cursor: str | None
+
+
 async def accounts(
-    refs: References,
-    *,
-    types: frozenset[str] | None,
-    query: str | None,
-    include_inactive: bool,
-    limit: int,
-    cursor: str | None,
+    refs: References, asked: PageArgs, *, types: frozenset[str] | None
 ) -> Page[AccountView]:
     rows = [
         row
         for row in await refs.accounts()
-        if _visible(row, include_inactive)
+        if _visible(row, asked)
         and (types is None or row.account_type in types)
-        and _found(query, row.name, row.fully_qualified_name, row.acct_num)
+        and _found(asked.query, row.name, row.fully_qualified_name, row.acct_num)
     ]
-    chunk, after = page(
-        rows,
-        key=lambda row: sort_key(row.fully_qualified_name or row.name, row.id),
-        limit=limit,
-        cursor=cursor,
+    chunk, after = _page(
+        rows, lambda row: sort_key(row.fully_qualified_name or row.name, row.id), asked
     )
     return Page[AccountView](items=[_account(row) for row in chunk], next_cursor=after)
 
 
-async def items(
-    refs: References, *, query: str | None, include_inactive: bool, limit: int, cursor: str | None
-) -> Page[ItemView]:
+async def items(refs: References, asked: PageArgs) -> Page[ItemView]:
     rows = [
         row
         for row in await refs.items()
-        if _visible(row, include_inactive)
-        and _found(query, row.name, row.fully_qualified_name, row.description)
+        if _visible(row, asked)
+        and _found(asked.query, row.name, row.fully_qualified_name, row.description)
     ]
-    chunk, after = page(
-        rows,
-        key=lambda row: sort_key(row.fully_qualified_name or row.name, row.id),
-        limit=limit,
-        cursor=cursor,
+    chunk, after = _page(
+        rows, lambda row: sort_key(row.fully_qualified_name or row.name, row.id), asked
     )
     return Page[ItemView](items=[_item(row) for row in chunk], next_cursor=after)
 
 
-async def tax_codes(
-    refs: References, *, include_inactive: bool, limit: int, cursor: str | None
-) -> Page[TaxCodeView]:
-    codes = [row for row in await refs.tax_codes() if _visible(row, include_inactive)]
+async def tax_codes(refs: References, asked: PageArgs) -> Page[TaxCodeView]:
+    codes = [
+        row
+        for row in await refs.tax_codes()
+        if _visible(row, asked) and _found(asked.query, row.name, row.description)
+    ]
     rates = await refs.tax_rates()
-    chunk, after = page(
-        codes, key=lambda row: sort_key(row.name, row.id), limit=limit, cursor=cursor
-    )
+    chunk, after = _page(codes, lambda row: sort_key(row.name, row.id), asked)
     views = [_tax_code(code, rate_percents(code, rates)) for code in chunk]
     return Page[TaxCodeView](items=views, next_cursor=after)
 
 
-async def customers(
-    refs: References, *, query: str | None, include_inactive: bool, limit: int, cursor: str | None
-) -> Page[PartyView]:
-    return _parties(await refs.customers(), query, include_inactive, limit, cursor)
+async def customers(refs: References, asked: PageArgs) -> Page[PartyView]:
+    return _parties(await refs.customers(), asked)
 
 
-async def vendors(
-    refs: References, *, query: str | None, include_inactive: bool, limit: int, cursor: str | None
-) -> Page[PartyView]:
-    return _parties(await refs.vendors(), query, include_inactive, limit, cursor)
+async def vendors(refs: References, asked: PageArgs) -> Page[PartyView]:
+    return _parties(await refs.vendors(), asked)
 
 
-def _parties(
-    rows: Sequence[Customer | Vendor],
-    query: str | None,
-    include_inactive: bool,
-    limit: int,
-    cursor: str | None,
-) -> Page[PartyView]:
+def _parties(rows: Sequence[Customer | Vendor], asked: PageArgs) -> Page[PartyView]:
     wanted = [
         row
         for row in rows
-        if _visible(row, include_inactive)
-        and _found(query, row.display_name, row.company_name, _email(row))
+        if _visible(row, asked)
+        and _found(asked.query, row.display_name, row.company_name, _email(row))
     ]
-    chunk, after = page(
-        wanted, key=lambda row: sort_key(row.display_name, row.id), limit=limit, cursor=cursor
-    )
+    chunk, after = _page(wanted, lambda row: sort_key(row.display_name, row.id), asked)
     return Page[PartyView](
         items=[
             PartyView(
@@ -155,6 +141,12 @@ def _parties(
         ],
         next_cursor=after,
     )
+
+
+def _page(
+    rows: Sequence[R], key: Callable[[R], tuple[str, str]], asked: PageArgs
+) -> tuple[list[R], str | None]:
+    return page(rows, key=key, limit=asked.limit, cursor=asked.cursor)
 
 
 def _email(row: Customer | Vendor) -> str | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from qbsync.deps import DatabaseDep, IntuitDep, QueueDep, ReferenceCacheDep, SettingsDep
 from qbsync.errors import problem_responses
@@ -204,41 +205,56 @@ def _previews(queue: QueueDep, settings: SettingsDep) -> PreviewStore:
     return PreviewStore(queue.redis, key_prefix=settings.redis.key_prefix)
 
 
+@dataclass(frozen=True)
+class ListRequest:
+    """One page of a reference list: the company's lists, and the page asked for."""
+
+    refs: References
+    page: reference_lists.PageArgs
+
+
+async def list_request(
+    org: OrgDep,
+    db: DatabaseDep,
+    queue: QueueDep,
+    intuit: IntuitDep,
+    cache: ReferenceCacheDep,
+    q: Search = None,
+    include_inactive: Inactive = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ListRequest:
+    if cursor is not None:
+        decode_cursor(cursor)  # a bad cursor is refused before anything is read
+    company = await connected_company(db, org.org_id, purpose="list what it holds")
+    return ListRequest(
+        refs=_references(db, queue, intuit, cache, company),
+        page=reference_lists.PageArgs(
+            query=q, include_inactive=include_inactive, limit=limit, cursor=cursor
+        ),
+    )
+
+
+ListDep = Annotated[ListRequest, Depends(list_request)]
+AccountTypes = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="QuickBooks account types, comma-separated (`Expense,Other Expense`).",
+    ),
+]
+
+
 @router.get(
     "/accounts",
     response_model=Page[AccountView],
     summary="The company's chart of accounts",
     responses=QBO_ERRORS,
 )
-async def accounts(
-    org: OrgDep,
-    db: DatabaseDep,
-    queue: QueueDep,
-    intuit: IntuitDep,
-    cache: ReferenceCacheDep,
-    type: Annotated[
-        str | None,
-        Query(
-            max_length=200,
-            description="QuickBooks account types, comma-separated (`Expense,Other Expense`).",
-        ),
-    ] = None,
-    q: Search = None,
-    include_inactive: Inactive = False,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> Page[AccountView]:
+async def accounts(asked: ListDep, type: AccountTypes = None) -> Page[AccountView]:
     types = reference_lists.account_types(type)
-    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
     async with quickbooks_errors():
-        return await reference_lists.accounts(
-            refs,
-            types=types,
-            query=q,
-            include_inactive=include_inactive,
-            limit=limit,
-            cursor=cursor,
-        )
+        return await reference_lists.accounts(asked.refs, asked.page, types=types)
 
 
 @router.get(
@@ -247,22 +263,9 @@ async def accounts(
     summary="The company's products and services",
     responses=QBO_ERRORS,
 )
-async def items(
-    org: OrgDep,
-    db: DatabaseDep,
-    queue: QueueDep,
-    intuit: IntuitDep,
-    cache: ReferenceCacheDep,
-    q: Search = None,
-    include_inactive: Inactive = False,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> Page[ItemView]:
-    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
+async def items(asked: ListDep) -> Page[ItemView]:
     async with quickbooks_errors():
-        return await reference_lists.items(
-            refs, query=q, include_inactive=include_inactive, limit=limit, cursor=cursor
-        )
+        return await reference_lists.items(asked.refs, asked.page)
 
 
 @router.get(
@@ -271,21 +274,9 @@ async def items(
     summary="The company's tax codes, with their sales and purchase rates",
     responses=QBO_ERRORS,
 )
-async def tax_codes(
-    org: OrgDep,
-    db: DatabaseDep,
-    queue: QueueDep,
-    intuit: IntuitDep,
-    cache: ReferenceCacheDep,
-    include_inactive: Inactive = False,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> Page[TaxCodeView]:
-    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
+async def tax_codes(asked: ListDep) -> Page[TaxCodeView]:
     async with quickbooks_errors():
-        return await reference_lists.tax_codes(
-            refs, include_inactive=include_inactive, limit=limit, cursor=cursor
-        )
+        return await reference_lists.tax_codes(asked.refs, asked.page)
 
 
 @router.get(
@@ -294,22 +285,9 @@ async def tax_codes(
     summary="The company's customers (search by name or email)",
     responses=QBO_ERRORS,
 )
-async def customers(
-    org: OrgDep,
-    db: DatabaseDep,
-    queue: QueueDep,
-    intuit: IntuitDep,
-    cache: ReferenceCacheDep,
-    q: Search = None,
-    include_inactive: Inactive = False,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> Page[PartyView]:
-    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
+async def customers(asked: ListDep) -> Page[PartyView]:
     async with quickbooks_errors():
-        return await reference_lists.customers(
-            refs, query=q, include_inactive=include_inactive, limit=limit, cursor=cursor
-        )
+        return await reference_lists.customers(asked.refs, asked.page)
 
 
 @router.get(
@@ -318,33 +296,6 @@ async def customers(
     summary="The company's vendors (search by name or email)",
     responses=QBO_ERRORS,
 )
-async def vendors(
-    org: OrgDep,
-    db: DatabaseDep,
-    queue: QueueDep,
-    intuit: IntuitDep,
-    cache: ReferenceCacheDep,
-    q: Search = None,
-    include_inactive: Inactive = False,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> Page[PartyView]:
-    refs = await _company_references(org.org_id, db, queue, intuit, cache, cursor)
+async def vendors(asked: ListDep) -> Page[PartyView]:
     async with quickbooks_errors():
-        return await reference_lists.vendors(
-            refs, query=q, include_inactive=include_inactive, limit=limit, cursor=cursor
-        )
-
-
-async def _company_references(
-    org_id: str,
-    db: DatabaseDep,
-    queue: QueueDep,
-    intuit: IntuitDep,
-    cache: ReferenceCacheDep,
-    cursor: str | None,
-) -> References:
-    if cursor is not None:
-        decode_cursor(cursor)  # a bad cursor is refused before anything is read
-    company = await connected_company(db, org_id, purpose="list what it holds")
-    return _references(db, queue, intuit, cache, company)
+        return await reference_lists.vendors(asked.refs, asked.page)
