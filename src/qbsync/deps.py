@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.db import Database
 from qbsync.errors import database_problem
-from qbsync.mappings.reference_cache import ReferenceCache
 from qbsync.queue import JobQueue, unit_of_work
+from qbsync.reference_cache import ReferenceCache
 from qbsync.settings import Settings
 
 

@@ -17,10 +17,10 @@ from qbsync.connections.router import router as connections_router
 from qbsync.db import Database
 from qbsync.devpage.router import router as devpage_router
 from qbsync.errors import install_error_handlers
-from qbsync.mappings.reference_cache import ReferenceCache
 from qbsync.mappings.router import router as mappings_router
 from qbsync.observability import RequestContextMiddleware, configure_logging
 from qbsync.queue import JobQueue
+from qbsync.reference_cache import ReferenceCache
 from qbsync.security import TokenVerifier
 from qbsync.settings import Settings
 

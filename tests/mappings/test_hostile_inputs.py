@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from qbsync.db import Database
-from qbsync.mappings.reference_cache import FORMAT, ReferenceCache
 from qbsync.models import Connection, ConnectionStatus
+from qbsync.reference_cache import FORMAT, ReferenceCache
 from tests.mappings.conftest import Org, fields, problem
 
 
@@ -36,7 +36,10 @@ async def test_an_unreadable_cached_list_is_read_again(
 
 async def test_a_drop_without_redis_reports_it_and_does_not_fail(key_prefix: str) -> None:
     gone = ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    assert await ReferenceCache(gone, key_prefix=key_prefix).drop("1", "Customer") is False
+    assert (
+        await ReferenceCache(gone, key_prefix=key_prefix, ttl_seconds=300).drop("1", "Customer")
+        is False
+    )
     await gone.aclose()
 
 

@@ -12,8 +12,8 @@ from arq.connections import ArqRedis
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from qbsync.mappings.reference_cache import ReferenceCache
 from qbsync.qbo import Customer
+from qbsync.reference_cache import ReferenceCache
 from qbsync.simulator.faults import FaultSpec
 from tests.conftest import bearer
 from tests.connections.committed import CommittedApp
@@ -209,7 +209,7 @@ class _Rows:
 
 async def test_a_drop_during_a_load_is_not_undone_by_it(redis: ArqRedis, key_prefix: str) -> None:
     """A load that began before a drop stores what it read, but later reads ignore it."""
-    cache = ReferenceCache(redis, key_prefix=_unique(key_prefix))
+    cache = ReferenceCache(redis, key_prefix=_unique(key_prefix), ttl_seconds=300)
     rows = _Rows(["Before"])
 
     async def read_then_change() -> list[Customer]:
@@ -227,7 +227,7 @@ async def test_a_drop_during_a_load_is_not_undone_by_it(redis: ArqRedis, key_pre
 
 async def test_without_redis_the_list_is_read_from_quickbooks(key_prefix: str) -> None:
     gone = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    cache = ReferenceCache(gone, key_prefix=_unique(key_prefix))
+    cache = ReferenceCache(gone, key_prefix=_unique(key_prefix), ttl_seconds=300)
     rows = _Rows(["Only"])
     loaded = await cache.load("1", Customer, rows)
     assert [row.display_name for row in loaded] == ["Only"]

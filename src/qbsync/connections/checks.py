@@ -1,8 +1,9 @@
 """Test connection: read-only checks, one result each, in words a person can act on.
 
 Cheap on purpose, because Intuit meters reads per app: after the credentials check, one batch
-call carries every read (CompanyInfo and a COUNT per entity), so a healthy run costs one Accounting
-API call, plus one token call when the access token was due. The call waits only briefly on the
+call carries every read (CompanyInfo, and a COUNT per entity, or the tax codes themselves when
+tax rates are mapped), so a healthy run costs one Accounting API call, plus one token call when
+the access token was due. The call waits only briefly on the
 company's shared limits; a company busy with its sync gets "busy, try again", not a long wait.
 
 Pool discipline (R13): what the checks need from the database is read in one short session that
@@ -50,7 +51,7 @@ from qbsync.qbo import (
     TokenError,
     Vendor,
 )
-from qbsync.qbo.query import MAX_RESULTS, count_statement
+from qbsync.qbo.query import EVERY_STATUS, MAX_RESULTS, count_statement
 from qbsync.qbo.query import select as select_statement
 from qbsync.queue import JobQueue
 
@@ -79,7 +80,9 @@ class _Stored:
     connection_id: uuid.UUID
     realm_id: str
     status: ConnectionStatus
-    automated_sales_tax: bool
+    # Outside the US, platform tax rates must be mapped to tax codes; a US company's lines are
+    # only taxable or not.
+    maps_tax_codes: bool
     refresh_hard_expires_at: datetime | None
     # platform tax rate → (QuickBooks tax code id, its name when mapped)
     tax_mappings: dict[str, tuple[str, str | None]]
@@ -111,7 +114,7 @@ async def _load(db: Database, org_id: str) -> _Stored:
                     Connection.id,
                     Connection.realm_id,
                     Connection.status,
-                    Connection.automated_sales_tax,
+                    Connection.country,
                     Connection.refresh_hard_expires_at,
                 ).where(Connection.org_id == org_id)
             )
@@ -121,7 +124,8 @@ async def _load(db: Database, org_id: str) -> _Stored:
                 "This organisation has never connected QuickBooks.", code="not_connected"
             )
         mapped: dict[str, tuple[str, str | None]] = {}
-        if row.status is ConnectionStatus.CONNECTED and not row.automated_sales_tax:
+        maps_tax_codes = (row.country or "").upper() != "US"
+        if row.status is ConnectionStatus.CONNECTED and maps_tax_codes:
             found = await session.execute(
                 select(EntityMapping.platform_id, EntityMapping.qbo_id, EntityMapping.qbo_name)
                 .where(
@@ -137,7 +141,7 @@ async def _load(db: Database, org_id: str) -> _Stored:
         connection_id=row.id,
         realm_id=row.realm_id,
         status=row.status,
-        automated_sales_tax=row.automated_sales_tax,
+        maps_tax_codes=maps_tax_codes,
         refresh_hard_expires_at=row.refresh_hard_expires_at,
         tax_mappings=mapped,
     )
@@ -218,7 +222,7 @@ async def _company_file_and_reads(
 
 def _read_statement(entity: type[QboEntity], full: bool) -> str:
     if full and entity is TaxCode:
-        return select_statement(entity.entity_name, "Active IN (true, false)")
+        return select_statement(entity.entity_name, EVERY_STATUS)
     return count_statement(entity.entity_name)
 
 
@@ -262,7 +266,7 @@ def _warnings(
                 "to keep syncing without a gap.",
             )
         )
-    needs_tax_codes = stored.status is ConnectionStatus.CONNECTED and not stored.automated_sales_tax
+    needs_tax_codes = stored.status is ConnectionStatus.CONNECTED and stored.maps_tax_codes
     if needs_tax_codes and not stored.tax_mappings:
         warnings.append(
             CheckResult(

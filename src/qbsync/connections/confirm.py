@@ -25,7 +25,6 @@ from qbsync.connections.tokens import store_tokens
 from qbsync.crypto import CryptoError
 from qbsync.db import Database
 from qbsync.errors import AppError, ConflictError, ForbiddenError, NotFoundError
-from qbsync.mappings.reference_cache import ReferenceCache
 from qbsync.models import (
     Connection,
     ConnectionStatus,
@@ -38,6 +37,7 @@ from qbsync.models import (
 from qbsync.models.base import utcnow
 from qbsync.qbo import TokenSet
 from qbsync.queue import JobQueue, unit_of_work
+from qbsync.reference_cache import ReferenceCache
 
 REALM_CONSTRAINT = "uq_connections_realm_id_connected"
 COMPANY_TAKEN = (

@@ -10,7 +10,9 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from qbsync.connections.checks import INTERACTIVE_WAIT_SECONDS
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.tokens import ConnectionTokens
 from qbsync.db import Database
@@ -19,12 +21,13 @@ from qbsync.models import Connection, ConnectionStatus
 from qbsync.qbo import QboClient
 from qbsync.queue import JobQueue
 
-# How long a person waits for another caller's token refresh before being told to retry.
-INTERACTIVE_WAIT_SECONDS = 5.0
-
 
 class NotConnectedError(ConflictError):
     code = "not_connected"
+
+
+class CompanyChangedError(ConflictError):
+    code = "company_changed"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,24 @@ async def connected_company(db: Database, org_id: str, *, purpose: str) -> Compa
         state = "is not connected" if company is None else "was disconnected"
         raise NotConnectedError(f"QuickBooks {state}: connect it to {purpose}.")
     return company
+
+
+async def same_company(session: AsyncSession, company: Company) -> None:
+    """Refuse a write checked against `company` once the org has switched to another.
+
+    A share lock on the connection row, held to the end of the writing transaction: a switch
+    takes that row's update lock before it archives mappings and clears account ids, so the two
+    are serialised.
+    """
+    realm_id = await session.scalar(
+        select(Connection.realm_id)
+        .where(Connection.org_id == company.org_id)
+        .with_for_update(read=True)
+    )
+    if realm_id != company.realm_id:
+        raise CompanyChangedError(
+            "The QuickBooks company changed while this was being checked; nothing was saved."
+        )
 
 
 def reader(db: Database, queue: JobQueue, intuit: IntuitAccess, company: Company) -> QboClient:

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.db import Database
 from qbsync.errors import AppError, ConflictError, ServiceUnavailableError
-from qbsync.mappings import service
-from qbsync.mappings.company import Company
+from qbsync.mappings import mapping_checks, service
+from qbsync.mappings.company import Company, same_company
 from qbsync.mappings.preview_schemas import ApplyBody, ApplyResult, SkippedLink
 from qbsync.mappings.preview_store import LoadedPreview, PreviewStore
 from qbsync.mappings.references import References, is_active
@@ -56,7 +56,7 @@ async def apply_links(
         )
     customers = await refs.current(Customer, [preview.links[pid].qbo_id for pid in body.client_ids])
     skipped: list[SkippedLink] = []
-    usable: list[tuple[str, service.Resolved]] = []
+    usable: list[tuple[str, mapping_checks.Resolved]] = []
     for platform_id in body.client_ids:
         link = preview.links[platform_id]
         customer = customers.get(link.qbo_id)
@@ -70,11 +70,14 @@ async def apply_links(
             )
             continue
         usable.append(
-            (platform_id, service.Resolved(qbo_id=link.qbo_id, qbo_name=customer.display_name))
+            (
+                platform_id,
+                mapping_checks.Resolved(qbo_id=link.qbo_id, qbo_name=customer.display_name),
+            )
         )
     applied = []
     async with db.sessions() as session, session.begin():
-        await service.same_company(session, company)
+        await same_company(session, company)
         for platform_id, resolved in usable:
             try:
                 row = await service.upsert(

@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from qbsync.errors import AppError
-from qbsync.mappings.reference_cache import ReferenceCache
 from qbsync.qbo import (
     Account,
     Customer,
@@ -29,10 +28,11 @@ from qbsync.qbo import (
     Vendor,
     in_list,
 )
+from qbsync.qbo.query import EVERY_STATUS
+from qbsync.reference_cache import ReferenceCache
 
 E = TypeVar("E", bound=QboEntity)
 V = TypeVar("V")
-ALL = "Active IN (true, false)"
 
 INCOME_TYPES = frozenset({"Income"})
 EXPENSE_TYPES = frozenset({"Expense", "Other Expense", "Cost of Goods Sold"})
@@ -112,7 +112,9 @@ class References:
         return await self._list(Vendor)
 
     async def employees(self) -> list[Employee]:
-        return await self._list(Employee)
+        """Employees by name only: their names take display names, and nothing else of an
+        employee's record (addresses, birth dates, ids) is needed or kept."""
+        return await self._list(Employee, slim=_name_only)
 
     async def invoices_numbered(self, numbers: Sequence[str]) -> list[Invoice]:
         """Invoices already holding one of these numbers: read now, never cached (invoices are
@@ -131,18 +133,23 @@ class References:
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        rows = await self._client.query_all(entity_type, f"Id IN {in_list(wanted)} AND {ALL}")
+        rows = await self._client.query_all(
+            entity_type, f"Id IN {in_list(wanted)} AND {EVERY_STATUS}"
+        )
         found = {row.id: row for row in rows if row.id}
         cached = await self._cache.peek(self._realm_id, entity_type)
         if cached is not None:
             known = {row.id: row.sync_token for row in cached}
-            if any(known.get(row_id, "missing") != row.sync_token for row_id, row in found.items()):
+            changed = any(known.get(row_id) != row.sync_token for row_id, row in found.items())
+            gone = any(row_id in known and row_id not in found for row_id in wanted)
+            if changed or gone:
                 await self._cache.drop(self._realm_id, entity_type.entity_name)
                 self._loaded.pop(entity_type.entity_name, None)
         return found
 
     async def reload(self, entity_type: type[E]) -> list[E]:
-        """The list read again now (a search of it found nothing, and the cache may predate it)."""
+        """The list read again now: a search of it found nothing, and the cache may predate
+        the record sought."""
         await self._cache.drop(self._realm_id, entity_type.entity_name)
         self._loaded.pop(entity_type.entity_name, None)
         return await self._list(entity_type)
@@ -157,16 +164,31 @@ class References:
         ]
         return list((await self.current(TaxRate, ids)).values())
 
-    async def _list(self, entity_type: type[E]) -> list[E]:
+    async def _list(self, entity_type: type[E], slim: Callable[[E], E] | None = None) -> list[E]:
         name = entity_type.entity_name
         if name not in self._loaded:
 
             async def fetch() -> list[E]:
-                return await self._client.query_all(entity_type, ALL)
+                rows = await self._client.query_all(entity_type, EVERY_STATUS)
+                return [slim(row) for row in rows] if slim else rows
 
             self._loaded[name] = await self._cache.load(self._realm_id, entity_type, fetch)
         rows: list[E] = self._loaded[name]
         return rows
+
+
+def _name_only(employee: Employee) -> Employee:
+    return Employee(
+        id=employee.id,
+        sync_token=employee.sync_token,
+        display_name=employee.display_name,
+        active=employee.active,
+    )
+
+
+def name_key(name: str) -> str:
+    """How QuickBooks compares names and numbers: any case, runs of spaces as one."""
+    return " ".join(name.split()).casefold()
 
 
 def by_id(rows: Sequence[E], qbo_id: str) -> E | None:

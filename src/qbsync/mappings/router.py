@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from qbsync.deps import DatabaseDep, IntuitDep, QueueDep, ReferenceCacheDep, SettingsDep
 from qbsync.errors import problem_responses
-from qbsync.mappings import reference_lists, service, settings_service
+from qbsync.mappings import mapping_checks, reference_lists, service, settings_service
 from qbsync.mappings.company import Company, connected_company, reader
 from qbsync.mappings.preview import run_preview
 from qbsync.mappings.preview_apply import apply_links
@@ -136,7 +136,7 @@ async def put_mapping(
     company = await connected_company(db, org.org_id, purpose="map to it")
     refs = _references(db, queue, intuit, cache, company)
     async with quickbooks_errors():
-        resolved = await service.resolve(refs, company, kind, body)
+        resolved = await mapping_checks.resolve(refs, company, kind, body)
     return await service.store(db, company, kind, platform_id, resolved)
 
 

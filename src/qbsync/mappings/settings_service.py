@@ -1,18 +1,17 @@
 """Sync settings: read with defaults, replace whole after checking each account in QuickBooks.
 
-The accounts are checked against the company's cached chart of accounts, before any transaction
-is opened (R13). The save then re-reads the connection under a share lock: a company switched
+The accounts are read as QuickBooks holds them now, in one query, before any transaction is
+opened (R13). The save then re-reads the connection under a share lock: a company switched
 while the accounts were being checked refuses the save instead of storing another company's ids.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from qbsync.db import Database
-from qbsync.errors import AppError, ConflictError
-from qbsync.mappings.company import Company, connected_company
+from qbsync.errors import AppError
+from qbsync.mappings.company import Company, connected_company, same_company
 from qbsync.mappings.references import (
     AP_TYPES,
     EXPENSE_TYPES,
@@ -22,7 +21,7 @@ from qbsync.mappings.references import (
     check_account,
 )
 from qbsync.mappings.schemas import SyncSettingsBody, SyncSettingsView
-from qbsync.models import Connection, SyncSettings
+from qbsync.models import SyncSettings
 from qbsync.models.base import utcnow
 from qbsync.qbo import Account
 
@@ -36,10 +35,6 @@ ACCOUNT_FIELDS: tuple[tuple[str, frozenset[str], str], ...] = (
     ("ap_account_id", AP_TYPES, "an active Accounts Payable account"),
     ("payment_account_id", PAYMENT_TYPES, "an active Bank or Credit Card account"),
 )
-
-
-class CompanyChangedError(ConflictError):
-    code = "company_changed"
 
 
 async def read_settings(db: Database, org_id: str) -> SyncSettingsView:
@@ -91,16 +86,7 @@ async def save_settings(
     values = body.model_dump()
     async with db.sessions() as session, session.begin():
         if checked_for is not None:
-            realm_id = await session.scalar(
-                select(Connection.realm_id)
-                .where(Connection.org_id == org_id)
-                .with_for_update(read=True)
-            )
-            if realm_id != checked_for.realm_id:
-                raise CompanyChangedError(
-                    "The QuickBooks company changed while the accounts were being checked; "
-                    "nothing was saved. Choose the accounts again."
-                )
+            await same_company(session, checked_for)
         now = utcnow()
         statement = insert(SyncSettings).values(org_id=org_id, updated_at=now, **values)
         statement = statement.on_conflict_do_update(

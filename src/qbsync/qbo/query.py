@@ -14,6 +14,8 @@ from datetime import date, datetime
 from decimal import Decimal
 
 MAX_RESULTS = 1000
+# QuickBooks leaves inactive name-list records out of a query unless it asks about Active.
+EVERY_STATUS = "Active IN (true, false)"
 
 QueryValue = str | int | Decimal | date | datetime
 

@@ -4,10 +4,11 @@ Intuit meters reads (P7), and the settings page, the mapping checks, the preview
 need the same lists: each list is read from QuickBooks once (every page, inactive records
 included) and kept for a few minutes, shared by every API replica and worker.
 
-A change QuickBooks reports (webhook, CDC, or a write of ours) drops the list with `drop()`. A
-drop bumps the list's generation, and a load that began before the drop stores what it read
-under the old generation, which later reads ignore: a read that raced a change can't bring the
-stale list back for the rest of its lifetime.
+`drop()` forgets a list when it is known to have changed: a connect, a check that read QuickBooks
+and found it disagreeing, and (with the webhook and CDC code to come) a change QuickBooks
+reports. A drop bumps the list's generation, and a load that began before the drop is refused
+when it comes to store what it read: a read that raced a change can't bring the stale list back
+for the rest of its lifetime.
 
 Concurrent misses on one list are single-flighted through a short Redis lock, so ten people
 opening the settings page at once cost one read. If Redis is unreachable the list is read from
@@ -32,8 +33,9 @@ from qbsync.qbo import QboEntity
 E = TypeVar("E", bound=QboEntity)
 log = structlog.get_logger(__name__)
 
-DEFAULT_TTL_SECONDS = 300
 FORMAT = "v1"
+# Every list kept here: a connect forgets them all, and `References` refuses to cache another.
+REFERENCE_ENTITIES = ("Account", "Item", "TaxCode", "TaxRate", "Customer", "Vendor", "Employee")
 # A loader that died leaves its lock for at most this long.
 LOCK_MS = 30_000
 # How long a concurrent miss waits for another process's load before reading on its own.
@@ -55,9 +57,7 @@ return 0
 
 
 class ReferenceCache:
-    def __init__(
-        self, redis: Redis, *, key_prefix: str, ttl_seconds: int = DEFAULT_TTL_SECONDS
-    ) -> None:
+    def __init__(self, redis: Redis, *, key_prefix: str, ttl_seconds: int) -> None:
         self._redis = redis
         self._prefix = key_prefix
         self._ttl = ttl_seconds
@@ -75,6 +75,8 @@ class ReferenceCache:
         Redis failing at any step costs no more than the one read of `fetch()`: the list is
         then answered uncached.
         """
+        if entity_type.entity_name not in REFERENCE_ENTITIES:
+            raise ValueError(f"{entity_type.entity_name} is not a reference list")
         keys = _Keys(self._prefix, realm_id, entity_type.entity_name)
         locked = False
         token = secrets.token_hex(8)
@@ -92,19 +94,20 @@ class ReferenceCache:
             return list(await fetch())
         try:
             rows = list(await fetch())
+            payload = json.dumps(
+                [row.model_dump(mode="json", by_alias=True, exclude_unset=True) for row in rows],
+                separators=(",", ":"),
+            )
+            # Stored before the lock goes: a waiter that sees no lock finds the list.
+            await self._quietly(
+                self._store_if_current(
+                    keys=[keys.data, keys.generation], args=[generation, payload, self._ttl]
+                ),
+                keys,
+            )
         finally:
             if locked:
                 await self._quietly(self._unlock(keys=[keys.lock], args=[token]), keys)
-        payload = json.dumps(
-            [row.model_dump(mode="json", by_alias=True, exclude_unset=True) for row in rows],
-            separators=(",", ":"),
-        )
-        await self._quietly(
-            self._store_if_current(
-                keys=[keys.data, keys.generation], args=[generation, payload, self._ttl]
-            ),
-            keys,
-        )
         return rows
 
     async def peek(self, realm_id: str, entity_type: type[E]) -> list[E] | None:
@@ -135,7 +138,7 @@ class ReferenceCache:
 
     async def drop_company(self, realm_id: str) -> None:
         """Forget every list of one company (it was just connected: start from what is there)."""
-        for name in CACHED_ENTITIES:
+        for name in REFERENCE_ENTITIES:
             await self.drop(realm_id, name)
 
     async def _quietly(self, command: Awaitable[Any], keys: _Keys) -> None:
@@ -163,10 +166,6 @@ class ReferenceCache:
             if not await self._redis.exists(keys.lock):
                 return None  # the loader gave up (or its list was dropped): read it ourselves
         return None
-
-
-# The lists the settings page, matching and the preview read.
-CACHED_ENTITIES = ("Account", "Item", "TaxCode", "TaxRate", "Customer", "Vendor", "Employee")
 
 
 class _Keys:
