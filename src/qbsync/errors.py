@@ -170,7 +170,9 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
+def _field_path(location: tuple[Any, ...] | list[Any], kind: str = "") -> str:
+    if kind == "json_invalid":
+        return "body"  # the location's number is a byte offset, not a field
     parts = [str(part) for part in location]
     if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
         parts = parts[1:] or parts
@@ -197,7 +199,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     errors = [
         {
-            "field": _field_path(item.get("loc", ())),
+            "field": _field_path(item.get("loc", ()), str(item.get("type", ""))),
             "location": str(item.get("loc", ("body",))[0]),
             "code": str(item.get("type", "invalid")),
             "message": str(item.get("msg", "invalid value")),

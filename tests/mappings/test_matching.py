@@ -450,14 +450,6 @@ def test_a_mapping_match_is_never_downgraded_in_a_batch() -> None:
     assert "cl_1" in results["cl_2"].note
 
 
-def test_customer_looks_up_by_id() -> None:
-    acme = customer("1", "Acme")
-    index = CustomerIndex([acme])
-
-    assert index.customer("1") is acme
-    assert index.customer("2") is None
-
-
 # --- action_for ---------------------------------------------------------------------------------
 
 MODES = list(CustomerSyncMode)
@@ -562,8 +554,7 @@ def test_a_match_is_always_an_active_untaken_customer_and_linked_once(
         assert (result.note is not None) == (result.outcome == "ambiguous")
         if result.customer is None:
             continue
-        matched = index.customer(result.customer.qbo_id)
-        assert matched is not None
+        matched = next(row for row in customers if row.id == result.customer.qbo_id)
         assert matched.active is not False
         assert result.customer.active
         if result.rule == "mapping":
@@ -589,3 +580,12 @@ def test_emails_differing_only_by_a_casefold_are_different_mailboxes() -> None:
     )
     result = index.match(ClientFacts("c", "Someone", "straße@x.de"))
     assert (result.outcome, result.rule) == ("none", "none")
+
+
+def test_an_inactive_customer_renamed_by_quickbooks_still_blocks_a_silent_match() -> None:
+    """QuickBooks renames an inactive customer "John Smith (deleted)": a client named John
+    Smith must still meet it as an inactive candidate, never get a duplicate created."""
+    index = CustomerIndex([Customer(id="1", display_name="John Smith (deleted)", active=False)])
+    result = index.match(ClientFacts("c", "John Smith"))
+    assert (result.outcome, result.rule) == ("ambiguous", "name")
+    assert [candidate.qbo_id for candidate in result.candidates] == ["1"]

@@ -49,7 +49,6 @@ async def test_reads_are_metered_and_writes_are_not() -> None:
         ("POST batch", False),
         ("POST batch", True),
     ]
-    assert {call.realm_id for call in seen} == {REALM}
 
 
 async def test_a_retried_call_counts_each_time_it_was_answered() -> None:

@@ -49,6 +49,11 @@ async def resolve(
     if path == "expense-categories":
         return await _expense_account(refs, body)
     qbo_id = _required(body.qbo_id, "qbo_id")
+    if path != "tax-rates" and qbo_id in US_LINE_CODES:
+        raise ReferenceNotFoundError(
+            f"{qbo_id} is a tax flag, not a QuickBooks id: give the id of the record.",
+            field="qbo_id",
+        )
     if path == "clients":
         return await _customer(refs, qbo_id)
     if path == "services":
@@ -122,7 +127,7 @@ async def _tax_code(refs: References, company: Company, qbo_id: str, rate: str |
                 "platform tax rate maps to TAX (taxable) or NON (not taxable).",
                 field="qbo_id",
             )
-        details = {"rate": rate} if rate is not None else {}
+        details = {"rate": _plain(Decimal(rate))} if rate is not None else {}
         return Resolved(qbo_id=qbo_id, qbo_name=qbo_id, details=details)
     code = (await refs.current(TaxCode, [qbo_id])).get(qbo_id)
     if code is None:
@@ -152,7 +157,7 @@ async def _tax_code(refs: References, company: Company, qbo_id: str, rate: str |
         )
     if sales != platform:
         raise TaxRateMismatchError(
-            f'Tax code "{code.name}" charges {_plain(sales) if sales is not None else "an unknown"}'
+            f'Tax code "{code.name}" charges {_plain(sales)}'
             f" % on sales, but the platform rate is {_plain(platform)} %. Choose the code whose "
             "rate matches, so that QuickBooks' VAT/GST equals the platform's.",
             field="rate",

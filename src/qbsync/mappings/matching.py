@@ -37,6 +37,7 @@ from rapidfuzz import fuzz, process
 from qbsync.models import CustomerSyncMode
 from qbsync.qbo import Customer
 
+INACTIVE_SUFFIX = " (deleted)"
 Rule = Literal["mapping", "email", "name", "none"]
 Outcome = Literal["matched", "ambiguous", "none"]
 Action = Literal["link", "create", "ambiguous", "skip"]
@@ -171,12 +172,18 @@ class CustomerIndex:
         for customer in customers:
             if customer.id is None:
                 continue
+            active = customer.active is not False
+            # QuickBooks renames a customer made inactive to "Name (deleted)"; the name it was
+            # known by is what a client still carries.
+            display = customer.display_name or ""
+            if not active and display.endswith(INACTIVE_SUFFIX):
+                display = display.removesuffix(INACTIVE_SUFFIX)
             entry = _Entry(
                 customer=customer,
                 qbo_id=customer.id,
-                active=customer.active is not False,
-                names=frozenset(_names(customer.display_name, customer.company_name)),
-                display_key=(customer.display_name or "").strip().casefold(),
+                active=active,
+                names=frozenset(_names(display, customer.company_name)),
+                display_key=display.strip().casefold(),
             )
             self._entries[entry.qbo_id] = entry
             for email in _emails(_address(customer)):
@@ -184,10 +191,6 @@ class CustomerIndex:
             for name in entry.names:
                 self._by_name[name].append(entry.qbo_id)
         self._choices = list(self._by_name)
-
-    def customer(self, qbo_id: str) -> Customer | None:
-        entry = self._entries.get(qbo_id)
-        return entry.customer if entry else None
 
     def match(self, client: ClientFacts, mapped_qbo_id: str | None = None) -> MatchResult:
         if mapped_qbo_id is not None:

@@ -11,7 +11,6 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from qbsync.db import Database
 from qbsync.errors import AppError
@@ -23,7 +22,10 @@ from qbsync.mappings.matching import (
     MatchResult,
     action_for,
 )
-from qbsync.mappings.preview_invoices import InvoicePlanner, customer_view
+from qbsync.mappings.names import DISPLAY_NAME_LENGTH, name_key, quickbooks_name
+from qbsync.mappings.preview_invoices import InvoicePlanner, NumbersTaken
+from qbsync.mappings.preview_lines import LinePlanner
+from qbsync.mappings.preview_references import item_plans, service_preview, tax_rate_preview
 from qbsync.mappings.preview_schemas import (
     CandidateView,
     ClientPreview,
@@ -32,22 +34,20 @@ from qbsync.mappings.preview_schemas import (
     PreviewResult,
     PreviewSummary,
     QboRefView,
-    ServicePreview,
-    TaxRatePreview,
+    customer_view,
 )
 from qbsync.mappings.preview_store import PreviewStore, ProposedLink
 from qbsync.mappings.references import (
-    ITEM_TYPES_FOR_SERVICES,
+    INCOME_TYPES,
     References,
+    account_kind,
     by_id,
     is_active,
-    rate_percents,
-    us_default_code,
 )
 from qbsync.mappings.schemas import SyncSettingsView
 from qbsync.mappings.settings_service import read_settings
 from qbsync.models import EntityMapping, MappingKind
-from qbsync.qbo import Customer, Item, TaxCode, TaxRate
+from qbsync.qbo import Customer
 
 
 class DuplicateIdError(AppError):
@@ -71,31 +71,42 @@ async def run_preview(
     mappings = await _mappings(db, company)
     facts = _client_facts(body)
     customers = await refs.customers() if facts else []
-    # A customer's DisplayName is unique across customers, vendors and employees.
-    names_in_use = await _names_in_use(refs, customers) if facts else {}
     index = CustomerIndex(customers, taken=mappings.taken)
     # Fuzzy matching of a long list is CPU work: keep the event loop free for other requests.
     matches = await asyncio.to_thread(
         index.match_all, facts, {pid: row.qbo_id for pid, row in mappings.clients.items()}
     )
+    creating = any(
+        action_for(match, settings.customer_sync_mode) == "create" for match in matches.values()
+    )
+    # A customer's DisplayName is unique across customers, vendors and employees.
+    names_in_use = await _names_in_use(refs, customers) if creating else {}
     needs_items = bool(body.services or body.invoices)
     items = await refs.items() if needs_items else []
     needs_codes = not company.tax_by_flag and bool(body.tax_rates or body.invoices)
     codes = await refs.tax_codes() if needs_codes else []
     rates = await refs.tax_rates() if needs_codes else []
-    accounts = await refs.accounts() if needs_items and settings.default_income_account_id else []
-    income = by_id(accounts, settings.default_income_account_id or "")
-    income_ref = (
-        QboRefView(qbo_id=income.id or "", name=income.name) if income is not None else None
-    )
+    income_ref, income_problem = await _income_account(refs, settings, needs_items)
     listed = {client.id for client in body.clients}
     clients = [
         _client(fact, matches[fact.platform_id], settings, fact.platform_id in listed, names_in_use)
         for fact in facts
     ]
-    services = [_service(s.id, s.name, mappings, items, income_ref) for s in body.services]
+    plans = item_plans(body.services, mappings.services, items)
+    services = [
+        service_preview(
+            service,
+            mappings.services.get(service.id),
+            plans.get(service.id),
+            items,
+            income_ref,
+            income_problem,
+        )
+        for service in body.services
+    ]
     tax_rates = [
-        _tax_rate(r.id, r.name, r.rate, company, mappings, codes, rates) for r in body.tax_rates
+        tax_rate_preview(r.id, r.name, r.rate, company, mappings.tax_rates.get(r.id), codes, rates)
+        for r in body.tax_rates
     ]
     planner = InvoicePlanner(
         company=company,
@@ -107,14 +118,17 @@ async def run_preview(
         customer_currencies={
             row.id or "": row.currency_ref.value for row in customers if row.currency_ref
         },
-        service_items={pid: by_id(items, row.qbo_id) for pid, row in mappings.services.items()},
-        service_names={service.id: service.name for service in body.services},
-        item_names={_item_key(item.name): item for item in items if item.name},
-        income_account=income_ref,
-        tax_rate_codes={pid: row.qbo_id for pid, row in mappings.tax_rates.items()},
-        platform_rates={rate.id: rate.rate for rate in body.tax_rates},
-        codes=codes,
-        rates=rates,
+        lines=LinePlanner(
+            company=company,
+            service_items={pid: by_id(items, row.qbo_id) for pid, row in mappings.services.items()},
+            item_plans=plans,
+            income_account=income_ref,
+            income_problem=income_problem,
+            tax_rate_codes={pid: row.qbo_id for pid, row in mappings.tax_rates.items()},
+            platform_rates={rate.id: rate.rate for rate in body.tax_rates},
+            codes=codes,
+            rates=rates,
+        ),
         numbers_taken=await _numbers_taken(db, refs, company, body),
         first_clients={fact.platform_id: fact for fact in facts},
     )
@@ -143,7 +157,7 @@ async def run_preview(
         invoices=invoices,
         summary=PreviewSummary(
             clients=_count((c.action for c in clients), ("link", "create", "ambiguous", "skip")),
-            services=_count((s.status for s in services), ("mapped", "missing", "not_needed")),
+            services=_count((s.status for s in services), ("mapped", "missing")),
             tax_rates=_count((t.status for t in tax_rates), ("mapped", "missing", "not_needed")),
             invoices=_count((i.status for i in invoices), ("ready", "blocked", "skipped")),
         ),
@@ -153,16 +167,16 @@ async def run_preview(
 async def _names_in_use(refs: References, customers: Sequence[Customer]) -> dict[str, str]:
     """Display name (any case) → what already holds it in QuickBooks."""
     held = {
-        _name_key(row.display_name): "an employee"
+        name_key(row.display_name): "an employee"
         for row in await refs.employees()
         if row.display_name
     }
     held |= {
-        _name_key(row.display_name): "a vendor" for row in await refs.vendors() if row.display_name
+        name_key(row.display_name): "a vendor" for row in await refs.vendors() if row.display_name
     }
     for row in customers:
         if row.display_name:
-            held[_name_key(row.display_name)] = (
+            held[name_key(row.display_name)] = (
                 "a customer" if is_active(row) else "an inactive customer"
             )
     return held
@@ -170,29 +184,27 @@ async def _names_in_use(refs: References, customers: Sequence[Customer]) -> dict
 
 async def _numbers_taken(
     db: Database, refs: References, company: Company, body: PreviewBody
-) -> dict[str, str]:
-    """Invoice number (any case) → the QuickBooks invoice holding it, unless it is the very
-    invoice this platform invoice was pushed as. One query, only when the company takes our
-    numbers."""
+) -> NumbersTaken:
+    """The numbers QuickBooks invoices already hold, and which QuickBooks invoice each platform
+    invoice was pushed as (its own number is no clash). One query per 30 numbers, only when the
+    company takes the platform's numbers."""
     if not company.custom_txn_numbers:
-        return {}
-    numbers = sorted({invoice.number for invoice in body.invoices if invoice.number})
+        return NumbersTaken({}, {})
+    numbers = sorted(
+        {
+            invoice.number
+            for invoice in body.invoices
+            if invoice.number and len(invoice.number) <= 21
+        }
+    )
     if not numbers:
-        return {}
+        return NumbersTaken({}, {})
     pushed = await service.pushed_invoices(db, company, [invoice.id for invoice in body.invoices])
-    ours = set(pushed.values())
-    return {
-        _name_key(invoice.doc_number or ""): invoice.id or ""
-        for invoice in await refs.invoices_numbered(numbers)
-        if invoice.id not in ours
-    }
-
-
-def _name_key(name: str) -> str:
-    return " ".join(name.split()).casefold()
-
-
-_item_key = _name_key
+    held: dict[str, set[str]] = {}
+    for invoice in await refs.invoices_numbered(numbers):
+        if invoice.doc_number and invoice.id:
+            held.setdefault(name_key(invoice.doc_number), set()).add(invoice.id)
+    return NumbersTaken(held, pushed)
 
 
 def _refuse_duplicates(body: PreviewBody) -> None:
@@ -213,13 +225,31 @@ def _refuse_duplicates(body: PreviewBody) -> None:
 
 
 async def _mappings(db: Database, company: Company) -> Mappings:
-    clients = await service.active_mappings(db, company, MappingKind.CLIENT)
+    kinds = (MappingKind.CLIENT, MappingKind.SERVICE, MappingKind.TAX_RATE)
+    found = await service.active_mappings(db, company, kinds)
+    clients = found[MappingKind.CLIENT]
     return Mappings(
         clients=clients,
-        services=await service.active_mappings(db, company, MappingKind.SERVICE),
-        tax_rates=await service.active_mappings(db, company, MappingKind.TAX_RATE),
+        services=found[MappingKind.SERVICE],
+        tax_rates=found[MappingKind.TAX_RATE],
         taken={row.qbo_id: pid for pid, row in clients.items()},
     )
+
+
+async def _income_account(
+    refs: References, settings: SyncSettingsView, needed: bool
+) -> tuple[QboRefView | None, str]:
+    """The account items created for unmapped services would post to, if it can take them."""
+    account_id = settings.default_income_account_id
+    if account_id is None:
+        return None, "no default income account is set"
+    if not needed:
+        return None, ""
+    account = by_id(await refs.accounts(), account_id)
+    if account is None or not is_active(account) or account.account_type not in INCOME_TYPES:
+        what = account_kind(account) if account is not None else "gone from QuickBooks"
+        return None, f"the default income account ({account_id}) is {what}"
+    return QboRefView(qbo_id=account_id, name=account.name), ""
 
 
 def _client_facts(body: PreviewBody) -> list[ClientFacts]:
@@ -243,14 +273,36 @@ def _client(
 ) -> ClientPreview:
     action = action_for(match, settings.customer_sync_mode)
     note = match.note
-    holder = names_in_use.get(_name_key(fact.name))
+    created = quickbooks_name(fact.name, DISPLAY_NAME_LENGTH)
+    holder = names_in_use.get(name_key(created))
+    said = []
+    if action == "create" and created != fact.name:
+        said.append(
+            "QuickBooks names can't hold a colon, a tab or a line break, or pass 500 "
+            f'characters: the customer is created as "{created}".'
+        )
     if action == "create" and holder is not None:
-        clash = (
-            f'QuickBooks already has {holder} named "{fact.name}", and a customer\'s name must '
+        said.append(
+            f'QuickBooks already has {holder} named "{created}", and a customer\'s name must '
             "differ from every customer's, vendor's and employee's: the new customer gets a "
             "distinguishing suffix."
         )
-        note = f"{note} {clash}" if note else clash
+    note = " ".join([note, *said] if note else said) or None
+    candidates = [
+        CandidateView(**customer_view(c).model_dump(), reason=c.reason, score=c.score)
+        for c in match.candidates
+    ]
+    linked = match.customer if action == "link" else None
+    if match.customer is not None and linked is None:
+        # auto_create: the match is shown, but the push creates a customer instead.
+        candidates.insert(
+            0,
+            CandidateView(
+                **customer_view(match.customer).model_dump(),
+                reason=f"matches by {match.rule}, but the sync mode creates a customer",
+                score=match.confidence,
+            ),
+        )
     return ClientPreview(
         platform_id=fact.platform_id,
         name=fact.name,
@@ -258,124 +310,8 @@ def _client(
         action=action,
         rule=match.rule,
         confidence=match.confidence,
-        customer=customer_view(match.customer) if match.customer else None,
-        candidates=[
-            CandidateView(**customer_view(c).model_dump(), reason=c.reason, score=c.score)
-            for c in match.candidates
-        ],
-        note=note,
-    )
-
-
-def _service(
-    platform_id: str,
-    name: str,
-    mappings: Mappings,
-    items: Sequence[Item],
-    income: QboRefView | None,
-) -> ServicePreview:
-    mapped = mappings.services.get(platform_id)
-    # QuickBooks compares item names as written, ignoring case only.
-    same_name = [
-        QboRefView(qbo_id=item.id or "", name=item.name)
-        for item in items
-        if item.name and _item_key(item.name) == _item_key(name)
-    ]
-    if mapped is not None:
-        item = by_id(items, mapped.qbo_id)
-        if item is not None and is_active(item) and item.type in ITEM_TYPES_FOR_SERVICES:
-            return ServicePreview(
-                platform_id=platform_id,
-                name=name,
-                status="mapped",
-                item=QboRefView(qbo_id=item.id or "", name=item.name),
-                would_create=False,
-                income_account=None,
-                candidates=[],
-                note=None,
-            )
-        note = (
-            f'Mapped to QuickBooks item {mapped.qbo_id} ("{mapped.qbo_name}"), which is gone, '
-            "inactive or no longer a service: map it again."
-        )
-    elif income is None:
-        note = (
-            "Not mapped, and no default income account is set: map it to an item, or choose "
-            "a default income account so the push can create one."
-        )
-    elif same_name:
-        note = (
-            "Not mapped. QuickBooks already has an item of this name, so creating one would be "
-            "refused: map the service to it."
-        )
-    else:
-        note = f'Not mapped: the push will create a Service item under "{income.name}".'
-    return ServicePreview(
-        platform_id=platform_id,
-        name=name,
-        status="missing",
-        item=None,
-        would_create=mapped is None and income is not None and not same_name,
-        income_account=income if mapped is None else None,
-        candidates=same_name,
-        note=note,
-    )
-
-
-def _tax_rate(
-    platform_id: str,
-    name: str,
-    rate: Decimal,
-    company: Company,
-    mappings: Mappings,
-    codes: Sequence[TaxCode],
-    rates: Sequence[TaxRate],
-) -> TaxRatePreview:
-    mapped = mappings.tax_rates.get(platform_id)
-    if company.tax_by_flag:
-        flag = mapped.qbo_id if mapped is not None else us_default_code(rate)
-        return TaxRatePreview(
-            platform_id=platform_id,
-            name=name,
-            rate=rate,
-            status="mapped" if mapped is not None else "not_needed",
-            tax_code=QboRefView(qbo_id=flag, name=flag),
-            candidates=[],
-            note=None
-            if mapped is not None
-            else f"Automated sales tax computes the tax; lines at this rate are sent as {flag}.",
-        )
-    matching = [
-        QboRefView(qbo_id=code.id or "", name=code.name)
-        for code in codes
-        if is_active(code) and rate_percents(code, rates).sales_percent == rate
-    ]
-    if mapped is not None:
-        code = by_id(codes, mapped.qbo_id)
-        percent = rate_percents(code, rates).sales_percent if code is not None else None
-        if code is not None and is_active(code) and percent == rate:
-            return TaxRatePreview(
-                platform_id=platform_id,
-                name=name,
-                rate=rate,
-                status="mapped",
-                tax_code=QboRefView(qbo_id=code.id or "", name=code.name),
-                candidates=[],
-                note=None,
-            )
-        note = (
-            f'Mapped to tax code {mapped.qbo_id} ("{mapped.qbo_name}"), which is gone, '
-            f"inactive, or no longer charges {rate} %: map it again."
-        )
-    else:
-        note = "Not mapped: invoices using it can't be pushed until it is mapped to a tax code."
-    return TaxRatePreview(
-        platform_id=platform_id,
-        name=name,
-        rate=rate,
-        status="missing",
-        tax_code=None,
-        candidates=matching,
+        customer=customer_view(linked) if linked else None,
+        candidates=candidates,
         note=note,
     )
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from qbsync.mappings.matching import Candidate
 from qbsync.mappings.schemas import MappingView, Strict
 from qbsync.mappings.snapshots import (
     ClientSnapshot,
@@ -192,3 +193,12 @@ class SkippedLink(BaseModel):
 class ApplyResult(BaseModel):
     applied: list[MappingView]
     skipped: list[SkippedLink]
+
+
+def customer_view(candidate: Candidate) -> CustomerView:
+    return CustomerView(
+        qbo_id=candidate.qbo_id,
+        display_name=candidate.display_name,
+        email=candidate.email,
+        active=candidate.active,
+    )

@@ -34,6 +34,7 @@ from qbsync.reference_cache import ReferenceCache
 E = TypeVar("E", bound=QboEntity)
 V = TypeVar("V")
 
+IDS_PER_QUERY = 100
 INCOME_TYPES = frozenset({"Income"})
 EXPENSE_TYPES = frozenset({"Expense", "Other Expense", "Cost of Goods Sold"})
 AP_TYPES = frozenset({"Accounts Payable"})
@@ -119,9 +120,11 @@ class References:
     async def invoices_numbered(self, numbers: Sequence[str]) -> list[Invoice]:
         """Invoices already holding one of these numbers: read now, never cached (invoices are
         not reference data, and a number taken a minute ago matters)."""
-        if not numbers:
-            return []
-        return await self._client.query_all(Invoice, f"DocNumber IN {in_list(numbers)}")
+        found: list[Invoice] = []
+        for start in range(0, len(numbers), IDS_PER_QUERY):
+            chunk = in_list(numbers[start : start + IDS_PER_QUERY])
+            found += await self._client.query_all(Invoice, f"DocNumber IN {chunk}")
+        return found
 
     async def current(self, entity_type: type[E], ids: Sequence[str]) -> dict[str, E]:
         """These records as QuickBooks holds them now, in one query (inactive ones included).
@@ -133,10 +136,15 @@ class References:
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        rows = await self._client.query_all(
-            entity_type, f"Id IN {in_list(wanted)} AND {EVERY_STATUS}"
-        )
-        found = {row.id: row for row in rows if row.id}
+        found: dict[str, E] = {}
+        # A few ids per query keep the statement well inside a URL's length.
+        for start in range(0, len(wanted), IDS_PER_QUERY):
+            chunk = in_list(wanted[start : start + IDS_PER_QUERY])
+            for row in await self._client.query_all(
+                entity_type, f"Id IN {chunk} AND {EVERY_STATUS}"
+            ):
+                if row.id:
+                    found[row.id] = row
         cached = await self._cache.peek(self._realm_id, entity_type)
         if cached is not None:
             known = {row.id: row.sync_token for row in cached}
@@ -186,9 +194,9 @@ def _name_only(employee: Employee) -> Employee:
     )
 
 
-def name_key(name: str) -> str:
-    """How QuickBooks compares names and numbers: any case, runs of spaces as one."""
-    return " ".join(name.split()).casefold()
+def usable_item(item: Item) -> bool:
+    """An item a platform service can stand for."""
+    return is_active(item) and item.type in ITEM_TYPES_FOR_SERVICES
 
 
 def by_id(rows: Sequence[E], qbo_id: str) -> E | None:

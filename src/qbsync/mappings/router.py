@@ -29,6 +29,7 @@ from qbsync.mappings.schemas import (
     SyncSettingsView,
     TaxCodeView,
 )
+from qbsync.mappings.snapshots import PLATFORM_ID_PATTERN
 from qbsync.security import OrgDep
 
 router = APIRouter(
@@ -51,7 +52,7 @@ PlatformIdPath = Annotated[
     Path(
         min_length=1,
         max_length=128,
-        pattern=r"^[^\s/\x00-\x1f\x7f]+$",
+        pattern=PLATFORM_ID_PATTERN,
         description="The platform id.",
     ),
 ]

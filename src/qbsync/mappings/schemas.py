@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from qbsync.mappings.snapshots import IsoDate
 from qbsync.models import CustomerSyncMode, ExpenseMode, MappingSource
 
-QboId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
+# QuickBooks ids are whole numbers written without leading zeros.
+QboId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[1-9][0-9]*$")]
 
 
-def _date_text(value: object) -> object:
-    # Lax pydantic would take 0 (1970-01-01) or a datetime string as a date.
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        return value
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    raise ValueError("must be a date written YYYY-MM-DD")
-
-
-IsoDate = Annotated[date, BeforeValidator(_date_text)]
 T = TypeVar("T")
 
 
@@ -71,7 +62,7 @@ MappingKindPath = Literal["clients", "services", "tax-rates", "expense-categorie
 
 
 class MappingBody(Strict):
-    qbo_id: Annotated[str, Field(pattern=r"^([0-9]{1,32}|TAX|NON)$")] | None = Field(
+    qbo_id: Annotated[str, Field(pattern=r"^([1-9][0-9]{0,31}|TAX|NON)$")] | None = Field(
         default=None,
         description="The QuickBooks id; `TAX` or `NON` for a tax rate on a US company with "
         "automated sales tax.",

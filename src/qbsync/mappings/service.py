@@ -180,19 +180,22 @@ async def delete_mapping(
 
 
 async def active_mappings(
-    db: Database, company: Company, kind: MappingKind, platform_ids: Sequence[str] | None = None
-) -> dict[str, EntityMapping]:
-    """platform id → mapping, in the company's current mappings (all, or those asked for)."""
+    db: Database, company: Company, kinds: Sequence[MappingKind]
+) -> dict[MappingKind, dict[str, EntityMapping]]:
+    """platform id → mapping, for each kind, in the company's current mappings (one session)."""
+    found: dict[MappingKind, dict[str, EntityMapping]] = {kind: {} for kind in kinds}
     async with db.sessions() as session:
-        statement = select(EntityMapping).where(
-            EntityMapping.org_id == company.org_id,
-            EntityMapping.realm_id == company.realm_id,
-            EntityMapping.kind == kind,
-            EntityMapping.archived_at.is_(None),
+        rows = await session.scalars(
+            select(EntityMapping).where(
+                EntityMapping.org_id == company.org_id,
+                EntityMapping.realm_id == company.realm_id,
+                EntityMapping.kind.in_(list(kinds)),
+                EntityMapping.archived_at.is_(None),
+            )
         )
-        if platform_ids is not None:
-            statement = statement.where(EntityMapping.platform_id.in_(list(platform_ids)))
-        return {row.platform_id: row for row in await session.scalars(statement)}
+        for row in rows:
+            found[row.kind][row.platform_id] = row
+    return found
 
 
 async def client_mappings(

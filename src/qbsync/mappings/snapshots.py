@@ -9,7 +9,7 @@ does not break an older qbsync; a key we know with a bad value is refused, namin
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -50,12 +50,26 @@ def _places(limit: int) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _date_text(value: object) -> object:
+    # Lax pydantic would take 0 (1970-01-01) or a datetime string as a date.
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return value
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    raise ValueError("must be a date written YYYY-MM-DD")
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_text)]
+
+
 _DecimalText = BeforeValidator(_decimal_string)
 Money = Annotated[Decimal, _DecimalText, Field(max_digits=15), _places(2)]
 # Unit prices and quantities may be finer than a cent (QuickBooks keeps up to 7 places).
 Fine = Annotated[Decimal, _DecimalText, Field(max_digits=17), _places(6)]
 Percent = Annotated[Decimal, _DecimalText, Field(ge=0, le=100), _places(4)]
-PlatformId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+# The same rule as the mapping routes' path, so that any id stored can be addressed there.
+PLATFORM_ID_PATTERN = r"^[^\s/\x00-\x1f\x7f]+$"
+PlatformId = Annotated[str, Field(min_length=1, max_length=128, pattern=PLATFORM_ID_PATTERN)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Text = Annotated[str, Field(max_length=500)]
 AmountsAre = Literal["tax_exclusive", "tax_inclusive", "no_tax"]
@@ -123,8 +137,8 @@ class InvoiceSnapshot(Snapshot):
     number: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     status: Annotated[str, Field(min_length=1, max_length=32)]
     currency: Currency
-    issue_date: date
-    due_date: date | None = None
+    issue_date: IsoDate
+    due_date: IsoDate | None = None
     amounts_are: AmountsAre
     client: InvoiceClient
     lines: Annotated[list[InvoiceLine], Field(min_length=1, max_length=MAX_LINES)]

@@ -14,10 +14,9 @@ differently is seen before anything is written. The rules mirror QuickBooks:
     plus tax is still the gross. Each rate's net is its codes' gross minus their tax;
     total = subtotal, the gross.
   - NotApplicable: no tax; total = subtotal.
-* US automated sales tax (AST): lines are only taxable or not. An explicit TxnTaxDetail.TotalTax is
-  honoured as the tax, rounded to the cent; without one AST charges its rate on the sum of the
-  taxable lines, rounded once. A customer that is not taxable pays no computed tax, but an
-  explicit TotalTax is still honoured.
+* US: lines are only taxable or not, and qbsync sends the platform's tax total as
+  TxnTaxDetail.TotalTax, which QuickBooks honours rounded to the cent (its automated sales tax
+  spreads it over its own rates); an invoice with no tax sends none and owes none.
 
 QuickBooks does not document which way it rounds half a cent, how it rounds tax-inclusive amounts
 (per code, and which rate of a code gets the leftover cent), nor whether a TotalTax override
@@ -140,25 +139,10 @@ def _inclusive_tax(gross: Decimal, code: tuple[QboRate, ...]) -> tuple[Decimal, 
     return code_tax, shares
 
 
-def us_totals(
-    lines: Sequence[PlannedLine],
-    *,
-    tax_override: Decimal | None,
-    rate_percent: Decimal | None = None,
-    customer_taxable: bool = True,
-) -> QboTotals:
-    """QuickBooks' totals under AST. `tax_override` is the TotalTax qbsync sends, if any; without
-    it, the tax is what AST charges at `rate_percent` on the taxable lines: none when no rate is
-    given or the customer is not taxable."""
+def us_totals(lines: Sequence[PlannedLine], *, tax_override: Decimal | None) -> QboTotals:
+    """QuickBooks' totals for a US invoice. `tax_override` is the TotalTax qbsync sends; without
+    one (an invoice with no tax) every line is NON and no tax is due."""
     amounts = tuple(line_amount(line.quantity, line.unit_price) for line in lines)
     subtotal = sum(amounts, ZERO)
-    if tax_override is not None:
-        tax = round_cents(tax_override)
-    elif rate_percent is not None and customer_taxable:
-        taxable = sum(
-            (amount for amount, line in zip(amounts, lines, strict=True) if line.taxable), ZERO
-        )
-        tax = round_cents(taxable * rate_percent / HUNDRED)
-    else:
-        tax = ZERO
+    tax = round_cents(tax_override) if tax_override is not None else ZERO
     return QboTotals(amounts, subtotal, subtotal, tax, subtotal + tax, ())

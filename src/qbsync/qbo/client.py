@@ -359,7 +359,6 @@ class QboClient:
         if params and params.get("operation"):
             operation += f"?operation={params['operation']}"
         call = ApiCall(
-            realm_id=self._realm_id,
             operation=operation,
             metered=method == "GET" if metered is None else metered,
         )

@@ -87,7 +87,6 @@ class ApiCall:
     """One call to the Accounting API. `metered` is Intuit's CorePlus (data out: reads, queries,
     CDC, a batch holding a query); the others are Core (writes)."""
 
-    realm_id: str
     operation: str
     metered: bool
 
