@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
+
+from qbsync.db import Database
+from qbsync.models import Connection
 from tests.mappings.conftest import Org
 
 
@@ -22,8 +26,9 @@ async def test_no_tax_mapping_is_a_warning_until_one_is_made(uk: Org) -> None:
 
 
 async def test_a_mapping_to_a_code_made_inactive_is_named(uk: Org) -> None:
-    await uk.put("mappings/tax-rates/tr_vat20", {"qbo_id": "3", "rate": "20"})
-    await uk.put("mappings/tax-rates/tr_vat5", {"qbo_id": "4", "rate": "5"})
+    for platform_id, code, rate in (("tr_vat20", "3", "20"), ("tr_vat5", "4", "5")):
+        mapped = await uk.put(f"mappings/tax-rates/{platform_id}", {"qbo_id": code, "rate": rate})
+        assert mapped.status_code == 200, mapped.text
     uk.simulator.state.company(uk.realm_id).objects["TaxCode"]["3"]["Active"] = False
     before = uk.calls()
     warnings = await _warnings(uk)
@@ -33,5 +38,11 @@ async def test_a_mapping_to_a_code_made_inactive_is_named(uk: Org) -> None:
     assert uk.calls() - before == 1
 
 
-async def test_a_us_company_with_automated_sales_tax_needs_no_tax_mapping(us: Org) -> None:
+async def test_a_us_company_needs_no_tax_mapping_whatever_its_sales_tax(
+    us: Org, db: Database
+) -> None:
+    assert "tax_rates_mapped" not in await _warnings(us)
+    async with db.sessions() as session:
+        await session.execute(update(Connection).values(automated_sales_tax=False))
+        await session.commit()
     assert "tax_rates_mapped" not in await _warnings(us)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -92,13 +93,14 @@ async def test_two_clients_racing_for_one_customer_link_one(
         )
     )
 
-    async def put(client_id: str) -> int:
+    async def put(client_id: str) -> tuple[int, Any]:
         response = await live.client.put(
             f"/v1/quickbooks/mappings/clients/{client_id}",
             json={"qbo_id": customer},
             headers={"Authorization": f"Bearer {token}"},
         )
-        return response.status_code
+        body = response.json()
+        return response.status_code, body["platform_id"] if response.status_code == 200 else body
 
     # Hold the connection row so that all four requests, their checks done, wait at the same
     # point and then check and insert at once: the race the partial unique index must decide.
@@ -109,8 +111,11 @@ async def test_two_clients_racing_for_one_customer_link_one(
         racing = [asyncio.create_task(put(f"cl_{n}")) for n in range(4)]
         await asyncio.sleep(0.5)
         assert not any(task.done() for task in racing)
-    statuses = sorted(await asyncio.gather(*racing))
-    assert statuses == [200, 409, 409, 409], statuses
+    answers = await asyncio.gather(*racing)
+    assert sorted(status for status, _ in answers) == [200, 409, 409, 409]
+    winner = next(client for status, client in answers if status == 200)
+    # The losers are told which client holds the customer, races included.
+    assert {body.get("mapped_to") for status, body in answers if status == 409} == {winner}
     async with live.db.sessions() as session:
         linked = await session.scalar(
             select(func.count())
@@ -146,6 +151,7 @@ async def test_a_record_made_in_quickbooks_minutes_ago_can_be_mapped(us: Org) ->
     """The cached customer list predates it: a doubt costs one read, never a false refusal."""
     first = await us.put("mappings/clients/cl_1", {"qbo_id": us.qbo_id("Customer", "Cool Cars")})
     assert first.status_code == 200
+    assert (await us.get("customers")).status_code == 200  # the list is cached now
     created = us.in_quickbooks("Customer", {"DisplayName": "Brand New Ltd"})
     before = us.calls()
     response = await us.put("mappings/clients/cl_2", {"qbo_id": created["Id"]})
@@ -257,10 +263,18 @@ async def test_fields_of_another_kind_are_refused(us: Org) -> None:
         422,
         "validation_error",
     )
-    problem(await us.put("mappings/widgets/cl_1", {"qbo_id": customer}), 422, "validation_error")
-    problem(
+    widget = problem(
+        await us.put("mappings/widgets/cl_1", {"qbo_id": customer}), 422, "validation_error"
+    )
+    assert fields(widget) == ["kind"]
+    long_id = problem(
         await us.put("mappings/clients/" + "x" * 129, {"qbo_id": customer}), 422, "validation_error"
     )
+    assert fields(long_id) == ["platform_id"]
+    leading_zero = await us.put("mappings/clients/cl_1", {"qbo_id": "0" + customer})
+    assert fields(problem(leading_zero, 422, "validation_error")) == ["qbo_id"]
+    flag = await us.put("mappings/clients/cl_1", {"qbo_id": "TAX"})
+    assert fields(problem(flag, 422, "qbo_reference_not_found")) == ["qbo_id"]
 
 
 async def test_a_mapping_is_deleted_once(us: Org) -> None:

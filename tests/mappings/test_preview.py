@@ -11,83 +11,23 @@ from sqlalchemy import func, select
 from qbsync.db import Database
 from qbsync.models import EntityMapping
 from tests.conftest import TokenFactory, bearer
+from tests.connections.conftest import OTHER_US_REALM, Consent
 from tests.mappings.conftest import Org, fields, problem
-
-
-def _invoice(
-    invoice_id: str,
-    client: dict[str, Any],
-    lines: list[dict[str, Any]],
-    *,
-    subtotal: str,
-    tax_total: str,
-    total: str,
-    amounts_are: str = "tax_exclusive",
-    currency: str = "GBP",
-    issue_date: str = "2026-11-20",
-    number: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": invoice_id,
-        "number": number or f"INV-{invoice_id}",
-        "status": "sent",
-        "currency": currency,
-        "issue_date": issue_date,
-        "due_date": "2026-12-20",
-        "amounts_are": amounts_are,
-        "client": client,
-        "lines": lines,
-        "subtotal": subtotal,
-        "tax_total": tax_total,
-        "total": total,
-    }
-
-
-def _line(
-    price: str,
-    *,
-    quantity: str = "1",
-    service: str = "svc_consulting",
-    tax: str | None = "tr_vat20",
-) -> dict[str, Any]:
-    line: dict[str, Any] = {"service_id": service, "quantity": quantity, "unit_price": price}
-    if tax is not None:
-        line["tax_rate_id"] = tax
-    return line
-
-
-ACME = {"id": "cl_acme", "name": "Acme Ltd", "email": "accounts@acme.test"}
-
-
-async def _uk_mapped(uk: Org) -> None:
-    """The UK org's standard VAT rate and its consulting service are mapped."""
-    vat = await uk.put("mappings/tax-rates/tr_vat20", {"qbo_id": "3", "rate": "20.00"})
-    assert vat.status_code == 200, vat.text
-    service = await uk.put(
-        "mappings/services/svc_consulting", {"qbo_id": uk.qbo_id("Item", "Consulting")}
-    )
-    assert service.status_code == 200, service.text
-
-
-async def _preview(org: Org, body: dict[str, Any]) -> dict[str, Any]:
-    response = await org.post("preview", body)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
+from tests.mappings.previews import ACME, invoice_of, line_of, preview, uk_mapped
 
 
 async def test_a_one_cent_rounding_difference_is_shown_on_the_uk_company(uk: Org) -> None:
     """Three lines of 0.33 at 20 %: the platform rounds per line (0.21), QuickBooks per rate."""
-    await _uk_mapped(uk)
-    invoice = _invoice(
+    await uk_mapped(uk)
+    invoice = invoice_of(
         "inv_1",
         ACME,
-        [_line("0.33"), _line("0.33"), _line("0.33")],
+        [line_of("0.33"), line_of("0.33"), line_of("0.33")],
         subtotal="0.99",
         tax_total="0.21",
         total="1.20",
     )
-    result = await _preview(uk, {"invoices": [invoice]})
+    result = await preview(uk, {"invoices": [invoice]})
     planned = result["invoices"][0]
     assert planned["status"] == "ready"
     assert planned["global_tax_calculation"] == "TaxExcluded"
@@ -105,17 +45,17 @@ async def test_a_one_cent_rounding_difference_is_shown_on_the_uk_company(uk: Org
 
 
 async def test_a_tax_inclusive_invoice_is_computed_as_quickbooks_does(uk: Org) -> None:
-    await _uk_mapped(uk)
-    invoice = _invoice(
+    await uk_mapped(uk)
+    invoice = invoice_of(
         "inv_2",
         ACME,
-        [_line("120.00"), _line("10.01")],
+        [line_of("120.00"), line_of("10.01")],
         subtotal="108.34",
         tax_total="21.67",
         total="130.01",
         amounts_are="tax_inclusive",
     )
-    planned = (await _preview(uk, {"invoices": [invoice]}))["invoices"][0]
+    planned = (await preview(uk, {"invoices": [invoice]}))["invoices"][0]
     assert planned["global_tax_calculation"] == "TaxInclusive"
     totals = planned["quickbooks_totals"]
     assert (totals["subtotal"], totals["tax_total"], totals["total"]) == (
@@ -129,16 +69,16 @@ async def test_a_tax_inclusive_invoice_is_computed_as_quickbooks_does(uk: Org) -
 
 
 async def test_an_unmapped_tax_rate_blocks_and_suggests_codes(uk: Org) -> None:
-    await _uk_mapped(uk)
-    invoice = _invoice(
+    await uk_mapped(uk)
+    invoice = invoice_of(
         "inv_3",
         ACME,
-        [_line("100.00"), _line("100.00", tax="tr_vat5")],
+        [line_of("100.00"), line_of("100.00", tax="tr_vat5")],
         subtotal="200.00",
         tax_total="25.00",
         total="225.00",
     )
-    result = await _preview(
+    result = await preview(
         uk,
         {
             "tax_rates": [
@@ -171,16 +111,16 @@ async def test_an_ambiguous_client_blocks_its_invoice_and_is_never_linked(us: Or
         },
     )
     client = {"id": "cl_cool", "name": "Cool Cars Inc", "email": "COOL_CARS@intuit.test"}
-    invoice = _invoice(
+    invoice = invoice_of(
         "inv_4",
         client,
-        [_line("100.00", service="svc_x", tax=None)],
+        [line_of("100.00", service="svc_x", tax=None)],
         subtotal="100.00",
         tax_total="0.00",
         total="100.00",
         currency="USD",
     )
-    result = await _preview(us, {"clients": [client], "invoices": [invoice]})
+    result = await preview(us, {"clients": [client], "invoices": [invoice]})
     [decision] = result["clients"]
     assert decision["action"] == "ambiguous"
     assert decision["rule"] == "email"
@@ -203,7 +143,7 @@ async def test_each_matching_rule_shows_its_rule_and_confidence(uk: Org) -> None
         {"id": "cl_near", "name": "Cambrige Cyclist"},
         {"id": "cl_new", "name": "Nobody Known"},
     ]
-    result = await _preview(uk, {"clients": clients})
+    result = await preview(uk, {"clients": clients})
     by_id = {client["platform_id"]: client for client in result["clients"]}
     assert (by_id["cl_email"]["action"], by_id["cl_email"]["rule"]) == ("link", "email")
     assert (by_id["cl_name"]["action"], by_id["cl_name"]["rule"]) == ("link", "name")
@@ -223,11 +163,11 @@ async def test_each_matching_rule_shows_its_rule_and_confidence(uk: Org) -> None
 async def test_match_only_never_creates(uk: Org) -> None:
     assert (await uk.put("settings", {"customer_sync_mode": "match_only"})).status_code == 200
     client = {"id": "cl_new", "name": "Nobody Known"}
-    invoice = _invoice(
-        "inv_5", client, [_line("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
+    invoice = invoice_of(
+        "inv_5", client, [line_of("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
     )
-    await _uk_mapped(uk)
-    result = await _preview(uk, {"clients": [client], "invoices": [invoice]})
+    await uk_mapped(uk)
+    result = await preview(uk, {"clients": [client], "invoices": [invoice]})
     assert result["clients"][0]["action"] == "skip"
     assert [b["code"] for b in result["invoices"][0]["blocked_by"]] == ["customer_not_matched"]
 
@@ -235,7 +175,7 @@ async def test_match_only_never_creates(uk: Org) -> None:
 async def test_the_preview_writes_nothing_to_quickbooks_or_the_mappings(
     uk: Org, db: Database
 ) -> None:
-    await _uk_mapped(uk)
+    await uk_mapped(uk)
     async with db.sessions() as session:
         mappings_before = await session.scalar(select(func.count()).select_from(EntityMapping))
     writes_before = uk.writes()
@@ -244,12 +184,17 @@ async def test_the_preview_writes_nothing_to_quickbooks_or_the_mappings(
         "services": [{"id": "svc_new", "name": "Audit", "unit_price": "500.00"}],
         "tax_rates": [{"id": "tr_vat20", "name": "VAT", "rate": "20.00"}],
         "invoices": [
-            _invoice(
-                "inv_6", ACME, [_line("50.00")], subtotal="50.00", tax_total="10.00", total="60.00"
+            invoice_of(
+                "inv_6",
+                ACME,
+                [line_of("50.00")],
+                subtotal="50.00",
+                tax_total="10.00",
+                total="60.00",
             )
         ],
     }
-    await _preview(uk, body)
+    await preview(uk, body)
     assert uk.writes() == writes_before
     async with db.sessions() as session:
         assert (
@@ -258,17 +203,18 @@ async def test_the_preview_writes_nothing_to_quickbooks_or_the_mappings(
 
 
 async def test_apply_stores_the_confirmed_links_as_matched(
-    uk: Org, make_token: TokenFactory
+    uk: Org, make_token: TokenFactory, consent: Consent
 ) -> None:
     clients = [ACME, {"id": "cl_bakers", "name": "Brighton Bakers"}]
-    result = await _preview(uk, {"clients": clients})
+    result = await preview(uk, {"clients": clients})
     preview_id = result["preview_id"]
+    await consent.connect("org_2", OTHER_US_REALM)
     other = await uk.client.post(
         "/v1/quickbooks/preview/apply",
         json={"preview_id": preview_id, "client_ids": ["cl_acme"]},
         headers=bearer(make_token("org_2")),
     )
-    assert other.status_code in (404, 409), other.text
+    problem(other, 409, "preview_expired")
     applied = await uk.post("preview/apply", {"preview_id": preview_id, "client_ids": ["cl_acme"]})
     assert applied.status_code == 200, applied.text
     [mapping] = applied.json()["applied"]
@@ -291,11 +237,11 @@ async def test_apply_stores_the_confirmed_links_as_matched(
         ("cl_bakers", "matched"),
     }
     # A later preview shows them as mapped links.
-    later = await _preview(uk, {"clients": clients})
+    later = await preview(uk, {"clients": clients})
     assert {c["rule"] for c in later["clients"]} == {"mapping"}
 
 
-async def test_apply_refuses_an_unknown_preview(uk: Org) -> None:
+async def test_apply_refuses_an_unknownpreview(uk: Org) -> None:
     problem(
         await uk.post("preview/apply", {"preview_id": "nope", "client_ids": ["cl_1"]}),
         409,
@@ -303,7 +249,7 @@ async def test_apply_refuses_an_unknown_preview(uk: Org) -> None:
     )
 
 
-async def test_services_and_us_tax_rates_in_the_preview(us: Org) -> None:
+async def test_services_and_us_tax_rates_in_thepreview(us: Org) -> None:
     design = us.qbo_id("Item", "Design")
     await us.put("mappings/services/svc_design", {"qbo_id": design})
     body = {
@@ -317,7 +263,7 @@ async def test_services_and_us_tax_rates_in_the_preview(us: Org) -> None:
             {"id": "tr_zero", "name": "Exempt", "rate": "0"},
         ],
     }
-    result = await _preview(us, body)
+    result = await preview(us, body)
     services = {s["platform_id"]: s for s in result["services"]}
     assert (services["svc_design"]["status"], services["svc_design"]["item"]["name"]) == (
         "mapped",
@@ -330,7 +276,7 @@ async def test_services_and_us_tax_rates_in_the_preview(us: Org) -> None:
     assert (rates["tr_ca"]["status"], rates["tr_ca"]["tax_code"]["qbo_id"]) == ("not_needed", "TAX")
     assert rates["tr_zero"]["tax_code"]["qbo_id"] == "NON"
     await us.put("settings", {"default_income_account_id": us.qbo_id("Account", "Services")})
-    again = {s["platform_id"]: s for s in (await _preview(us, body))["services"]}
+    again = {s["platform_id"]: s for s in (await preview(us, body))["services"]}
     assert again["svc_new"]["would_create"] is True
     assert again["svc_new"]["income_account"]["name"] == "Services"
 
@@ -338,16 +284,19 @@ async def test_services_and_us_tax_rates_in_the_preview(us: Org) -> None:
 async def test_a_us_invoice_keeps_the_platform_tax_total(us: Org) -> None:
     await us.put("settings", {"default_income_account_id": us.qbo_id("Account", "Services")})
     client = {"id": "cl_cool", "name": "Cool Cars", "email": "cool_cars@intuit.test"}
-    invoice = _invoice(
+    invoice = invoice_of(
         "inv_us",
         client,
-        [_line("100.00", service="svc_a", tax="tr_ca"), _line("20.00", service="svc_b", tax=None)],
+        [
+            line_of("100.00", service="svc_a", tax="tr_ca"),
+            line_of("20.00", service="svc_b", tax=None),
+        ],
         subtotal="120.00",
         tax_total="8.25",
         total="128.25",
         currency="USD",
     )
-    result = await _preview(
+    result = await preview(
         us, {"tax_rates": [{"id": "tr_ca", "name": "CA", "rate": "8.25"}], "invoices": [invoice]}
     )
     planned = result["invoices"][0]
@@ -360,48 +309,46 @@ async def test_a_us_invoice_keeps_the_platform_tax_total(us: Org) -> None:
 
 
 async def test_invoice_checks_currency_numbers_and_start_date(uk: Org) -> None:
-    await _uk_mapped(uk)
+    await uk_mapped(uk)
     assert (await uk.put("settings", {"sync_start_date": "2026-11-01"})).status_code == 200
     invoices = [
-        _invoice(
+        invoice_of(
             "inv_usd",
             ACME,
-            [_line("10.00")],
+            [line_of("10.00")],
             subtotal="10.00",
             tax_total="2.00",
             total="12.00",
             currency="USD",
         ),
-        _invoice(
+        invoice_of(
             "inv_long",
             ACME,
-            [_line("10.00")],
+            [line_of("10.00")],
             subtotal="10.00",
             tax_total="2.00",
             total="12.00",
             number="X" * 22,
         ),
-        _invoice(
+        invoice_of(
             "inv_old",
             ACME,
-            [_line("10.00")],
+            [line_of("10.00")],
             subtotal="10.00",
             tax_total="2.00",
             total="12.00",
             issue_date="2026-10-31",
         ),
-        _invoice(
+        invoice_of(
             "inv_free",
             ACME,
-            [_line("10.00", tax=None)],
+            [line_of("10.00", tax=None)],
             subtotal="10.00",
             tax_total="0.00",
             total="10.00",
         ),
     ]
-    planned = {
-        i["platform_id"]: i for i in (await _preview(uk, {"invoices": invoices}))["invoices"]
-    }
+    planned = {i["platform_id"]: i for i in (await preview(uk, {"invoices": invoices}))["invoices"]}
     assert [b["code"] for b in planned["inv_usd"]["blocked_by"]] == ["currency_not_enabled"]
     assert [b["code"] for b in planned["inv_long"]["blocked_by"]] == ["doc_number_too_long"]
     assert planned["inv_old"]["status"] == "skipped"

@@ -9,17 +9,18 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import ArqRedis
+from fastapi import FastAPI
 from sqlalchemy import select, update
 
 from qbsync.db import Database
 from qbsync.main import create_app
-from qbsync.models import Connection, EntityMapping
+from qbsync.models import Connection, EntityMapping, RecordKind, RecordStatus, SyncRecord
 from qbsync.settings import Settings
 from tests.conftest import bearer
 from tests.connections.committed import CommittedApp
 from tests.connections.conftest import UK_REALM, Consent
 from tests.mappings.conftest import Org, problem
-from tests.mappings.test_preview import ACME, _invoice, _line, _preview, _uk_mapped
+from tests.mappings.previews import ACME, invoice_of, line_of, preview, uk_mapped
 
 
 def _codes(invoice: dict[str, Any]) -> list[str]:
@@ -29,10 +30,10 @@ def _codes(invoice: dict[str, Any]) -> list[str]:
 async def test_a_us_invoice_with_tax_inclusive_amounts_is_blocked(us: Org) -> None:
     client = {"id": "cl_cool", "name": "Cool Cars", "email": "cool_cars@intuit.test"}
     await us.put("settings", {"default_income_account_id": us.qbo_id("Account", "Services")})
-    invoice = _invoice(
+    invoice = invoice_of(
         "inv_us",
         client,
-        [_line("108.25", service="svc_a", tax="tr_ca")],
+        [line_of("108.25", service="svc_a", tax="tr_ca")],
         subtotal="100.00",
         tax_total="8.25",
         total="108.25",
@@ -40,7 +41,7 @@ async def test_a_us_invoice_with_tax_inclusive_amounts_is_blocked(us: Org) -> No
         amounts_are="tax_inclusive",
     )
     body = {"tax_rates": [{"id": "tr_ca", "name": "CA", "rate": "8.25"}], "invoices": [invoice]}
-    planned = (await _preview(us, body))["invoices"][0]
+    planned = (await preview(us, body))["invoices"][0]
     assert _codes(planned) == ["tax_inclusive_not_supported"]
     assert planned["quickbooks_totals"] is None
 
@@ -58,7 +59,7 @@ async def test_a_us_company_on_the_older_sales_tax_maps_to_taxable_or_not_too(
 
 
 async def test_a_new_customer_named_like_a_vendor_is_told_it_gets_a_suffix(uk: Org) -> None:
-    result = await _preview(uk, {"clients": [{"id": "cl_rail", "name": "Northern Rail"}]})
+    result = await preview(uk, {"clients": [{"id": "cl_rail", "name": "Northern Rail"}]})
     [client] = result["clients"]
     assert client["action"] == "create"
     assert "a vendor" in client["note"]
@@ -66,30 +67,30 @@ async def test_a_new_customer_named_like_a_vendor_is_told_it_gets_a_suffix(uk: O
 
 
 async def test_an_unmapped_service_whose_name_an_item_holds_blocks(uk: Org) -> None:
-    await _uk_mapped(uk)
+    await uk_mapped(uk)
     await uk.put(
         "settings", {"default_income_account_id": uk.qbo_id("Account", "Consulting Income")}
     )
     body = {
         "services": [{"id": "svc_training", "name": "training"}],
         "invoices": [
-            _invoice(
+            invoice_of(
                 "inv_t",
                 ACME,
-                [_line("400.00", service="svc_training")],
+                [line_of("400.00", service="svc_training")],
                 subtotal="400.00",
                 tax_total="80.00",
                 total="480.00",
             )
         ],
     }
-    planned = (await _preview(uk, body))["invoices"][0]
+    planned = (await preview(uk, body))["invoices"][0]
     assert _codes(planned) == ["item_name_taken"]
     assert planned["blocked_by"][0]["field"] == "lines.0.service_id"
 
 
 async def test_an_invoice_number_quickbooks_or_the_preview_already_has_blocks(uk: Org) -> None:
-    await _uk_mapped(uk)
+    await uk_mapped(uk)
     acme = uk.qbo_id("Customer", "Acme Ltd")
     consulting = uk.qbo_id("Item", "Consulting")
     uk.in_quickbooks(
@@ -113,37 +114,35 @@ async def test_an_invoice_number_quickbooks_or_the_preview_already_has_blocks(uk
         },
     )
     invoices = [
-        _invoice(
+        invoice_of(
             "a",
             ACME,
-            [_line("10.00")],
+            [line_of("10.00")],
             subtotal="10.00",
             tax_total="2.00",
             total="12.00",
             number="inv-7",
         ),
-        _invoice(
+        invoice_of(
             "b",
             ACME,
-            [_line("10.00")],
+            [line_of("10.00")],
             subtotal="10.00",
             tax_total="2.00",
             total="12.00",
             number="INV-8",
         ),
-        _invoice(
+        invoice_of(
             "c",
             ACME,
-            [_line("10.00")],
+            [line_of("10.00")],
             subtotal="10.00",
             tax_total="2.00",
             total="12.00",
             number="INV-8",
         ),
     ]
-    planned = {
-        i["platform_id"]: i for i in (await _preview(uk, {"invoices": invoices}))["invoices"]
-    }
+    planned = {i["platform_id"]: i for i in (await preview(uk, {"invoices": invoices}))["invoices"]}
     assert _codes(planned["a"]) == ["duplicate_doc_number"]
     assert _codes(planned["b"]) == []
     assert _codes(planned["c"]) == ["duplicate_doc_number"]
@@ -151,21 +150,19 @@ async def test_an_invoice_number_quickbooks_or_the_preview_already_has_blocks(uk
 
 
 async def test_an_invoice_below_zero_is_blocked(uk: Org) -> None:
-    await _uk_mapped(uk)
-    invoice = _invoice(
-        "neg", ACME, [_line("-100.00")], subtotal="-100.00", tax_total="-20.00", total="-120.00"
+    await uk_mapped(uk)
+    invoice = invoice_of(
+        "neg", ACME, [line_of("-100.00")], subtotal="-100.00", tax_total="-20.00", total="-120.00"
     )
-    assert _codes((await _preview(uk, {"invoices": [invoice]}))["invoices"][0]) == [
-        "negative_total"
-    ]
+    assert _codes((await preview(uk, {"invoices": [invoice]}))["invoices"][0]) == ["negative_total"]
 
 
 async def test_clients_named_only_on_invoices_are_listed_and_can_be_linked(uk: Org) -> None:
-    await _uk_mapped(uk)
-    invoice = _invoice(
-        "inv", ACME, [_line("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
+    await uk_mapped(uk)
+    invoice = invoice_of(
+        "inv", ACME, [line_of("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
     )
-    result = await _preview(uk, {"invoices": [invoice]})
+    result = await preview(uk, {"invoices": [invoice]})
     [client] = result["clients"]
     assert (client["platform_id"], client["listed"], client["action"]) == ("cl_acme", False, "link")
     assert result["summary"]["clients"]["link"] == 1
@@ -176,8 +173,8 @@ async def test_clients_named_only_on_invoices_are_listed_and_can_be_linked(uk: O
     assert [m["platform_id"] for m in applied.json()["applied"]] == ["cl_acme"]
 
 
-async def test_apply_skips_a_customer_made_inactive_since_the_preview(uk: Org) -> None:
-    result = await _preview(uk, {"clients": [ACME]})
+async def test_apply_skips_a_customer_made_inactive_since_thepreview(uk: Org) -> None:
+    result = await preview(uk, {"clients": [ACME]})
     uk.in_quickbooks("Customer", {"Id": uk.qbo_id("Customer", "Acme Ltd"), "Active": False})
     applied = await uk.post(
         "preview/apply", {"preview_id": result["preview_id"], "client_ids": ["cl_acme"]}
@@ -245,7 +242,7 @@ async def test_apply_never_overwrites_a_mapping_made_at_the_same_moment(
 
 
 async def test_apply_without_redis_is_a_503(uk: Org, settings: Settings, db: Database) -> None:
-    result = await _preview(uk, {"clients": [ACME]})
+    result = await preview(uk, {"clients": [ACME]})
     dead = ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     app = create_app(settings, database=db, redis=dead)
     async with app.router.lifespan_context(app):
@@ -273,12 +270,242 @@ async def test_only_plain_decimal_strings_are_money(uk: Org, value: str) -> None
 
 
 async def test_a_line_too_large_for_quickbooks_is_refused(uk: Org) -> None:
-    invoice = _invoice(
+    invoice = invoice_of(
         "big",
         ACME,
-        [_line("99999", quantity="99999999999")],
+        [line_of("99999", quantity="99999999999")],
         subtotal="1.00",
         tax_total="0.00",
         total="1.00",
     )
     problem(await uk.post("preview", {"invoices": [invoice]}), 422, "validation_error")
+
+
+async def test_auto_create_links_nobody_and_shows_the_match_as_a_candidate(uk: Org) -> None:
+    await uk_mapped(uk)
+    assert (await uk.put("settings", {"customer_sync_mode": "auto_create"})).status_code == 200
+    invoice = invoice_of(
+        "inv",
+        {**ACME, "id": "cl_auto"},
+        [line_of("10.00")],
+        subtotal="10.00",
+        tax_total="2.00",
+        total="12.00",
+        currency="GBP",
+    )
+    result = await preview(uk, {"invoices": [invoice]})
+    [client] = result["clients"]
+    assert (client["action"], client["customer"]) == ("create", None)
+    assert client["candidates"][0]["display_name"] == "Acme Ltd"
+    assert "creates a customer" in client["candidates"][0]["reason"]
+    planned = result["invoices"][0]
+    assert planned["customer"]["customer"] is None
+    assert planned["status"] == "ready", planned["blocked_by"]
+
+
+async def test_an_unusable_default_income_account_creates_no_item(uk: Org) -> None:
+    income = uk.qbo_id("Account", "Consulting Income")
+    assert (await uk.put("settings", {"default_income_account_id": income})).status_code == 200
+    uk.in_quickbooks("Account", {"Id": income, "Active": False})
+    await uk.put("mappings/tax-rates/tr_vat20", {"qbo_id": "3", "rate": "20"})
+    body = {
+        "services": [{"id": "svc_new", "name": "Audit"}],
+        "invoices": [
+            invoice_of(
+                "inv",
+                ACME,
+                [line_of("10.00", service="svc_new")],
+                subtotal="10.00",
+                tax_total="2.00",
+                total="12.00",
+            )
+        ],
+    }
+    result = await preview(uk, body)
+    assert result["services"][0]["would_create"] is False
+    [blocker] = result["invoices"][0]["blocked_by"]
+    assert blocker["code"] == "no_income_account"
+    assert "inactive" in blocker["message"]
+
+
+async def test_a_service_mapped_to_an_item_no_longer_a_service_blocks(
+    uk: Org, app: FastAPI
+) -> None:
+    await uk_mapped(uk)
+    uk.simulator.state.company(uk.realm_id).objects["Item"][uk.qbo_id("Item", "Consulting")][
+        "Type"
+    ] = "Inventory"
+    await app.state.reference_cache.drop(uk.realm_id, "Item")  # QuickBooks reported it
+    invoice = invoice_of(
+        "inv", ACME, [line_of("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
+    )
+    assert _codes((await preview(uk, {"invoices": [invoice]}))["invoices"][0]) == [
+        "mapped_item_unusable"
+    ]
+
+
+async def test_a_line_whose_code_no_longer_charges_the_platform_rate_blocks(uk: Org) -> None:
+    await uk_mapped(uk)
+    body = {
+        "tax_rates": [{"id": "tr_vat20", "name": "VAT", "rate": "17.5"}],
+        "invoices": [
+            invoice_of(
+                "inv", ACME, [line_of("10.00")], subtotal="10.00", tax_total="1.75", total="11.75"
+            )
+        ],
+    }
+    result = await preview(uk, body)
+    assert result["tax_rates"][0]["status"] == "missing"
+    assert _codes(result["invoices"][0]) == ["tax_rate_mismatch"]
+
+
+async def test_names_are_written_as_quickbooks_holds_them_and_clash_inside_a_preview(
+    uk: Org,
+) -> None:
+    await uk_mapped(uk)
+    await uk.put(
+        "settings", {"default_income_account_id": uk.qbo_id("Account", "Consulting Income")}
+    )
+    body = {
+        "clients": [{"id": "cl_smith", "name": "Smith: Plumbing"}],
+        "services": [
+            {"id": "svc_logo", "name": "Design: logo"},
+            {"id": "svc_w1", "name": "Workshop"},
+            {"id": "svc_w2", "name": "workshop"},
+        ],
+        "invoices": [
+            invoice_of(
+                "inv",
+                ACME,
+                [line_of("10.00", service="svc_w2")],
+                subtotal="10.00",
+                tax_total="2.00",
+                total="12.00",
+            )
+        ],
+    }
+    result = await preview(uk, body)
+    assert '"Smith - Plumbing"' in result["clients"][0]["note"]
+    services = {s["platform_id"]: s for s in result["services"]}
+    assert '"Design - logo"' in services["svc_logo"]["note"]
+    assert services["svc_w1"]["would_create"] is True
+    assert services["svc_w2"]["would_create"] is False
+    assert _codes(result["invoices"][0]) == ["item_name_taken"]
+
+
+async def test_a_quickbooks_total_below_zero_blocks_whatever_the_platform_says(uk: Org) -> None:
+    await uk_mapped(uk)
+    invoice = invoice_of(
+        "neg",
+        ACME,
+        [line_of("10.00"), line_of("-15.00")],
+        subtotal="0.00",
+        tax_total="0.00",
+        total="0.00",
+    )
+    assert "negative_total" in _codes((await preview(uk, {"invoices": [invoice]}))["invoices"][0])
+
+
+async def test_a_number_is_checked_against_each_invoices_own_push(uk: Org, db: Database) -> None:
+    await uk_mapped(uk)
+    created = _invoice_in_quickbooks(uk, "INV-1")
+    async with db.sessions() as session:
+        session.add(
+            SyncRecord(
+                org_id="org_1",
+                kind=RecordKind.INVOICE,
+                platform_id="inv_a",
+                snapshot={},
+                status=RecordStatus.SYNCED,
+                realm_id=uk.realm_id,
+                qbo_id=created["Id"],
+            )
+        )
+        await session.commit()
+    own = invoice_of(
+        "inv_a",
+        ACME,
+        [line_of("10.00")],
+        subtotal="10.00",
+        tax_total="2.00",
+        total="12.00",
+        number="INV-1",
+    )
+    other = invoice_of(
+        "inv_b",
+        ACME,
+        [line_of("10.00")],
+        subtotal="10.00",
+        tax_total="2.00",
+        total="12.00",
+        number="INV-1",
+    )
+    renumbered = {**own, "number": "INV-2"}
+    alone = (await preview(uk, {"invoices": [own]}))["invoices"][0]
+    assert _codes(alone) == []
+    together = (await preview(uk, {"invoices": [renumbered, other]}))["invoices"]
+    assert [_codes(i) for i in together] == [[], ["duplicate_doc_number"]]
+
+
+async def test_a_skipped_invoice_reserves_no_number(uk: Org) -> None:
+    await uk_mapped(uk)
+    assert (await uk.put("settings", {"sync_start_date": "2026-06-01"})).status_code == 200
+    old = invoice_of(
+        "a",
+        ACME,
+        [line_of("10.00")],
+        subtotal="10.00",
+        tax_total="2.00",
+        total="12.00",
+        number="INV-9",
+        issue_date="2026-01-01",
+    )
+    new = invoice_of(
+        "b",
+        ACME,
+        [line_of("10.00")],
+        subtotal="10.00",
+        tax_total="2.00",
+        total="12.00",
+        number="INV-9",
+    )
+    planned = (await preview(uk, {"invoices": [old, new]}))["invoices"]
+    assert [p["status"] for p in planned] == ["skipped", "ready"]
+
+
+def _invoice_in_quickbooks(uk: Org, number: str) -> dict[str, Any]:
+    return uk.in_quickbooks(
+        "Invoice",
+        {
+            "CustomerRef": {"value": uk.qbo_id("Customer", "Acme Ltd")},
+            "DocNumber": number,
+            "GlobalTaxCalculation": "TaxExcluded",
+            "Line": [
+                {
+                    "DetailType": "SalesItemLineDetail",
+                    "Amount": "10.00",
+                    "SalesItemLineDetail": {
+                        "ItemRef": {"value": uk.qbo_id("Item", "Consulting")},
+                        "Qty": "1",
+                        "UnitPrice": "10.00",
+                        "TaxCodeRef": {"value": "3"},
+                    },
+                }
+            ],
+        },
+    )
+
+
+async def test_a_malformed_body_or_date_names_its_field(uk: Org) -> None:
+    broken = await uk.client.post(
+        "/v1/quickbooks/preview",
+        content=b'{"clients": [',
+        headers={**uk.headers, "Content-Type": "application/json"},
+    )
+    assert problem(broken, 422, "validation_error")["errors"][0]["field"] == "body"
+    invoice = invoice_of(
+        "inv", ACME, [line_of("1.00")], subtotal="1.00", tax_total="0.20", total="1.20"
+    )
+    invoice["issue_date"] = 0
+    refused = problem(await uk.post("preview", {"invoices": [invoice]}), 422, "validation_error")
+    assert refused["errors"][0]["field"] == "invoices.0.issue_date"
