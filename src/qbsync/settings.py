@@ -103,7 +103,7 @@ class IntuitSettings(BaseModel):
     requests_per_minute: int = Field(default=450, ge=1, le=500)
     max_in_flight: int = Field(default=8, ge=1, le=10)
     batch_requests_per_minute: int = Field(default=36, ge=1, le=40)
-    # How long accounts, items, tax codes, customers and vendors are kept between reads (P7).
+    # How long a company's reference lists are kept between reads (P7).
     reference_cache_seconds: int = Field(default=300, ge=10, le=3600)
 
     @model_validator(mode="before")

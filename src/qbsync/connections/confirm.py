@@ -283,8 +283,8 @@ def _old_tokens(intuit: IntuitAccess, connection: Connection) -> token_vault.Tok
 
 async def _leave_company(session: AsyncSession, org_id: str, realm_id: str) -> None:
     """One company's ids mean nothing in another: archive its mappings, clear the accounts chosen
-    in it, detach unsent work (R12). Automatic invoice push is switched off until the new
-    company's mappings are checked, as the setup tip asks before turning it on."""
+    in it, detach unsent work (R12). Automatic invoice push is switched off, as the setup tip
+    asks before turning it on: the user turns it on again once the new company is set up."""
     now = utcnow()
     await session.execute(
         update(SyncSettings)

@@ -64,8 +64,7 @@ MappingKindPath = Literal["clients", "services", "tax-rates", "expense-categorie
 class MappingBody(Strict):
     qbo_id: Annotated[str, Field(pattern=r"^([1-9][0-9]{0,31}|TAX|NON)$")] | None = Field(
         default=None,
-        description="The QuickBooks id; `TAX` or `NON` for a tax rate on a US company with "
-        "automated sales tax.",
+        description="The QuickBooks id; `TAX` or `NON` for a tax rate on a US company.",
     )
     account_number: Annotated[str, Field(min_length=1, max_length=20)] | None = Field(
         default=None,
