@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from qbsync.db import Database
 from qbsync.models import Connection, EntityMapping
+from qbsync.simulator.faults import FaultSpec
 from tests.conftest import TokenFactory, bearer
 from tests.connections.committed import CommittedApp
 from tests.connections.conftest import UK_REALM, US_REALM, Consent
@@ -354,3 +356,40 @@ async def test_another_org_sees_none_of_the_mappings(
         gone = await us.client.delete(f"/v1/quickbooks/mappings/{path}", headers=other)
         problem(gone, 404, "mapping_not_found")
     assert len((await us.get("mappings/clients")).json()["items"]) == 1
+
+
+async def test_a_company_switch_during_the_check_stores_no_mapping(
+    live: CommittedApp, consent: Consent, prefix: str
+) -> None:
+    """Checked in the US company, stored after the org switched to the UK one: refused."""
+    org_id = f"{prefix}mapswitch"
+    browser = Consent(live.client, consent.simulator, consent.make_token)
+    await browser.connect(org_id, US_REALM)
+    handle = await browser.handle(org_id, UK_REALM)
+    customer = next(
+        str(row["Id"])
+        for row in consent.simulator.state.company(US_REALM).objects["Customer"].values()
+        if row["DisplayName"] == "Cool Cars"
+    )
+    consent.simulator.admin.inject(
+        FaultSpec(kind="delay", delay_seconds=1.0, path=f"{US_REALM}/query", times=5)
+    )
+    headers = bearer(consent.make_token(org_id))
+
+    async def switch() -> httpx.Response:
+        await asyncio.sleep(0.3)
+        return await browser.confirm(handle, org_id)
+
+    mapped, switched = await asyncio.gather(
+        live.client.put(
+            "/v1/quickbooks/mappings/clients/cl_1", json={"qbo_id": customer}, headers=headers
+        ),
+        switch(),
+    )
+    assert switched.status_code == 200, switched.text
+    problem(mapped, 409, "company_changed")
+    async with live.db.sessions() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(EntityMapping).where(EntityMapping.org_id == org_id)
+        )
+    assert stored == 0

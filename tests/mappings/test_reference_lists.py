@@ -254,3 +254,10 @@ async def test_a_list_expires_after_its_time(redis: ArqRedis, key_prefix: str, t
     await asyncio.sleep(ttl + 0.2)
     await cache.load("1", Customer, rows)
     assert rows.reads == 2
+
+
+async def test_a_read_quickbooks_forbids_is_not_called_a_reconnect(us: Org) -> None:
+    """403: the user who connected lost a permission; signing in again as them won't help."""
+    us.simulator.admin.inject(FaultSpec(kind="error", status_code=403, path="query", times=5))
+    body = problem(await us.get("items"), 409, "quickbooks_access_denied")
+    assert body["detail"]
