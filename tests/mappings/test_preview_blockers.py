@@ -4,6 +4,7 @@ the company where QuickBooks would refuse it, and the links apply may and may no
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from qbsync.settings import Settings
 from tests.conftest import bearer
 from tests.connections.committed import CommittedApp
 from tests.connections.conftest import UK_REALM, Consent
-from tests.mappings.conftest import Org, problem
+from tests.mappings.conftest import Org, fields, problem
 from tests.mappings.previews import ACME, invoice_of, line_of, preview, uk_mapped
 
 
@@ -509,3 +510,95 @@ async def test_a_malformed_body_or_date_names_its_field(uk: Org) -> None:
     invoice["issue_date"] = 0
     refused = problem(await uk.post("preview", {"invoices": [invoice]}), 422, "validation_error")
     assert refused["errors"][0]["field"] == "invoices.0.issue_date"
+
+
+@pytest.mark.parametrize("name", ["\x1c", "a\x1fb", "  "])
+async def test_a_name_made_of_control_characters_or_spaces_is_refused(uk: Org, name: str) -> None:
+    for body, field in (
+        ({"clients": [{"id": "c", "name": name}]}, "clients.0.name"),
+        ({"services": [{"id": "s", "name": name}]}, "services.0.name"),
+    ):
+        refused = problem(await uk.post("preview", body), 422, "validation_error")
+        assert field in fields(refused)
+
+
+async def test_an_unlisted_unmapped_service_is_said_to_be_unchecked(uk: Org) -> None:
+    await uk_mapped(uk)
+    await uk.put(
+        "settings", {"default_income_account_id": uk.qbo_id("Account", "Consulting Income")}
+    )
+    invoice = invoice_of(
+        "inv",
+        ACME,
+        [line_of("10.00", service="svc_unlisted")],
+        subtotal="10.00",
+        tax_total="2.00",
+        total="12.00",
+    )
+    planned = (await preview(uk, {"invoices": [invoice]}))["invoices"][0]
+    assert any("could not be checked" in note for note in planned["notes"])
+
+
+async def test_a_mapped_rate_changed_in_quickbooks_blocks_without_tax_rates(
+    uk: Org, app: FastAPI
+) -> None:
+    """The rate the mapping was checked against stands in for a rate the body leaves out."""
+    await uk_mapped(uk)
+    company = uk.simulator.state.company(uk.realm_id)
+    rate_id = company.objects["TaxCode"]["3"]["SalesTaxRateList"]["TaxRateDetail"][0]["TaxRateRef"][
+        "value"
+    ]
+    company.objects["TaxRate"][rate_id]["RateValue"] = Decimal("17.5")
+    await app.state.reference_cache.drop(uk.realm_id, "TaxRate")  # as a QuickBooks report would
+    invoice = invoice_of(
+        "inv", ACME, [line_of("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
+    )
+    planned = (await preview(uk, {"invoices": [invoice]}))["invoices"][0]
+    assert _codes(planned) == ["tax_rate_mismatch"]
+
+
+async def test_two_new_clients_of_one_name_are_told_one_gets_a_suffix(uk: Org) -> None:
+    clients = [{"id": "a", "name": "Nobody Known"}, {"id": "b", "name": "NOBODY KNOWN"}]
+    first, second = (await preview(uk, {"clients": clients}))["clients"]
+    assert first["note"] is None
+    assert "'a'" in second["note"]
+    assert "suffix" in second["note"]
+
+
+async def test_two_applies_of_overlapping_links_in_any_order_both_answer(
+    live: CommittedApp, consent: Consent, prefix: str
+) -> None:
+    """Each apply writes its links in one order, so two at once wait for each other, never
+    deadlock (which Postgres would break with a 503)."""
+    org_id = f"{prefix}order"
+    browser = Consent(live.client, consent.simulator, consent.make_token)
+    await browser.connect(org_id, UK_REALM)
+    headers = bearer(consent.make_token(org_id))
+    ledger = consent.simulator.state.ledger(UK_REALM)
+    clients = []
+    for n in range(60):
+        email = f"buyer{n}@order.test"
+        ledger.write(
+            "Customer",
+            None,
+            {"DisplayName": f"Order Buyer {n}", "PrimaryEmailAddr": {"Address": email}},
+        )
+        clients.append({"id": f"cl_{n:02}", "name": f"Someone {n}", "email": email})
+    answer = await live.client.post(
+        "/v1/quickbooks/preview", json={"clients": clients}, headers=headers
+    )
+    preview_id = answer.json()["preview_id"]
+    ids = [client["id"] for client in clients]
+    applies = await asyncio.gather(
+        *(
+            live.client.post(
+                "/v1/quickbooks/preview/apply",
+                json={"preview_id": preview_id, "client_ids": order},
+                headers=headers,
+            )
+            for order in (ids, ids[::-1], ids[30:] + ids[:30])
+        )
+    )
+    assert [response.status_code for response in applies] == [200, 200, 200]
+    applied = sum(len(response.json()["applied"]) for response in applies)
+    assert applied == len(ids)

@@ -205,3 +205,13 @@ async def test_a_bad_query_over_http_is_a_400_fault(us: Api, client: httpx.Async
     assert response.status_code == 400
     assert first_error(response)["code"] == "4000"
     assert first_error(response)["Message"] == "Error parsing query"
+
+
+def test_digits_of_other_scripts_compare_and_sort_as_text() -> None:
+    """ "²" is a digit to str.isdigit() but not a number: no crash, just no match."""
+    books = SimulatorState(SimulatorConfig()).companies[US]
+    books.insert("Invoice", {"DocNumber": "12", "TxnDate": "2026-01-01"}, 0.0, "900")
+    books.insert("Invoice", {"DocNumber": "²", "TxnDate": "2026-01-01"}, 0.0, "901")
+    assert run(books, "SELECT * FROM Invoice WHERE DocNumber = '²'")["Invoice"][0]["Id"] == "901"
+    ordered = run(books, "SELECT * FROM Invoice ORDERBY DocNumber")["Invoice"]
+    assert [row["DocNumber"] for row in ordered] == ["12", "²"]

@@ -171,7 +171,7 @@ async def _expense_account(refs: References, body: MappingBody) -> Resolved:
     if (body.qbo_id is None) == (body.account_number is None):
         raise AppError(
             "Give the account as qbo_id or as account_number (its number in the chart of "
-            "accounts), not both.",
+            "accounts)" + (", not both." if body.qbo_id is not None else "."),
             status=422,
             code="missing" if body.qbo_id is None else "field_not_allowed",
             field="qbo_id",

@@ -11,6 +11,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from qbsync.db import Database
 from qbsync.errors import AppError
@@ -23,7 +24,7 @@ from qbsync.mappings.matching import (
     action_for,
 )
 from qbsync.mappings.names import DISPLAY_NAME_LENGTH, name_key, quickbooks_name
-from qbsync.mappings.preview_invoices import InvoicePlanner, NumbersTaken
+from qbsync.mappings.preview_invoices import MAX_DOC_NUMBER, InvoicePlanner, NumbersTaken
 from qbsync.mappings.preview_lines import LinePlanner
 from qbsync.mappings.preview_references import item_plans, service_preview, tax_rate_preview
 from qbsync.mappings.preview_schemas import (
@@ -92,6 +93,7 @@ async def run_preview(
         _client(fact, matches[fact.platform_id], settings, fact.platform_id in listed, names_in_use)
         for fact in facts
     ]
+    _same_new_names(clients)
     plans = item_plans(body.services, mappings.services, items)
     services = [
         service_preview(
@@ -125,7 +127,15 @@ async def run_preview(
             income_account=income_ref,
             income_problem=income_problem,
             tax_rate_codes={pid: row.qbo_id for pid, row in mappings.tax_rates.items()},
-            platform_rates={rate.id: rate.rate for rate in body.tax_rates},
+            # The rate a mapping was checked against stands in for a rate not listed.
+            platform_rates={
+                **{
+                    pid: Decimal(row.details["rate"])
+                    for pid, row in mappings.tax_rates.items()
+                    if row.details.get("rate")
+                },
+                **{rate.id: rate.rate for rate in body.tax_rates},
+            },
             codes=codes,
             rates=rates,
         ),
@@ -190,11 +200,12 @@ async def _numbers_taken(
     company takes the platform's numbers."""
     if not company.custom_txn_numbers:
         return NumbersTaken({}, {})
+    # QuickBooks trims a number before it compares it; so does the query.
     numbers = sorted(
         {
-            invoice.number
+            invoice.number.strip()
             for invoice in body.invoices
-            if invoice.number and len(invoice.number) <= 21
+            if invoice.number and len(invoice.number) <= MAX_DOC_NUMBER
         }
     )
     if not numbers:
@@ -250,6 +261,23 @@ async def _income_account(
         what = account_kind(account) if account is not None else "gone from QuickBooks"
         return None, f"the default income account ({account_id}) is {what}"
     return QboRefView(qbo_id=account_id, name=account.name), ""
+
+
+def _same_new_names(clients: list[ClientPreview]) -> None:
+    """Two clients of one preview that would be created under one name: the second is told."""
+    first: dict[str, str] = {}
+    for client in clients:
+        if client.action != "create":
+            continue
+        key = name_key(quickbooks_name(client.name, DISPLAY_NAME_LENGTH))
+        if key in first:
+            said = (
+                f"Client {first[key]!r} of this preview would be created under the same name: "
+                "this one gets a distinguishing suffix."
+            )
+            client.note = f"{client.note} {said}" if client.note else said
+        else:
+            first[key] = client.platform_id
 
 
 def _client_facts(body: PreviewBody) -> list[ClientFacts]:

@@ -78,7 +78,8 @@ async def apply_links(
     applied = []
     async with db.sessions() as session, session.begin():
         await same_company(session, company)
-        for platform_id, resolved in usable:
+        # One order for every apply, so that two applies of overlapping links can't deadlock.
+        for platform_id, resolved in sorted(usable, key=lambda pair: pair[0]):
             try:
                 row = await service.upsert(
                     session,

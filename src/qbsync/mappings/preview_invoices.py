@@ -97,7 +97,7 @@ class InvoicePlanner:
         lines: list[LinePreview] = []
         planned: list[PlannedLine | None] = []
         for index, line in enumerate(invoice.lines):
-            preview, plan = self.lines.plan(index, line, mode, invoice, blockers)
+            preview, plan = self.lines.plan(index, line, mode, invoice, blockers, notes)
             lines.append(preview)
             planned.append(plan)
         self._currency(invoice, customer, blockers)

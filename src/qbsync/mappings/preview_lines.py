@@ -42,9 +42,10 @@ class LinePlanner:
         mode: TaxMode | None,
         invoice: InvoiceSnapshot,
         blockers: list[Blocker],
+        notes: list[str],
     ) -> tuple[LinePreview, PlannedLine | None]:
         field = f"lines.{index}"
-        item_ref, income = self._item(field, line, blockers)
+        item_ref, income = self._item(field, line, blockers, notes)
         amount = line_amount(line.quantity, line.unit_price)
         tax_ref, rates, taxable, known = self._tax(index, line, mode, invoice, blockers)
         preview = LinePreview(
@@ -62,7 +63,7 @@ class LinePlanner:
         )
 
     def _item(
-        self, field: str, line: InvoiceLine, blockers: list[Blocker]
+        self, field: str, line: InvoiceLine, blockers: list[Blocker], notes: list[str]
     ) -> tuple[QboRefView | None, QboRefView | None]:
         if line.service_id is None:
             blockers.append(
@@ -102,7 +103,12 @@ class LinePlanner:
             )
             return None, None
         plan = self.item_plans.get(line.service_id)
-        if plan is not None and plan.problem is not None:
+        if plan is None:
+            notes.append(
+                f"Service {line.service_id!r} is neither mapped nor listed in services: the "
+                "push creates an item under its name, which could not be checked here."
+            )
+        elif plan.problem is not None:
             blockers.append(
                 Blocker(
                     code="item_name_taken",

@@ -181,7 +181,10 @@ class PreviewResult(BaseModel):
 
 class ApplyBody(Strict):
     preview_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-    client_ids: Annotated[list[PlatformId], Field(min_length=1, max_length=MAX_CLIENTS)]
+    # Every client a preview can propose: those listed and those only named on an invoice.
+    client_ids: Annotated[
+        list[PlatformId], Field(min_length=1, max_length=MAX_CLIENTS + MAX_INVOICES)
+    ]
 
 
 class SkippedLink(BaseModel):

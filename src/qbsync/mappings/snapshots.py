@@ -71,7 +71,23 @@ Percent = Annotated[Decimal, _DecimalText, Field(ge=0, le=100), _places(4)]
 PLATFORM_ID_PATTERN = r"^[^\s/\x00-\x1f\x7f]+$"
 PlatformId = Annotated[str, Field(min_length=1, max_length=128, pattern=PLATFORM_ID_PATTERN)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-Text = Annotated[str, Field(max_length=500)]
+# No control characters in one-line text: pydantic's stripping keeps "\x1c" to "\x1f", which
+# Python and QuickBooks then take for whitespace, leaving a name or a number empty.
+_ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+Text = Annotated[str, Field(max_length=500, pattern=_ONE_LINE)]
+# A name: at least one character that is not a space.
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+    ),
+]
+# Several lines are fine in a description; other control characters are not.
+Description = Annotated[
+    str, Field(max_length=4000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+]
 AmountsAre = Literal["tax_exclusive", "tax_inclusive", "no_tax"]
 
 
@@ -90,7 +106,7 @@ class Address(Snapshot):
 
 class ClientSnapshot(Snapshot):
     id: PlatformId
-    name: Annotated[str, Field(min_length=1, max_length=500)]
+    name: Name
     email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
     company_name: Text | None = None
     phone: Annotated[str, Field(max_length=50)] | None = None
@@ -100,26 +116,26 @@ class ClientSnapshot(Snapshot):
 
 class ServiceSnapshot(Snapshot):
     id: PlatformId
-    name: Annotated[str, Field(min_length=1, max_length=500)]
-    description: Annotated[str, Field(max_length=4000)] | None = None
+    name: Name
+    description: Description | None = None
     unit_price: Fine | None = None
 
 
 class TaxRateSnapshot(Snapshot):
     id: PlatformId
-    name: Annotated[str, Field(min_length=1, max_length=500)]
+    name: Name
     rate: Percent
 
 
 class InvoiceClient(Snapshot):
     id: PlatformId
-    name: Annotated[str, Field(min_length=1, max_length=500)]
+    name: Name
     email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
 
 
 class InvoiceLine(Snapshot):
     service_id: PlatformId | None = None
-    description: Annotated[str, Field(max_length=4000)] | None = None
+    description: Description | None = None
     quantity: Fine
     unit_price: Fine
     # No tax rate: the line is untaxed.
@@ -134,7 +150,7 @@ class InvoiceLine(Snapshot):
 
 class InvoiceSnapshot(Snapshot):
     id: PlatformId
-    number: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    number: Annotated[str, Field(min_length=1, max_length=100, pattern=_ONE_LINE)] | None = None
     status: Annotated[str, Field(min_length=1, max_length=32)]
     currency: Currency
     issue_date: IsoDate

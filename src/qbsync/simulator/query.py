@@ -392,8 +392,13 @@ def _number(literal: Literal_) -> Decimal | None:
         return None
 
 
+def _ascii_digits(text: str) -> bool:
+    # str.isdigit() also takes "²", which int() refuses.
+    return text.isascii() and text.isdigit()
+
+
 def _comparable_text(value: str, literal: str, tz: timezone) -> tuple[Any, Any]:
-    if value.isdigit() and literal.isdigit():
+    if _ascii_digits(value) and _ascii_digits(literal):
         return int(value), int(literal)  # Ids are digit strings and compare as numbers
     if _DATETIME.match(value) and (_DATETIME.match(literal) or _DATE.match(literal)):
         return _datetime(value, tz), _datetime(literal, tz)
@@ -420,6 +425,6 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, bool | int | Decimal):
         return (0, Decimal(value))
     text = str(value)
-    if text.isdigit():
+    if _ascii_digits(text):
         return (1, int(text))
     return (2, text.casefold())

@@ -163,7 +163,9 @@ class Company:
         line_ids = [
             int(line["Id"])
             for line in stored.get("Line") or []
-            if isinstance(line, dict) and str(line.get("Id", "")).isdigit()
+            if isinstance(line, dict)
+            and str(line.get("Id", "")).isascii()
+            and str(line.get("Id", "")).isdigit()
         ]
         if line_ids:
             key = (entity, stored["Id"])
