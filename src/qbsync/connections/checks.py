@@ -3,8 +3,8 @@
 Cheap on purpose, because Intuit meters reads per app: after the credentials check, one batch
 call carries every read (CompanyInfo, and a COUNT per entity, or the tax codes themselves when
 tax rates are mapped), so a healthy run costs one Accounting API call, plus one token call when
-the access token was due. The call waits only briefly on the
-company's shared limits; a company busy with its sync gets "busy, try again", not a long wait.
+the access token was due. The call waits only briefly on the company's shared limits; a company
+busy with its sync gets "busy, try again", not a long wait.
 
 Pool discipline (R13): what the checks need from the database is read in one short session that
 is closed before anything is sent to Intuit.

@@ -1,6 +1,7 @@
 """The dry run: what a sync would do with these clients, services, tax rates and invoices.
 
-It reads the company's cached lists and the org's mappings and writes nothing, neither to
+It reads the company's cached lists, the org's mappings and, when the company takes the
+platform's invoice numbers, the QuickBooks invoices holding them; it writes nothing, neither to
 QuickBooks nor to the mappings. The links it proposes are remembered for an hour under a preview
 id, so that the user can confirm the ones they agree with (`preview_apply`).
 """
