@@ -92,28 +92,7 @@ async def test_an_unmapped_service_whose_name_an_item_holds_blocks(uk: Org) -> N
 
 async def test_an_invoice_number_quickbooks_or_the_preview_already_has_blocks(uk: Org) -> None:
     await uk_mapped(uk)
-    acme = uk.qbo_id("Customer", "Acme Ltd")
-    consulting = uk.qbo_id("Item", "Consulting")
-    uk.in_quickbooks(
-        "Invoice",
-        {
-            "CustomerRef": {"value": acme},
-            "DocNumber": "INV-7",
-            "GlobalTaxCalculation": "TaxExcluded",
-            "Line": [
-                {
-                    "DetailType": "SalesItemLineDetail",
-                    "Amount": "10.00",
-                    "SalesItemLineDetail": {
-                        "ItemRef": {"value": consulting},
-                        "Qty": "1",
-                        "UnitPrice": "10.00",
-                        "TaxCodeRef": {"value": "3"},
-                    },
-                }
-            ],
-        },
-    )
+    _invoice_in_quickbooks(uk, "INV-7")
     invoices = [
         invoice_of(
             "a",
