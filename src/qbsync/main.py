@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from arq.connections import ArqRedis
@@ -23,6 +24,8 @@ from qbsync.queue import JobQueue
 from qbsync.reference_cache import ReferenceCache
 from qbsync.security import TokenVerifier
 from qbsync.settings import Settings
+from qbsync.sync.router import EVENT_COMPONENTS
+from qbsync.sync.router import router as events_router
 
 API_DESCRIPTION = (
     "qbsync connects an organisation on the platform to its QuickBooks Online company and keeps "
@@ -89,9 +92,26 @@ def create_app(
     app.include_router(health.router)
     app.include_router(connections_router)
     app.include_router(mappings_router)
+    app.include_router(events_router)
     if settings.is_dev:
         app.include_router(devpage_router)
+    _add_event_schemas(app)
     return app
+
+
+def _add_event_schemas(app: FastAPI) -> None:
+    """`POST /v1/events` reads its body itself (the signature is checked on the raw bytes), so
+    the event shapes its schema refers to are added to the document's components here."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in EVENT_COMPONENTS.items():
+            schemas.setdefault(name, schema)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _required(value: str | None, what: str) -> str:

@@ -22,13 +22,16 @@ from qbsync.connections.intuit import IntuitAccess
 from qbsync.db import Database
 from qbsync.main import create_app
 from qbsync.models import (
+    CatalogueEntry,
     Connection,
     EntityMapping,
     OAuthState,
     OutboundEvent,
     PendingGrant,
     PendingRevocation,
+    PlatformEvent,
     SyncRecord,
+    SyncSettings,
 )
 from qbsync.models.base import utcnow
 from qbsync.queue import JobQueue
@@ -71,6 +74,9 @@ async def remove_orgs(db: Database, prefix: str, since: datetime) -> None:
             OutboundEvent,
             SyncRecord,
             EntityMapping,
+            SyncSettings,
+            PlatformEvent,
+            CatalogueEntry,
         ):
             await session.execute(delete(model).where(model.org_id.like(f"{prefix}%")))
         await session.commit()

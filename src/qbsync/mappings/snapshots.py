@@ -162,3 +162,42 @@ class InvoiceSnapshot(Snapshot):
     subtotal: Money
     tax_total: Money
     total: Money
+
+
+class Supplier(Snapshot):
+    id: PlatformId
+    name: Name
+    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+
+
+class ExpenseSnapshot(Snapshot):
+    id: PlatformId
+    workflow_id: PlatformId | None = None
+    date: IsoDate
+    supplier: Supplier
+    category_code: Annotated[str, Field(min_length=1, max_length=128, pattern=_ONE_LINE)] | None = (
+        None
+    )
+    description: Description | None = None
+    amount: Money
+    amounts_are: AmountsAre
+    tax_rate_id: PlatformId | None = None
+    currency: Currency
+    paid: bool = Field(strict=True)
+    due_date: IsoDate | None = None
+
+
+class PaymentSnapshot(Snapshot):
+    id: PlatformId
+    invoice_id: PlatformId
+    amount: Money
+    date: IsoDate
+    method: Annotated[str, Field(max_length=100, pattern=_ONE_LINE)] | None = None
+    reference: Annotated[str, Field(max_length=100, pattern=_ONE_LINE)] | None = None
+    currency: Currency
+
+
+class DeletedSnapshot(Snapshot):
+    """Every `*.deleted` event carries only the id."""
+
+    id: PlatformId

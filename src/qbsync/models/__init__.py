@@ -1,6 +1,7 @@
 """Every table, imported here so Alembic and the app see one complete metadata."""
 
 from qbsync.models.base import Base
+from qbsync.models.catalogue_entry import CatalogueEntry, CatalogueKind
 from qbsync.models.cdc_watermark import CdcWatermark
 from qbsync.models.connection import Connection, ConnectionStatus
 from qbsync.models.entity_mapping import EntityMapping, MappingKind, MappingSource
@@ -15,6 +16,8 @@ from qbsync.models.sync_settings import CustomerSyncMode, ExpenseMode, SyncSetti
 
 __all__ = [
     "Base",
+    "CatalogueEntry",
+    "CatalogueKind",
     "CdcWatermark",
     "Connection",
     "ConnectionStatus",

@@ -41,6 +41,8 @@ class SyncRecord(UuidPrimaryKey, Timestamps, Base):
     platform_id: Mapped[str] = mapped_column(String(128))
     operation: Mapped[str] = mapped_column(String(16), default="upsert")
     snapshot: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    # When the platform produced `snapshot`: an older one arriving late never replaces it.
+    snapshot_occurred_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(default=1)
     synced_version: Mapped[int | None]
     status: Mapped[RecordStatus] = mapped_column(

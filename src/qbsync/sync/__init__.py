@@ -1,0 +1,1 @@
+"""The push engine: platform events in, and the records they leave for the push."""
