@@ -362,3 +362,10 @@ async def test_two_deliveries_touching_the_same_records_in_any_order_both_land(
         assert [answer.status_code for answer in answers] == [202, 202], [
             answer.text for answer in answers
         ]
+
+
+async def test_two_orgs_may_use_the_same_event_id(platform: Platform, db: Database) -> None:
+    ours = client_event(event_id="evt_1")
+    theirs = {**client_event(event_id="evt_1"), "organization_id": "org_2"}
+    assert (await platform.post([ours, theirs])).json() == {"accepted": 2, "duplicates": 0}
+    assert await _count(db, SyncRecord) == 2

@@ -69,7 +69,7 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = None
+    id: Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[\x21-\x7e]+$")] | None = None
     type: EventTypeName
     organization_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
     occurred_at: AwareDatetime

@@ -104,8 +104,11 @@ def _event(
     except ValidationError as invalid:
         errors.extend(_errors(invalid, f"{prefix}data."))
         return None
+    # The platform numbers events per organisation, as far as qbsync knows: one org's id never
+    # stands for another org's event. A single event without one is keyed by its delivery.
+    key = f"{envelope.organization_id}:{envelope.id}" if envelope.id else webhook_id or ""
     return Event(
-        key=envelope.id or webhook_id or "",
+        key=key,
         type=envelope.type,
         org_id=envelope.organization_id,
         occurred_at=envelope.occurred_at,
