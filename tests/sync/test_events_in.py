@@ -369,3 +369,126 @@ async def test_two_orgs_may_use_the_same_event_id(platform: Platform, db: Databa
     theirs = {**client_event(event_id="evt_1"), "organization_id": "org_2"}
     assert (await platform.post([ours, theirs])).json() == {"accepted": 2, "duplicates": 0}
     assert await _count(db, SyncRecord) == 2
+
+
+@pytest.mark.parametrize("signature", [" v1,AAAA", "v1", "v1,a,b", "v1,AAA"])
+async def test_a_malformed_signature_header_is_401_not_a_crash(
+    platform: Platform, db: Database, signature: str
+) -> None:
+    _problem(await platform.post(client_event(), signature=signature), 401, "invalid_signature")
+    assert await _count(db, PlatformEvent) == 0
+
+
+async def test_a_body_that_is_not_utf8_is_refused(platform: Platform) -> None:
+    stamp = datetime.now(UTC)
+    raw = b'{"a":"\xff"}'
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": "msg_bytes",
+        "webhook-timestamp": str(int(stamp.timestamp())),
+    }
+    unsigned = await platform.client.post(
+        "/v1/events", content=raw, headers={**headers, "webhook-signature": "v1,AAAA"}
+    )
+    _problem(unsigned, 401, "invalid_signature")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"data": {"id": "cl_1", "name": "A", "future": float("nan")}}, "body"),
+        ({"data": {"id": "cl_1", "name": "A", "future": "a\u0000b"}}, "body"),
+        ({"data": {"id": "cl_1", "name": "A", "email": "a\u0001@x.test"}}, "data.email"),
+        ({"occurred_at": "9999-12-31T23:59:59-14:00"}, "occurred_at"),
+        ({"occurred_at": "1999-12-31T23:59:59+00:00"}, "occurred_at"),
+        ({"occurred_at": 1763632800}, "occurred_at"),
+    ],
+)
+async def test_values_postgres_or_time_cannot_hold_are_a_422(
+    platform: Platform, db: Database, change: dict[str, Any], field: str
+) -> None:
+    event = {**client_event(), **change}
+    stamp = datetime.now(UTC)
+    raw = json.dumps(event)  # NaN is written as JSON's NaN, as a careless sender would
+    answer = await platform.client.post(
+        "/v1/events",
+        content=raw,
+        headers={
+            "content-type": "application/json",
+            "webhook-id": "msg_v",
+            "webhook-timestamp": str(int(stamp.timestamp())),
+            "webhook-signature": platform.webhook.sign("msg_v", stamp, raw),
+        },
+    )
+    errors = _problem(answer, 422, "validation_error")["errors"]
+    assert field in {error["field"] for error in errors}
+    assert await _count(db, PlatformEvent) == 0
+
+
+@pytest.mark.parametrize("body", [None, 1, "x", [None]])
+async def test_a_body_that_is_no_event_names_where(platform: Platform, body: Any) -> None:
+    errors = _problem(await platform.post(body), 422, "validation_error")["errors"]
+    assert all(error["field"] for error in errors)
+
+
+async def test_at_one_instant_a_delete_outranks_an_upsert_in_any_order(
+    platform: Platform, db: Database
+) -> None:
+    upsert = client_event(event_id="u")
+    delete = {**client_event(event_id="d"), "type": "client.deleted", "data": {"id": "cl_1"}}
+    await platform.post([delete, upsert])
+    first = await _record(db)
+    assert first.operation == "delete"
+    # The same pair arriving one by one, the other way round, ends the same.
+    other = {**upsert, "organization_id": "org_2"}
+    await platform.post(other)
+    await platform.post({**delete, "organization_id": "org_2"})
+    async with db.sessions() as session:
+        second = await session.scalar(select(SyncRecord).where(SyncRecord.org_id == "org_2"))
+    assert second is not None
+    assert second.operation == "delete"
+
+
+async def test_a_voided_invoice_says_void(platform: Platform) -> None:
+    event = {
+        "id": "evt_v",
+        "type": "invoice.voided",
+        "organization_id": "org_1",
+        "occurred_at": NOW.isoformat(),
+        "data": invoice_data(status="sent"),
+    }
+    errors = _problem(await platform.post(event), 422, "validation_error")["errors"]
+    assert [error["field"] for error in errors] == ["data.status"]
+
+
+async def test_a_deliverys_id_never_matches_an_events_id(platform: Platform, db: Database) -> None:
+    assert (await platform.post(client_event(event_id="evt_1"))).status_code == 202
+    other = {**client_event(), "data": {"id": "cl_2", "name": "Other"}}
+    answer = await platform.post(other, webhook_id="evt:org_1:evt_1")
+    assert answer.json() == {"accepted": 1, "duplicates": 0}
+
+
+async def test_a_long_webhook_id_is_refused(platform: Platform) -> None:
+    answer = await platform.post(client_event(), webhook_id="m" * 300)
+    _problem(answer, 401, "invalid_signature")
+
+
+async def test_the_same_events_racing_in_opposite_orders_both_land(
+    live: CommittedApp, settings: Settings, prefix: str
+) -> None:
+    """Event rows are inserted in key order too: no deadlock between two redeliveries."""
+    platform = Platform(live.client, settings.platform.webhook_secret.get_secret_value())
+    org_id = f"{prefix}same"
+    events = [
+        {
+            "id": f"e{n}",
+            "type": "client.upserted",
+            "organization_id": org_id,
+            "occurred_at": (NOW + timedelta(seconds=n)).isoformat(),
+            "data": {"id": f"cl_{n:03}", "name": f"Client {n}"},
+        }
+        for n in range(80)
+    ]
+    for _ in range(3):
+        answers = await asyncio.gather(platform.post(events), platform.post(events[::-1]))
+        assert [answer.status_code for answer in answers] == [202, 202]

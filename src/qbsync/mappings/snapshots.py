@@ -75,6 +75,9 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 # Python and QuickBooks then take for whitespace, leaving a name or a number empty.
 _ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
 Text = Annotated[str, Field(max_length=500, pattern=_ONE_LINE)]
+Email = Annotated[
+    str, Field(max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
+]
 # A name: at least one character that is not a space.
 Name = Annotated[
     str,
@@ -107,7 +110,7 @@ class Address(Snapshot):
 class ClientSnapshot(Snapshot):
     id: PlatformId
     name: Name
-    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    email: Email | None = None
     company_name: Text | None = None
     phone: Annotated[str, Field(max_length=50)] | None = None
     billing_address: Address | None = None
@@ -130,7 +133,7 @@ class TaxRateSnapshot(Snapshot):
 class InvoiceClient(Snapshot):
     id: PlatformId
     name: Name
-    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    email: Email | None = None
 
 
 class InvoiceLine(Snapshot):
@@ -167,7 +170,7 @@ class InvoiceSnapshot(Snapshot):
 class Supplier(Snapshot):
     id: PlatformId
     name: Name
-    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    email: Email | None = None
 
 
 class ExpenseSnapshot(Snapshot):

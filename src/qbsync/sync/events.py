@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from qbsync.mappings.snapshots import (
     ClientSnapshot,
@@ -64,6 +64,13 @@ EventTypeName = Literal[
 ]
 
 
+def _iso_text(value: Any) -> Any:
+    # Lax pydantic would read a number as seconds since 1970; the platform writes ISO 8601.
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 time with a UTC offset")
+    return value
+
+
 class Envelope(BaseModel):
     """One event as the platform sends it; `data` is checked against its type's shape next."""
 
@@ -72,7 +79,7 @@ class Envelope(BaseModel):
     id: Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[\x21-\x7e]+$")] | None = None
     type: EventTypeName
     organization_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
-    occurred_at: AwareDatetime
+    occurred_at: Annotated[AwareDatetime, BeforeValidator(_iso_text)]
     data: dict[str, Any]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,6 +35,11 @@ from qbsync.models.base import utcnow
 from qbsync.sync.events import EVENT_TYPES, MAX_BATCH, AcceptedEvents, Envelope, Event
 
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+MAX_WEBHOOK_ID = 200
+# Events from before the platform existed, or from the future, are typos that would otherwise
+# freeze a record (a newer snapshot would never be newer than them).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
 # A record the user set aside stays aside when a newer version arrives.
 KEEPS_STATUS = frozenset({RecordStatus.IGNORED})
 
@@ -47,8 +53,12 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> str:
     """The delivery's `webhook-id`, once its signature and timestamp (within 5 minutes) hold."""
     given = {name: headers.get(name, "") for name in SIGNATURE_HEADERS}
     try:
+        if len(given["webhook-id"]) > MAX_WEBHOOK_ID:
+            raise WebhookVerificationError("webhook-id too long")
         Webhook(secret).verify(body, given, json_parse=False)
-    except WebhookVerificationError as error:
+    # The library lets a malformed signature header or a body that is not UTF-8 through as a
+    # ValueError of its own: unsigned either way.
+    except (WebhookVerificationError, ValueError) as error:
         raise UnauthorizedError(
             "The event's Standard Webhooks signature is missing, wrong or too old (more than "
             "5 minutes off); nothing was stored.",
@@ -61,7 +71,7 @@ def parse(body: bytes, webhook_id: str) -> list[Event]:
     """Every event of the delivery, or one 422 naming every field at fault in every event."""
     try:
         document = json.loads(body)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise InvalidEventsError(
             "The body is not JSON.", extra={"errors": [_error("body", "json_invalid", "not JSON")]}
         ) from error
@@ -74,9 +84,10 @@ def parse(body: bytes, webhook_id: str) -> list[Event]:
         )
     events: list[Event] = []
     errors: list[dict[str, str]] = []
+    now = utcnow()
     for position, item in enumerate(items):
         prefix = f"{position}." if batch else ""
-        event = _event(item, prefix, None if batch else webhook_id, errors)
+        event = _event(item, prefix, None if batch else webhook_id, errors, now)
         if event is not None:
             events.append(event)
     if errors:
@@ -88,12 +99,24 @@ def parse(body: bytes, webhook_id: str) -> list[Event]:
 
 
 def _event(
-    item: Any, prefix: str, webhook_id: str | None, errors: list[dict[str, str]]
+    item: Any, prefix: str, webhook_id: str | None, errors: list[dict[str, str]], now: datetime
 ) -> Event | None:
+    where = prefix.rstrip(".") or "body"
+    if not isinstance(item, dict):
+        errors.append(_error(where, "model_type", "an event is a JSON object"))
+        return None
+    if not _storable(item):
+        errors.append(_error(where, "unstorable", "holds NaN, Infinity, a NUL or a lone surrogate"))
+        return None
     try:
         envelope = Envelope.model_validate(item)
     except ValidationError as invalid:
         errors.extend(_errors(invalid, prefix))
+        return None
+    if not EARLIEST <= envelope.occurred_at <= now + FUTURE_SLACK:
+        errors.append(
+            _error(f"{prefix}occurred_at", "out_of_range", "must be a real time, not in the future")
+        )
         return None
     if envelope.id is None and webhook_id is None:
         errors.append(_error(f"{prefix}id", "missing", "each event of a batch needs its own id"))
@@ -104,9 +127,15 @@ def _event(
     except ValidationError as invalid:
         errors.extend(_errors(invalid, f"{prefix}data."))
         return None
+    if envelope.type == "invoice.voided" and getattr(data, "status", None) != "void":
+        errors.append(
+            _error(f"{prefix}data.status", "literal_error", 'a voided invoice says "void"')
+        )
+        return None
     # The platform numbers events per organisation, as far as qbsync knows: one org's id never
     # stands for another org's event. A single event without one is keyed by its delivery.
-    key = f"{envelope.organization_id}:{envelope.id}" if envelope.id else webhook_id or ""
+    # The two sources are kept apart, so a delivery's id never matches an event's.
+    key = f"evt:{envelope.organization_id}:{envelope.id}" if envelope.id else f"msg:{webhook_id}"
     return Event(
         key=key,
         type=envelope.type,
@@ -118,6 +147,38 @@ def _event(
         data=data,
         raw=item,
     )
+
+
+def _storable(item: dict[str, Any]) -> bool:
+    """What Postgres' jsonb can hold: no NaN or Infinity, no NUL, no lone surrogate."""
+    try:
+        text = json.dumps(item, allow_nan=False, ensure_ascii=False)
+        text.encode()
+    except (ValueError, UnicodeEncodeError):
+        return False
+    return "\\u0000" not in text and "\x00" not in text
+
+
+# At one instant, a delete outranks a void, which outranks an upsert: the outcome never depends
+# on the order of listing or arrival.
+_RANK = {"upsert": 0, "void": 1, "delete": 2}
+
+
+def _apply_order(event: Event) -> tuple[str, str, str, datetime, int, str]:
+    return (
+        event.org_id,
+        event.kind,
+        event.platform_id,
+        event.occurred_at,
+        _RANK[event.operation],
+        event.key,
+    )
+
+
+def _newer(event: Event, held_at: datetime | None, held_operation: str) -> bool:
+    if held_at is None or event.occurred_at > held_at:
+        return True
+    return event.occurred_at == held_at and _RANK[event.operation] > _RANK.get(held_operation, 0)
 
 
 def _errors(invalid: ValidationError, prefix: str) -> list[dict[str, str]]:
@@ -132,7 +193,12 @@ def _errors(invalid: ValidationError, prefix: str) -> list[dict[str, str]]:
 
 
 def _error(field: str, code: str, message: str) -> dict[str, str]:
-    return {"field": field.rstrip("."), "location": "body", "code": code, "message": message}
+    return {
+        "field": field.rstrip(".") or "body",
+        "location": "body",
+        "code": code,
+        "message": message,
+    }
 
 
 async def store(session: AsyncSession, events: Sequence[Event]) -> AcceptedEvents:
@@ -140,7 +206,9 @@ async def store(session: AsyncSession, events: Sequence[Event]) -> AcceptedEvent
     accepted = duplicates = 0
     seen: set[str] = set()
     fresh: list[Event] = []
-    for event in events:
+    # Inserted in key order: two deliveries of the same events wait for each other, never
+    # deadlock.
+    for event in sorted(events, key=lambda e: e.key):
         if event.key in seen:
             duplicates += 1
             continue
@@ -168,7 +236,7 @@ async def store(session: AsyncSession, events: Sequence[Event]) -> AcceptedEvent
     connected = await _connected_orgs(session, {event.org_id for event in fresh})
     # One order for every delivery (entity, then time): two deliveries touching the same records
     # lock them in the same order, and each entity's events apply oldest first.
-    for event in sorted(fresh, key=lambda e: (e.org_id, e.kind, e.platform_id, e.occurred_at)):
+    for event in sorted(fresh, key=_apply_order):
         if event.kind in ("service", "tax_rate"):
             await _catalogue(session, event)
         else:
@@ -228,8 +296,7 @@ async def _record(session: AsyncSession, event: Event, connected: bool) -> None:
         .with_for_update()
     )
     assert record is not None
-    newest = record.snapshot_occurred_at
-    if newest is not None and event.occurred_at <= newest:
+    if not _newer(event, record.snapshot_occurred_at, record.operation):
         return  # kept in the log; the record already holds a newer snapshot
     record.snapshot = _snapshot(event, record.snapshot)
     record.snapshot_occurred_at = event.occurred_at
@@ -269,7 +336,7 @@ async def _catalogue(session: AsyncSession, event: Event) -> None:
         .with_for_update()
     )
     assert row is not None
-    if event.occurred_at <= row.occurred_at:
+    if not _newer(event, row.occurred_at, "delete" if row.deleted else "upsert"):
         return
     row.snapshot = _snapshot(event, row.snapshot)
     row.occurred_at = event.occurred_at
