@@ -67,3 +67,23 @@ async def preview(org: Org, body: dict[str, Any]) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+def ten_pounds(
+    invoice_id: str,
+    client: dict[str, Any],
+    *,
+    service: str = "svc_consulting",
+    tax: str = "tr_vat20",
+    **invoice: Any,
+) -> dict[str, Any]:
+    """A UK invoice of one 10.00 line at 20 % VAT: 10.00 + 2.00 = 12.00."""
+    return invoice_of(
+        invoice_id,
+        client,
+        [line_of("10.00", service=service, tax=tax)],
+        subtotal="10.00",
+        tax_total="2.00",
+        total="12.00",
+        **invoice,
+    )

@@ -21,7 +21,7 @@ from tests.conftest import bearer
 from tests.connections.committed import CommittedApp
 from tests.connections.conftest import UK_REALM, Consent
 from tests.mappings.conftest import Org, fields, problem
-from tests.mappings.previews import ACME, invoice_of, line_of, preview, uk_mapped
+from tests.mappings.previews import ACME, invoice_of, line_of, preview, ten_pounds, uk_mapped
 
 
 def _codes(invoice: dict[str, Any]) -> list[str]:
@@ -94,33 +94,9 @@ async def test_an_invoice_number_quickbooks_or_the_preview_already_has_blocks(uk
     await uk_mapped(uk)
     _invoice_in_quickbooks(uk, "INV-7")
     invoices = [
-        invoice_of(
-            "a",
-            ACME,
-            [line_of("10.00")],
-            subtotal="10.00",
-            tax_total="2.00",
-            total="12.00",
-            number="inv-7",
-        ),
-        invoice_of(
-            "b",
-            ACME,
-            [line_of("10.00")],
-            subtotal="10.00",
-            tax_total="2.00",
-            total="12.00",
-            number="INV-8",
-        ),
-        invoice_of(
-            "c",
-            ACME,
-            [line_of("10.00")],
-            subtotal="10.00",
-            tax_total="2.00",
-            total="12.00",
-            number="INV-8",
-        ),
+        ten_pounds("a", ACME, number="inv-7"),
+        ten_pounds("b", ACME, number="INV-8"),
+        ten_pounds("c", ACME, number="INV-8"),
     ]
     planned = {i["platform_id"]: i for i in (await preview(uk, {"invoices": invoices}))["invoices"]}
     assert _codes(planned["a"]) == ["duplicate_doc_number"]
@@ -139,9 +115,7 @@ async def test_an_invoice_below_zero_is_blocked(uk: Org) -> None:
 
 async def test_clients_named_only_on_invoices_are_listed_and_can_be_linked(uk: Org) -> None:
     await uk_mapped(uk)
-    invoice = invoice_of(
-        "inv", ACME, [line_of("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
-    )
+    invoice = ten_pounds("inv", ACME)
     result = await preview(uk, {"invoices": [invoice]})
     [client] = result["clients"]
     assert (client["platform_id"], client["listed"], client["action"]) == ("cl_acme", False, "link")
@@ -290,16 +264,7 @@ async def test_an_unusable_default_income_account_creates_no_item(uk: Org) -> No
     await uk.put("mappings/tax-rates/tr_vat20", {"qbo_id": "3", "rate": "20"})
     body = {
         "services": [{"id": "svc_new", "name": "Audit"}],
-        "invoices": [
-            invoice_of(
-                "inv",
-                ACME,
-                [line_of("10.00", service="svc_new")],
-                subtotal="10.00",
-                tax_total="2.00",
-                total="12.00",
-            )
-        ],
+        "invoices": [ten_pounds("inv", ACME, service="svc_new")],
     }
     result = await preview(uk, body)
     assert result["services"][0]["would_create"] is False
@@ -316,9 +281,7 @@ async def test_a_service_mapped_to_an_item_no_longer_a_service_blocks(
         "Type"
     ] = "Inventory"
     await app.state.reference_cache.drop(uk.realm_id, "Item")  # QuickBooks reported it
-    invoice = invoice_of(
-        "inv", ACME, [line_of("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
-    )
+    invoice = ten_pounds("inv", ACME)
     assert _codes((await preview(uk, {"invoices": [invoice]}))["invoices"][0]) == [
         "mapped_item_unusable"
     ]
@@ -353,16 +316,7 @@ async def test_names_are_written_as_quickbooks_holds_them_and_clash_inside_a_pre
             {"id": "svc_w1", "name": "Workshop"},
             {"id": "svc_w2", "name": "workshop"},
         ],
-        "invoices": [
-            invoice_of(
-                "inv",
-                ACME,
-                [line_of("10.00", service="svc_w2")],
-                subtotal="10.00",
-                tax_total="2.00",
-                total="12.00",
-            )
-        ],
+        "invoices": [ten_pounds("inv", ACME, service="svc_w2")],
     }
     result = await preview(uk, body)
     assert '"Smith - Plumbing"' in result["clients"][0]["note"]
@@ -402,24 +356,8 @@ async def test_a_number_is_checked_against_each_invoices_own_push(uk: Org, db: D
             )
         )
         await session.commit()
-    own = invoice_of(
-        "inv_a",
-        ACME,
-        [line_of("10.00")],
-        subtotal="10.00",
-        tax_total="2.00",
-        total="12.00",
-        number="INV-1",
-    )
-    other = invoice_of(
-        "inv_b",
-        ACME,
-        [line_of("10.00")],
-        subtotal="10.00",
-        tax_total="2.00",
-        total="12.00",
-        number="INV-1",
-    )
+    own = ten_pounds("inv_a", ACME, number="INV-1")
+    other = ten_pounds("inv_b", ACME, number="INV-1")
     renumbered = {**own, "number": "INV-2"}
     alone = (await preview(uk, {"invoices": [own]}))["invoices"][0]
     assert _codes(alone) == []
@@ -430,25 +368,8 @@ async def test_a_number_is_checked_against_each_invoices_own_push(uk: Org, db: D
 async def test_a_skipped_invoice_reserves_no_number(uk: Org) -> None:
     await uk_mapped(uk)
     assert (await uk.put("settings", {"sync_start_date": "2026-06-01"})).status_code == 200
-    old = invoice_of(
-        "a",
-        ACME,
-        [line_of("10.00")],
-        subtotal="10.00",
-        tax_total="2.00",
-        total="12.00",
-        number="INV-9",
-        issue_date="2026-01-01",
-    )
-    new = invoice_of(
-        "b",
-        ACME,
-        [line_of("10.00")],
-        subtotal="10.00",
-        tax_total="2.00",
-        total="12.00",
-        number="INV-9",
-    )
+    old = ten_pounds("a", ACME, number="INV-9", issue_date="2026-01-01")
+    new = ten_pounds("b", ACME, number="INV-9")
     planned = (await preview(uk, {"invoices": [old, new]}))["invoices"]
     assert [p["status"] for p in planned] == ["skipped", "ready"]
 
@@ -506,14 +427,7 @@ async def test_an_unlisted_unmapped_service_is_said_to_be_unchecked(uk: Org) -> 
     await uk.put(
         "settings", {"default_income_account_id": uk.qbo_id("Account", "Consulting Income")}
     )
-    invoice = invoice_of(
-        "inv",
-        ACME,
-        [line_of("10.00", service="svc_unlisted")],
-        subtotal="10.00",
-        tax_total="2.00",
-        total="12.00",
-    )
+    invoice = ten_pounds("inv", ACME, service="svc_unlisted")
     planned = (await preview(uk, {"invoices": [invoice]}))["invoices"][0]
     assert any("could not be checked" in note for note in planned["notes"])
 
@@ -529,9 +443,7 @@ async def test_a_mapped_rate_changed_in_quickbooks_blocks_without_tax_rates(
     ]
     company.objects["TaxRate"][rate_id]["RateValue"] = Decimal("17.5")
     await app.state.reference_cache.drop(uk.realm_id, "TaxRate")  # as a QuickBooks report would
-    invoice = invoice_of(
-        "inv", ACME, [line_of("10.00")], subtotal="10.00", tax_total="2.00", total="12.00"
-    )
+    invoice = ten_pounds("inv", ACME)
     planned = (await preview(uk, {"invoices": [invoice]}))["invoices"][0]
     assert _codes(planned) == ["tax_rate_mismatch"]
 
