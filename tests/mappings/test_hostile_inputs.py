@@ -129,3 +129,23 @@ async def test_a_connection_that_needs_reauth_always_says_so(us: Org, db: Databa
     for _ in range(2):
         problem(await us.get("accounts"), 409, "needs_reauth")
         problem(await us.put("mappings/clients/c1", {"qbo_id": "1"}), 409, "needs_reauth")
+
+
+async def test_employees_are_cached_by_name_only(uk: Org, app: FastAPI, redis: ArqRedis) -> None:
+    """Only their names take display names: nothing else of an employee's record is kept."""
+    uk.in_quickbooks(
+        "Employee",
+        {
+            "GivenName": "Ada",
+            "FamilyName": "Lovelace",
+            "PrimaryAddr": {"Line1": "1 Home Street", "City": "London"},
+            "BirthDate": "1990-12-10",
+        },
+    )
+    result = await uk.post("preview", {"clients": [{"id": "c", "name": "Ada Lovelace"}]})
+    assert "an employee" in result.json()["clients"][0]["note"]
+    prefix = app.state.settings.redis.key_prefix
+    cached = json.loads(await redis.get(f"{prefix}:reference:{FORMAT}:{uk.realm_id}:Employee"))
+    assert {key for row in cached for key in row} <= {"Id", "SyncToken", "DisplayName", "Active"}
+    assert "Lovelace" in json.dumps(cached)
+    assert "Home Street" not in json.dumps(cached)
