@@ -24,6 +24,7 @@ from qbsync.queue import JobQueue
 from qbsync.reference_cache import ReferenceCache
 from qbsync.security import TokenVerifier
 from qbsync.settings import Settings
+from qbsync.sync.log_router import router as sync_log_router
 from qbsync.sync.router import EVENT_COMPONENTS
 from qbsync.sync.router import router as events_router
 
@@ -93,6 +94,7 @@ def create_app(
     app.include_router(connections_router)
     app.include_router(mappings_router)
     app.include_router(events_router)
+    app.include_router(sync_log_router)
     if settings.is_dev:
         app.include_router(devpage_router)
     _add_event_schemas(app)

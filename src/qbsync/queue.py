@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from qbsync.db import Database
 
 PENDING_JOBS = "qbsync.pending_jobs"
+COALESCE_SECONDS = 120
 log = structlog.get_logger(__name__)
 
 
@@ -29,6 +30,10 @@ class JobRequest:
     row_id: str
     job_id: str | None = None
     defer_seconds: float | None = None
+    # Jobs sharing a coalesce key wait in the queue once: while one is waiting, another
+    # request is dropped. The job calls `JobQueue.started(key)` first thing, so work stored
+    # after that moment queues a new job. A lost key frees itself after COALESCE_SECONDS.
+    coalesce_key: str | None = None
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -41,7 +46,14 @@ class JobQueue:
         self.queue_name = queue_name
 
     async def enqueue(self, job: JobRequest) -> bool:
-        """True when queued; False when a job with the same id is already waiting or running."""
+        """True when queued; False when a job with the same id is already waiting or running,
+        or one with the same coalesce key is waiting."""
+        if job.coalesce_key is not None:
+            fresh = await self.redis.set(
+                self._coalesce(job.coalesce_key), "1", nx=True, ex=COALESCE_SECONDS
+            )
+            if not fresh:
+                return False
         queued = await self.redis.enqueue_job(
             job.function,
             job.row_id,
@@ -51,8 +63,16 @@ class JobQueue:
         )
         return queued is not None
 
+    async def started(self, coalesce_key: str) -> None:
+        """A coalesced job has begun: what is stored from now on needs a job of its own."""
+        await self.redis.delete(self._coalesce(coalesce_key))
+
+    def _coalesce(self, key: str) -> str:
+        return f"{self.queue_name}:coalesce:{key}"
+
     async def enqueue_all(self, jobs: list[JobRequest]) -> None:
-        for job in jobs:
+        # One request per distinct job: a delivery of 100 events for one org asks once.
+        for job in dict.fromkeys(jobs):
             try:
                 await self.enqueue(job)
             except (RedisError, OSError, TimeoutError) as error:
@@ -72,9 +92,10 @@ def enqueue_after_commit(
     *,
     job_id: str | None = None,
     defer_seconds: float | None = None,
+    coalesce_key: str | None = None,
 ) -> None:
     session.info.setdefault(PENDING_JOBS, []).append(
-        JobRequest(function, str(row_id), job_id, defer_seconds)
+        JobRequest(function, str(row_id), job_id, defer_seconds, coalesce_key)
     )
 
 

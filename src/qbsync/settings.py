@@ -60,6 +60,17 @@ class RedisSettings(BaseModel):
     key_prefix: str = Field(default="qbsync", min_length=1)
 
 
+class PushSettings(BaseModel):
+    """How the push engine takes its work: a slice per job, each company in turn."""
+
+    # Records one push job takes for a company before the next company's job gets its turn:
+    # one batch call's worth.
+    slice_size: int = Field(default=30, ge=1, le=300)
+    # How long a claimed record stays the claiming job's; past it (the worker died), another
+    # job takes it over, looking its document up before writing (R4).
+    lease_seconds: float = Field(default=600.0, ge=1, le=3600)
+
+
 class AuthSettings(BaseModel):
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwks_url: str | None = None
@@ -163,6 +174,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     platform: PlatformSettings = PlatformSettings()
     intuit: IntuitSettings = IntuitSettings()
+    push: PushSettings = PushSettings()
     crypto: CryptoSettings = CryptoSettings()
     simulator: SimulatorSettings = SimulatorSettings()
 

@@ -23,7 +23,10 @@ from qbsync.db import Database
 from qbsync.notify.tasks import deliver_outbound_event, redrive_outbound_events
 from qbsync.observability import JOB_LATENCY, JOBS, configure_logging
 from qbsync.queue import JobQueue, redis_settings
+from qbsync.reference_cache import ReferenceCache
 from qbsync.settings import Settings
+from qbsync.sync.schedule import PUSH_JOB
+from qbsync.sync.tasks import push_company, redrive_sync_records
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +57,7 @@ def _function(name: str, function: Callable[..., Awaitable[Any]]) -> Function:
 # keep_result=0 frees a job id as soon as the job ends, so the same row can be queued again.
 FUNCTIONS: list[Function] = [
     _function("deliver_outbound_event", deliver_outbound_event),
+    _function(PUSH_JOB, push_company),
 ]
 
 
@@ -66,6 +70,7 @@ def cron_jobs() -> list[CronJob]:
     """Fresh objects per worker: arq keeps each cron's next run time on the object itself."""
     return [
         _cron("redrive_outbound_events", redrive_outbound_events, second={0}, run_at_startup=True),
+        _cron("redrive_sync_records", redrive_sync_records, second={15}, run_at_startup=True),
         _cron("expire_pending_grants", expire_pending_grants, second={30}),
         _cron("retry_revocations", retry_revocations, second={45}),
         _cron("refresh_expiring_tokens", refresh_expiring_tokens, minute={17}, second={0}),
@@ -84,6 +89,11 @@ def build_worker_settings(
         ctx["queue"] = JobQueue(redis, settings.redis.queue_name)
         ctx["http"] = httpx.AsyncClient(timeout=settings.intuit.timeout_seconds)
         ctx["intuit"] = IntuitAccess.build(settings, ctx["http"], redis)
+        ctx["reference_cache"] = ReferenceCache(
+            redis,
+            key_prefix=settings.redis.key_prefix,
+            ttl_seconds=settings.intuit.reference_cache_seconds,
+        )
         log.info("worker_started", queue=settings.redis.queue_name)
 
     async def shutdown(ctx: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from qbsync.qbo import RedisRateLimiter
 from qbsync.queue import JobQueue, JobRequest, unit_of_work
 from qbsync.settings import Settings
 from qbsync.simulator.testing import SimulatorHandle
+from qbsync.sync.schedule import PUSH_JOB
 from tests.conftest import TokenFactory, bearer
 from tests.connections.committed import CommittedApp
 from tests.connections.conftest import US_REALM, Consent, load_connection
@@ -119,10 +120,20 @@ class _CommitCheckingQueue(JobQueue):
 
     async def enqueue(self, job: JobRequest) -> bool:
         async with self._engine.connect() as outside:
-            found = await outside.scalar(
-                text("SELECT count(*) FROM outbound_events WHERE id = :id"),
-                {"id": uuid.UUID(job.row_id)},
-            )
+            if job.function == PUSH_JOB:
+                # A push, asked for when the org connected: its connection is committed.
+                found = await outside.scalar(
+                    text(
+                        "SELECT count(*) FROM connections WHERE org_id = :org "
+                        "AND status = 'connected'"
+                    ),
+                    {"org": job.row_id},
+                )
+            else:
+                found = await outside.scalar(
+                    text("SELECT count(*) FROM outbound_events WHERE id = :id"),
+                    {"id": uuid.UUID(job.row_id)},
+                )
         assert found == 1, f"{job.function} was enqueued before its row was committed"
         self.checked.append(job.function)
         return await super().enqueue(job)
@@ -158,4 +169,6 @@ async def test_jobs_are_enqueued_only_after_their_rows_are_committed(
                 )
     finally:
         await outside.dispose()
-    assert checking.checked == [notify.DELIVER_JOB] * 4, "connected, disconnected, two retries"
+    delivered = [name for name in checking.checked if name == notify.DELIVER_JOB]
+    assert delivered == [notify.DELIVER_JOB] * 4, "connected, disconnected, two retries"
+    assert PUSH_JOB in checking.checked, "the push the connect asked for"

@@ -9,10 +9,12 @@ def test_every_cron_is_scheduled_once_across_workers() -> None:
     crons = {job.name: job for job in cron_jobs()}
     assert set(crons) == {
         "redrive_outbound_events",
+        "redrive_sync_records",
         "expire_pending_grants",
         "retry_revocations",
         "refresh_expiring_tokens",
     }
     assert all(job.unique and job.keep_result_s == 0 for job in crons.values())
     assert crons["redrive_outbound_events"].run_at_startup
+    assert crons["redrive_sync_records"].run_at_startup
     assert crons["refresh_expiring_tokens"].minute == {17}

@@ -221,3 +221,54 @@ async def test_each_entity_is_created_read_updated_and_deleted(
         assert (await us.client.get(us.url(f"{entity.lower()}/{created['Id']}"))).status_code == 400
     else:
         assert deleted["Active"] is False
+
+
+async def test_a_customer_with_an_open_balance_is_not_made_inactive(us: Api) -> None:
+    customer = await us.create("Customer", {"DisplayName": "Owes Money Ltd"})
+    line = {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": 100,
+        "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "TaxCodeRef": {"value": "NON"}},
+    }
+    invoice = await us.create("Invoice", {"CustomerRef": {"value": customer["Id"]}, "Line": [line]})
+    deactivate = {"Id": customer["Id"], "SyncToken": "0", "sparse": True, "Active": False}
+
+    sparse = await us.post("Customer", deactivate)
+    deleted = await us.post(
+        "Customer", {"Id": customer["Id"], "SyncToken": "0"}, operation="delete"
+    )
+
+    for refused in (sparse, deleted):
+        assert refused.status_code == 400
+        error = first_error(refused)
+        assert (error["code"], error["element"]) == ("6000", "Active")
+        assert "Owes Money Ltd has an open balance of 100.00" in error["Detail"]
+    assert (await us.read("Customer", customer["Id"]))["Active"] is True
+
+    payment = {
+        "CustomerRef": {"value": customer["Id"]},
+        "TotalAmt": 100,
+        "Line": [{"Amount": 100, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}],
+    }
+    await us.create("Payment", payment)
+    settled = await us.create("Customer", deactivate)
+    assert settled["Active"] is False
+
+
+async def test_unapplied_credit_or_an_opening_balance_also_keeps_a_customer_active(
+    us: Api,
+) -> None:
+    with_credit = await us.create("Customer", {"DisplayName": "In Credit Ltd"})
+    await us.create("Payment", {"CustomerRef": {"value": with_credit["Id"]}, "TotalAmt": 15})
+    opening = await us.create("Customer", {"DisplayName": "Opening Ltd", "Balance": 50})
+
+    credit_refused = await us.post(
+        "Customer", {"Id": with_credit["Id"], "SyncToken": "0", "sparse": True, "Active": False}
+    )
+    opening_refused = await us.post(
+        "Customer", {"Id": opening["Id"], "SyncToken": "0", "sparse": True, "Active": False}
+    )
+
+    assert "unapplied payments 15.00" in first_error(credit_refused)["Detail"]
+    assert "opening balance 50.00" in first_error(opening_refused)["Detail"]
+    assert first_error(opening_refused)["code"] == "6000"

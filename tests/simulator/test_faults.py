@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from qbsync.simulator.faults import FaultSpec
+from qbsync.simulator.jsonio import dumps
 from qbsync.simulator.testing import SimulatorHandle, running_simulator
 from tests.simulator.conftest import CLIENT, US, Api, company_api, decode, first_error, sales_line
 
@@ -44,6 +45,50 @@ async def test_a_reset_after_commit_loses_the_answer_but_keeps_the_invoice(
     assert decode(retried)["Invoice"] == stored
     assert len(sim.admin.documents(US, "Invoice")) == 1
     assert sim.admin.requestid_counts(US) == {"push-1": 3}
+
+
+async def test_a_reset_without_requestid_leaves_a_retry_to_duplicate_the_invoice(
+    sim: SimulatorHandle, us: Api
+) -> None:
+    sim.admin.inject(FaultSpec(kind="reset", method="POST", path=r"/invoice$"))
+
+    with pytest.raises(httpx.TransportError):
+        await us.post("Invoice", INVOICE)
+    retried = await us.post("Invoice", INVOICE)
+
+    assert retried.status_code == 200
+    assert len(sim.admin.documents(US, "Invoice")) == 2
+
+
+async def test_a_reset_batch_is_done_and_replayed_by_its_requestid(
+    sim: SimulatorHandle, us: Api
+) -> None:
+    items = [
+        {"bId": "c", "operation": "create", "Customer": {"DisplayName": "Reset Co"}},
+        {"bId": "i", "operation": "create", "Invoice": INVOICE},
+        {"bId": "bad", "operation": "create", "Customer": {"DisplayName": "Cool Cars"}},
+    ]
+    body = {"BatchItemRequest": items}
+    sim.admin.inject(FaultSpec(kind="reset", method="POST", path=r"/batch$"))
+
+    with pytest.raises(httpx.TransportError):
+        await us.client.post(us.url("batch"), content=dumps(body), params={"requestid": "batch-r1"})
+    # The work was done before the connection dropped.
+    customers = [c["DisplayName"] for c in sim.admin.documents(US, "Customer")]
+    assert customers.count("Reset Co") == 1
+    [invoice] = sim.admin.documents(US, "Invoice")
+    retried = await us.client.post(
+        us.url("batch"), content=dumps(body), params={"requestid": "batch-r1"}
+    )
+
+    assert retried.status_code == 200
+    results = {item["bId"]: item for item in decode(retried)["BatchItemResponse"]}
+    assert results["c"]["Customer"]["DisplayName"] == "Reset Co"
+    assert results["i"]["Invoice"] == invoice
+    assert results["bad"]["Fault"]["Error"][0]["code"] == "6240"
+    assert [c["DisplayName"] for c in sim.admin.documents(US, "Customer")] == customers
+    assert sim.admin.documents(US, "Invoice") == [invoice]
+    assert sim.admin.requestid_counts(US) == {"batch-r1": 2}
 
 
 async def test_the_next_calls_fail_with_a_server_error(sim: SimulatorHandle, us: Api) -> None:

@@ -136,3 +136,32 @@ async def test_limits_can_be_switched_off() -> None:
         }
 
         assert statuses == {200}
+
+
+async def test_batch_calls_count_towards_the_minute_limit_too() -> None:
+    config = SimulatorConfig(limits=LimitsConfig(requests_per_minute=3))
+    batch = {"BatchItemRequest": [{"bId": "1", "Query": "select * from Item"}]}
+    async with simulated(config) as (_, us, _gb):
+        statuses = [
+            (await us.client.post(us.url("batch"), json=batch)).status_code for _ in range(3)
+        ]
+        throttled = await us.client.get(us.url("query"), params=QUERY)
+
+        assert statuses == [200, 200, 200]
+        assert throttled.status_code == 429
+
+
+async def test_api_latency_is_added_to_every_accounting_call() -> None:
+    config = SimulatorConfig(api_latency=0.2)
+    async with simulated(config) as (sim, us, _gb):
+        started = time.monotonic()
+        for _ in range(3):
+            assert (await us.client.get(us.url("query"), params=QUERY)).status_code == 200
+        three_calls = time.monotonic() - started
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=sim.base_url) as http:
+            await http.get("/_sim/companies")
+        admin_call = time.monotonic() - started
+
+        assert three_calls >= 0.6
+        assert admin_call < 0.2

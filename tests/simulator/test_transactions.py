@@ -452,3 +452,35 @@ async def test_a_purchase_is_paid_from_a_bank_or_card_account(us: Api) -> None:
     bill = await us.create("Bill", {"VendorRef": {"value": "1"}, "Line": [expense_line("5")]})
     refused = await us.post("Bill", {"Id": bill["Id"], "SyncToken": "0"}, operation="void")
     assert first_error(refused)["code"] == "500"
+
+
+async def test_an_invoice_with_payments_applied_is_not_deleted(us: Api) -> None:
+    inv = await us.create("Invoice", invoice("1", sales_line("100", code="NON")))
+    paid = await us.create("Payment", payment(inv["Id"], "30"))
+    current = await us.read("Invoice", inv["Id"])
+    ids = {"Id": inv["Id"], "SyncToken": current["SyncToken"]}
+
+    refused = await us.post("Invoice", ids, operation="delete")
+    in_batch = await us.client.post(
+        us.url("batch"),
+        json={"BatchItemRequest": [{"bId": "1", "operation": "delete", "Invoice": ids}]},
+    )
+
+    assert refused.status_code == 400
+    error = first_error(refused)
+    assert error["code"] == "6000"
+    assert (
+        f"Invoice {inv['DocNumber']} has payments applied to it (Payment {paid['Id']})"
+        in (error["Detail"])
+    )
+    assert "Remove the payments" in error["Detail"]
+    [item] = in_batch.json()["BatchItemResponse"]
+    assert item["Fault"]["Error"][0]["code"] == "6000"
+    assert await us.read("Invoice", inv["Id"]) == current
+
+    await us.create("Payment", {"Id": paid["Id"], "SyncToken": "0"}, operation="delete")
+    after_payment = await us.read("Invoice", inv["Id"])
+    deleted = await us.create(
+        "Invoice", {"Id": inv["Id"], "SyncToken": after_payment["SyncToken"]}, operation="delete"
+    )
+    assert deleted["status"] == "Deleted"

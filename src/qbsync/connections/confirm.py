@@ -38,6 +38,7 @@ from qbsync.models.base import utcnow
 from qbsync.qbo import TokenSet
 from qbsync.queue import JobQueue, unit_of_work
 from qbsync.reference_cache import ReferenceCache
+from qbsync.sync.schedule import schedule_push
 
 REALM_CONSTRAINT = "uq_connections_realm_id_connected"
 COMPANY_TAKEN = (
@@ -345,3 +346,4 @@ async def _resume_held_work(session: AsyncSession, org_id: str) -> None:
         .where(SyncRecord.org_id == org_id, SyncRecord.status == RecordStatus.HELD)
         .values(status=RecordStatus.PENDING, next_attempt_at=utcnow())
     )
+    schedule_push(session, org_id)

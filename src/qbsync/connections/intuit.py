@@ -3,15 +3,17 @@ shared. The only place that turns settings into the `qbsync.qbo` package's own c
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import httpx
 from redis.asyncio import Redis
 
 from qbsync.crypto import Keyring
-from qbsync.observability import count_intuit_call
+from qbsync.observability import CompanyCallCounter, count_intuit_call
 from qbsync.qbo import (
     AccessTokenProvider,
+    ApiCall,
     IntuitEndpoints,
     IntuitOAuth,
     QboClient,
@@ -61,7 +63,9 @@ def intuit_endpoints(settings: Settings) -> IntuitEndpoints:
     )
 
 
-def qbo_config(settings: Settings) -> QboConfig:
+def qbo_config(
+    settings: Settings, *, call_recorder: Callable[[ApiCall], Awaitable[None]] | None = None
+) -> QboConfig:
     intuit = settings.intuit
     return QboConfig(
         client_id=intuit.client_id,
@@ -73,6 +77,7 @@ def qbo_config(settings: Settings) -> QboConfig:
         timeout_seconds=intuit.timeout_seconds,
         retry=RetryPolicy(),
         call_observer=count_intuit_call,
+        call_recorder=call_recorder,
     )
 
 
@@ -94,16 +99,20 @@ class IntuitAccess:
     limiter: SlotLimiter
     http: httpx.AsyncClient
     keyring: Keyring
+    # Every process's calls, per company per UTC day (the sync summary shows today's).
+    calls: CompanyCallCounter
 
     @classmethod
     def build(cls, settings: Settings, http: httpx.AsyncClient, redis: Redis) -> IntuitAccess:
-        config = qbo_config(settings)
+        calls = CompanyCallCounter(redis, settings.redis.key_prefix)
+        config = qbo_config(settings, call_recorder=calls.record)
         return cls(
             config=config,
             oauth=IntuitOAuth(http, config),
             limiter=RedisRateLimiter(redis, rate_limit_config(settings)),
             http=http,
             keyring=Keyring.parse(settings.crypto.encryption_keys.get_secret_value()),
+            calls=calls,
         )
 
     def client(
@@ -120,4 +129,17 @@ class IntuitAccess:
             if interactive
             else self.config
         )
+        return QboClient(self.http, config, realm_id=realm_id, tokens=tokens, limiter=self.limiter)
+
+    def background_client(
+        self,
+        realm_id: str,
+        tokens: AccessTokenProvider,
+        *,
+        retry: RetryPolicy,
+        limiter_wait_seconds: float,
+    ) -> QboClient:
+        """A job's client: its own retry bound and wait on the shared limits, past which the
+        typed, retryable error reaches the job, which defers itself."""
+        config = replace(self.config, retry=retry, limiter_wait_seconds=limiter_wait_seconds)
         return QboClient(self.http, config, realm_id=realm_id, tokens=tokens, limiter=self.limiter)

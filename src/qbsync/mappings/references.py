@@ -155,6 +155,14 @@ class References:
                 self._loaded.pop(entity_type.entity_name, None)
         return found
 
+    def created(self, row: QboEntity) -> None:
+        """A record this process just created, seen by its later look-ups. The shared cache
+        keeps its list until it expires (5 minutes): re-reading a whole customer list after
+        each created customer would cost more reads than the documents pushed."""
+        rows = self._loaded.get(type(row).entity_name)
+        if rows is not None:
+            rows.append(row)
+
     async def reload(self, entity_type: type[E]) -> list[E]:
         """The list read again now: a search of it found nothing, and the cache may predate
         the record sought."""

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from qbsync.models.base import Base, JsonDocument, Timestamps, UuidPrimaryKey, enum_column
@@ -23,6 +23,7 @@ class RecordStatus(enum.StrEnum):
     SYNCED = "synced"
     FAILED = "failed"
     HELD = "held"
+    NOT_PUSHED = "not_pushed"
     IGNORED = "ignored"
 
 
@@ -54,4 +55,19 @@ class SyncRecord(UuidPrimaryKey, Timestamps, Base):
     realm_id: Mapped[str | None] = mapped_column(String(32))
     qbo_id: Mapped[str | None] = mapped_column(String(32))
     qbo_sync_token: Mapped[str | None] = mapped_column(String(16))
+    qbo_doc_number: Mapped[str | None] = mapped_column(String(32))
+    # What `qbo_id` is in QuickBooks (Customer, Invoice, Bill, Purchase, Payment): an expense is
+    # a Bill or a Purchase as the settings said when it was first pushed.
+    qbo_entity: Mapped[str | None] = mapped_column(String(32))
     synced_at: Mapped[datetime | None]
+    # Non-blocking findings of the last push (e.g. `total_differs`), each {code, message, ...}.
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(
+        JsonDocument, default=list, server_default=text("'[]'")
+    )
+    # A write sent to QuickBooks whose outcome is not recorded yet: set (and committed) before
+    # the call, cleared with its outcome. Found set, the write may have landed (a worker killed
+    # mid-call, a lost response), so the next attempt looks the document up before creating.
+    write_started_at: Mapped[datetime | None]
+    write_requestid: Mapped[str | None] = mapped_column(String(50))
+    # Set by a retry: push this record now even though the settings would not (`not_pushed`).
+    force_push: Mapped[bool] = mapped_column(default=False, server_default=text("false"))

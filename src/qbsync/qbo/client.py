@@ -361,6 +361,7 @@ class QboClient:
         call = ApiCall(
             operation=operation,
             metered=method == "GET" if metered is None else metered,
+            realm_id=self._realm_id,
         )
 
         async def attempt() -> _Reply:
@@ -412,6 +413,9 @@ class QboClient:
         if self._config.call_observer is not None:
             # Every answered request counts at Intuit, a refused or retried one too.
             self._config.call_observer(call)
+        if self._config.call_recorder is not None:
+            # Outside the limiter's slot: recording never holds the company's capacity.
+            await self._config.call_recorder(call)
         body = read_response(response, secrets=(token,))
         return _Reply(body=body, intuit_tid=response.headers.get(INTUIT_TID_HEADER))
 

@@ -6,8 +6,9 @@ builds them directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import SecretStr
 
@@ -84,11 +85,17 @@ class RateLimitConfig:
 
 @dataclass(frozen=True)
 class ApiCall:
-    """One call to the Accounting API. `metered` is Intuit's CorePlus (data out: reads, queries,
-    CDC, a batch holding a query); the others are Core (writes)."""
+    """One call to the Accounting API of one company. `metered` is Intuit's CorePlus (data out:
+    reads, queries, CDC, a batch holding a query); the others are Core (writes)."""
 
     operation: str
     metered: bool
+    realm_id: str
+
+    @property
+    def kind(self) -> Literal["core", "coreplus"]:
+        """Intuit's name for the call's class, as its App Partner Program bills it."""
+        return "coreplus" if self.metered else "core"
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,10 @@ class QboConfig:
     limiter_wait_seconds: float | None = None
     # Told of every call sent to the Accounting API (Intuit meters reads: P7).
     call_observer: Callable[[ApiCall], None] | None = None
+    # Awaited after each answered call, e.g. to count calls per company where every process
+    # sees them. It must not raise: the call has been answered (a write may have landed) and
+    # its outcome is what the caller needs, so a recorder handles its own failures.
+    call_recorder: Callable[[ApiCall], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
         if self.limiter_wait_seconds is not None and self.limiter_wait_seconds < 0:

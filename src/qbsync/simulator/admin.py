@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.responses import Response
 
 from qbsync.simulator.faults import FaultRule, FaultSpec
@@ -15,7 +18,7 @@ from qbsync.simulator.jsonio import JsonObject, json_response, loads
 from qbsync.simulator.ledger import WriteRequest
 from qbsync.simulator.oauth import ConsentRequest
 from qbsync.simulator.state import SimulatorState
-from qbsync.simulator.store import ALL_ENTITIES
+from qbsync.simulator.store import ALL_ENTITIES, writable_copy
 from qbsync.simulator.tokens import ACCOUNTING_SCOPE, TokenSet
 from qbsync.simulator.webhooks import DeliveryAttempt
 
@@ -42,6 +45,21 @@ class ExpireRequest(BaseModel):
 
 class AdvanceRequest(BaseModel):
     seconds: float = Field(gt=0)
+
+
+class CloseBooksRequest(BaseModel):
+    # Required, with null to reopen the books, so that an empty body is an error, not a reopening.
+    date: str | None
+
+    @field_validator("date")
+    @classmethod
+    def _is_a_date(cls, value: str | None) -> str | None:
+        # Only QBO's own form: pydantic's date parsing would also take numbers and timestamps.
+        if value is not None:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is None:
+                raise ValueError("date must be YYYY-MM-DD")
+            dt.date.fromisoformat(value)
+        return value
 
 
 class Admin:
@@ -115,6 +133,38 @@ class Admin:
         invoice = ledger.read("Invoice", invoice_id)
         return ledger.void("Invoice", {"Id": invoice_id, "SyncToken": invoice["SyncToken"]})
 
+    def close_books(self, realm_id: str, close_date: str | None) -> JsonObject:
+        """The books are closed through `close_date` (None reopens them): transactions dated
+        on or before it can't be created, changed, voided or deleted through the API."""
+
+        def change(prefs: JsonObject) -> None:
+            accounting = prefs["AccountingInfoPrefs"]
+            if close_date is None:
+                accounting.pop("BookCloseDate", None)
+            else:
+                accounting["BookCloseDate"] = close_date
+
+        return self._edit_preferences(realm_id, change)
+
+    def enable_multicurrency(self, realm_id: str) -> JsonObject:
+        """Multicurrency is turned on; as in QBO there is no way back."""
+
+        def change(prefs: JsonObject) -> None:
+            prefs["CurrencyPrefs"]["MultiCurrencyEnabled"] = True
+
+        return self._edit_preferences(realm_id, change)
+
+    def _edit_preferences(self, realm_id: str, change: Callable[[JsonObject], None]) -> JsonObject:
+        """A settings change in QuickBooks: Preferences' SyncToken moves and a webhook says so,
+        unless nothing changed."""
+        ledger = self.state.ledger(realm_id)
+        prefs = ledger.read("Preferences", "1")
+        body = writable_copy(prefs)
+        change(body)
+        if body == writable_copy(prefs):
+            return prefs
+        return ledger.touch("Preferences", prefs, body)
+
     # Faults and time -----------------------------------------------------------------------------
 
     def inject(self, spec: FaultSpec) -> FaultRule:
@@ -135,6 +185,14 @@ class Admin:
 
     def requestid_counts(self, realm_id: str) -> dict[str, int]:
         return dict(self.state.stats.requestids.get(realm_id, {}))
+
+    def forget_requestids(self, realm_id: str) -> int:
+        """Intuit forgets the answers it keeps for requestids (when is not documented): a repeat
+        after this runs again. The counts in the stats stay."""
+        responses = self.state.company(realm_id).responses
+        forgotten = len(responses)
+        responses.clear()
+        return forgotten
 
     @property
     def refresh_calls(self) -> int:
@@ -210,6 +268,18 @@ def build_router(admin: Admin) -> APIRouter:
     @router.post("/companies/{realm_id}/invoices/{invoice_id}/void")
     async def void_invoice(realm_id: str, invoice_id: str) -> Response:
         return json_response({"Invoice": admin.void_invoice(realm_id, invoice_id)})
+
+    @router.post("/companies/{realm_id}/close-books")
+    async def close_books(realm_id: str, request: CloseBooksRequest) -> Response:
+        return json_response({"Preferences": admin.close_books(realm_id, request.date)})
+
+    @router.post("/companies/{realm_id}/multicurrency")
+    async def enable_multicurrency(realm_id: str) -> Response:
+        return json_response({"Preferences": admin.enable_multicurrency(realm_id)})
+
+    @router.post("/companies/{realm_id}/forget-requestids")
+    async def forget_requestids(realm_id: str) -> JsonObject:
+        return {"forgotten": admin.forget_requestids(realm_id)}
 
     @router.post("/tokens/expire")
     async def expire_tokens(request: ExpireRequest) -> JsonObject:

@@ -37,6 +37,9 @@ class CompanySpec(BaseModel):
     realm_id: str = Field(pattern=r"^\d{1,20}$")
     name: str
     country: Country
+    # Seeds Preferences.CurrencyPrefs.MultiCurrencyEnabled; POST /_sim/companies/{realm_id}/
+    # multicurrency turns it on later (QBO never turns it off again).
+    multicurrency: bool = False
 
 
 DEFAULT_COMPANIES: tuple[CompanySpec, ...] = (

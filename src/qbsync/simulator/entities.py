@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from qbsync.simulator.currency import (
+    account_currency,
+    check_account_currency,
+    name_list_currency,
+)
 from qbsync.simulator.errors import (
     business_rule,
     duplicate_name,
@@ -14,7 +19,7 @@ from qbsync.simulator.errors import (
 from qbsync.simulator.fields import decimal, max_length, money, ref_id, text
 from qbsync.simulator.jsonio import JsonObject
 from qbsync.simulator.ledger import EntityRules, Ledger, Normalizer, WriteRequest
-from qbsync.simulator.lines import account_of_type, optional_account
+from qbsync.simulator.lines import ZERO, account_of_type, optional_account
 
 _NAME_PARTS = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
 # QBO renames an inactive customer or vendor, which frees the name for a new record.
@@ -116,6 +121,8 @@ def _party(entity: str) -> Normalizer:
             raise required("DisplayName")
         active = _active(candidate)
         was_active = previous is None or previous.get("Active") is not False
+        if entity == "Customer" and previous is not None and was_active and not active:
+            _refuse_open_balance(ledger, previous)
         if not active and was_active and not display.endswith(DELETED_SUFFIX):
             display += DELETED_SUFFIX
         elif active and not was_active and display.endswith(DELETED_SUFFIX):
@@ -123,12 +130,13 @@ def _party(entity: str) -> Normalizer:
         max_length(display, "DisplayName", 500)
         own = (entity, previous["Id"]) if previous else None
         _unique(ledger, "names", display, own, "customer, vendor or employee")
+        currency = name_list_currency(ledger, candidate, previous, entity.lower())
         candidate.update(
             DisplayName=display,
             FullyQualifiedName=display,
             PrintOnCheckName=text(candidate, "PrintOnCheckName") or display,
             Active=active,
-            CurrencyRef=previous["CurrencyRef"] if previous else ledger.company.home_currency,
+            CurrencyRef=currency,
             # Read-only after create: the opening balance, not kept in step with invoices.
             Balance=previous["Balance"]
             if previous
@@ -137,12 +145,52 @@ def _party(entity: str) -> Normalizer:
         if entity == "Customer" and ledger.company.is_us:
             candidate.setdefault("Taxable", True)
         if entity == "Customer":
-            optional_account(ledger, candidate, "ARAccountRef", "Accounts Receivable")
+            account = optional_account(ledger, candidate, "ARAccountRef", "Accounts Receivable")
         else:
-            optional_account(ledger, candidate, "APAccountRef", "Accounts Payable")
+            account = optional_account(ledger, candidate, "APAccountRef", "Accounts Payable")
+        if account is not None:
+            element = "ARAccountRef" if entity == "Customer" else "APAccountRef"
+            check_account_currency(ledger, account, currency["value"], element, home_allowed=False)
         return candidate
 
     return normalize
+
+
+def _refuse_open_balance(ledger: Ledger, customer: JsonObject) -> None:
+    """A customer with an open balance stays active.
+
+    QBO's API does not document what it does here (its web form offers to write the balance
+    off); refusing is the stricter choice. The balance is the opening balance, plus what open
+    invoices are owed, less unapplied payments; any of the three not zero refuses, even when
+    they cancel out [stricter]. Objects made by earlier items of the same batch count too.
+    """
+    company = ledger.company
+    customer_id = customer["Id"]
+    owed = sum(
+        (
+            invoice["Balance"]
+            for invoice in company.table("Invoice").values()
+            if invoice["CustomerRef"]["value"] == customer_id
+        ),
+        ZERO,
+    )
+    credit = sum(
+        (
+            payment["UnappliedAmt"]
+            for payment in company.table("Payment").values()
+            if payment["CustomerRef"]["value"] == customer_id
+        ),
+        ZERO,
+    )
+    opening = customer["Balance"]
+    if owed or credit or opening:
+        raise business_rule(
+            f"Customer {customer['DisplayName']} has an open balance of "
+            f"{opening + owed - credit} (opening balance {opening}, open invoices {owed}, "
+            f"unapplied payments {credit}). Settle it, or remove the open invoices and "
+            "payments, before making the customer inactive.",
+            "Active",
+        )
 
 
 def _employee(
@@ -227,6 +275,7 @@ def _account(
     max_length(text(candidate, "AcctNum"), "AcctNum", 7)
     _unique(ledger, "accounts", name, ("Account", previous["Id"]) if previous else None, "account")
     balance = previous["CurrentBalance"] if previous else Decimal("0")
+    currency = account_currency(ledger, candidate, previous, account_type)
     candidate.update(
         Name=name,
         FullyQualifiedName=name,
@@ -237,7 +286,7 @@ def _account(
         Active=_active(candidate),
         CurrentBalance=balance,
         CurrentBalanceWithSubAccounts=balance,
-        CurrencyRef=previous["CurrencyRef"] if previous else ledger.company.home_currency,
+        CurrencyRef=currency,
     )
     return candidate
 

@@ -130,6 +130,18 @@ def duplicate_request_id(requestid: str) -> QboError:
     )
 
 
+def account_period_closed(close_date: str) -> QboError:
+    """Intuit's wording for a write dated in a closed period, naming the closing date."""
+    return fault(
+        "6210",
+        "Account Period Closed",
+        f"The account period has closed. The books are closed through {close_date}, and the "
+        "account books cannot be updated through the QBO Services API. Please use the QBO "
+        "website to make these changes.",
+        "TxnDate",
+    )
+
+
 def business_rule(detail: str, element: str = "") -> QboError:
     return fault(
         "6000",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from qbsync.simulator.currency import set_home_amounts
 from qbsync.simulator.errors import business_rule, duplicate_doc_number, invalid_enum, required
 from qbsync.simulator.fields import iso_date, mapping, money, ref_id, text
 from qbsync.simulator.jsonio import JsonObject
@@ -31,7 +32,7 @@ def _invoice(
 ) -> JsonObject:
     customer = required_ref(ledger, candidate, "CustomerRef", "Customer")
     mode = tax_mode(ledger, candidate)
-    txn_date = header(ledger, candidate, previous)
+    txn_date = header(ledger, "Invoice", candidate, previous, ("customer", customer))
     lines: list[JsonObject] = []
     taxed: list[TaxedLine] = []
     us_taxable: list[Decimal] = []
@@ -86,6 +87,7 @@ def _invoice(
     )
     if candidate["DocNumber"] is None:
         del candidate["DocNumber"]
+    set_home_amounts(ledger.company, candidate)
     return candidate
 
 
@@ -165,19 +167,31 @@ def refresh_invoice(ledger: Ledger, invoice_id: str) -> None:
     voided = ("Invoice", invoice_id) in ledger.company.voided
     body["Balance"] = ZERO if voided else invoice["TotalAmt"] - applied_total(ledger, invoice)
     body["LinkedTxn"] = _payment_links(ledger, invoice)
+    set_home_amounts(ledger.company, body)
     ledger.touch("Invoice", invoice, body)
 
 
 def _check_invoice_delete(ledger: Ledger, invoice: JsonObject) -> None:
-    if ledger.company.applied.get(invoice["Id"]):
+    """QBO refuses to delete an invoice that payments are applied to (Intuit: linked
+    transactions must be unlinked first); voiding it is what unapplies them."""
+    payments = ledger.company.applied.get(invoice["Id"])
+    if payments:
+        name = invoice.get("DocNumber", invoice["Id"])
+        ids = ", ".join(sorted(payments, key=int))
         raise business_rule(
-            "This invoice is linked to payments. Delete the payments or unlink them first."
+            f"Invoice {name} has payments applied to it (Payment {ids}). Remove the payments, "
+            "or unlink them from the invoice, before deleting it."
         )
 
 
 def _void_invoice(ledger: Ledger, invoice: JsonObject) -> JsonObject:
     """Voiding unapplies its payments, which become credits on the customer's account."""
-    for payment_id in list(ledger.company.applied.get(invoice["Id"], {})):
+    payment_ids = list(ledger.company.applied.get(invoice["Id"], {}))
+    # Every payment is checked before any is changed. Refusing when one is in a closed period
+    # is a guess [stricter]: QuickBooks does not say whether a void may rewrite it.
+    for payment_id in payment_ids:
+        ledger.check_period("Payment", ledger.read("Payment", payment_id).get("TxnDate"))
+    for payment_id in payment_ids:
         payment = ledger.read("Payment", payment_id)
         body = writable_copy(payment)
         body["Line"] = [line for line in body["Line"] if linked_invoice(line) != invoice["Id"]]
@@ -188,6 +202,7 @@ def _void_invoice(ledger: Ledger, invoice: JsonObject) -> JsonObject:
     body = zeroed(writable_copy(invoice))
     body["Balance"] = ZERO
     body["LinkedTxn"] = []
+    set_home_amounts(ledger.company, body)
     return body
 
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from qbsync.simulator import schema
 from qbsync.simulator.clock import SimClock
 from qbsync.simulator.errors import (
+    account_period_closed,
     business_rule,
     inactive_reference,
     invalid_reference,
@@ -17,9 +18,9 @@ from qbsync.simulator.errors import (
     stale_object,
     unsupported,
 )
-from qbsync.simulator.fields import mapping
+from qbsync.simulator.fields import iso_date, mapping
 from qbsync.simulator.jsonio import JsonObject
-from qbsync.simulator.store import NAME_LISTS, Company, writable_copy
+from qbsync.simulator.store import NAME_LISTS, TRANSACTIONS, Company, writable_copy
 
 _NAME_FIELD = {
     "Customer": "DisplayName",
@@ -130,6 +131,7 @@ class Ledger:
 
     def create(self, entity: str, request: WriteRequest) -> JsonObject:
         rules = self._rules[entity]
+        self.check_period(entity, self._new_txn_date(entity, request.sent))
         normalized = rules.normalize(self, writable_copy(request.sent), None, request)
         timestamp = self.clock.timestamp()
         stored = self.company.insert(entity, normalized, timestamp)
@@ -146,6 +148,9 @@ class Ledger:
         candidate = writable_copy(request.sent)
         if request.sent.get("sparse") is True:
             candidate = {**writable_copy(previous), **candidate}
+        # Moving a transaction out of a closed period changes that period as much as moving
+        # one into it does: both dates must be open.
+        self.check_period(entity, previous.get("TxnDate"), self._new_txn_date(entity, candidate))
         return self._replace(entity, previous, candidate, request, "Update")
 
     def delete(self, entity: str, body: JsonObject) -> JsonObject:
@@ -155,6 +160,7 @@ class Ledger:
             candidate = {**writable_copy(previous), "Active": False}
             return self._replace(entity, previous, candidate, WriteRequest(candidate), "Delete")
         rules = self._rules[entity]
+        self.check_period(entity, previous.get("TxnDate"))
         if rules.check_delete:
             rules.check_delete(self, previous)
         timestamp = self.clock.timestamp()
@@ -170,6 +176,7 @@ class Ledger:
         void = self._rules[entity].void
         if void is None:
             raise unsupported(f"Operation void is not supported for {entity}")
+        self.check_period(entity, previous.get("TxnDate"))
         voided = void(self, previous)
         timestamp = self.clock.timestamp()
         stored = self.company.replace(entity, previous, voided, timestamp)
@@ -183,6 +190,27 @@ class Ledger:
         stored = self.company.replace(entity, previous, body, timestamp)
         self._notify(entity, stored["Id"], "Update", timestamp)
         return stored
+
+    def _new_txn_date(self, entity: str, candidate: JsonObject) -> str | None:
+        """The TxnDate a write gives a transaction: the one sent, else the company's today."""
+        if entity not in TRANSACTIONS:
+            return None
+        return iso_date(candidate, "TxnDate") or self.company.today(self.clock.timestamp())
+
+    def check_period(self, entity: str, *txn_dates: str | None) -> None:
+        """Refuse a write to a transaction dated on or before the books' closing date.
+
+        Checked before the entity's own rules so that a refused write has no side effects
+        (an invoice number taken, an account created). An invoice whose balance moves because
+        of a payment is not checked: its own postings do not change. Payments a void unapplies
+        are (see invoices.py): their lines are rewritten.
+        """
+        closed = self.company.book_close_date
+        if closed is None or entity not in TRANSACTIONS:
+            return
+        # ISO dates compare as strings.
+        if any(txn_date is not None and txn_date <= closed for txn_date in txn_dates):
+            raise account_period_closed(closed)
 
     def _current(self, entity: str, body: JsonObject) -> JsonObject:
         object_id = body.get("Id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+from qbsync.simulator.currency import transaction_currency
 from qbsync.simulator.errors import business_rule, invalid_enum, invalid_reference, required
 from qbsync.simulator.fields import (
     iso_date,
@@ -30,14 +31,20 @@ ZERO = Decimal("0.00")
 VAT_CODE_MISSING = "Make sure all your transactions have a VAT rate before you save."
 
 
-def header(ledger: Ledger, candidate: JsonObject, previous: JsonObject | None) -> date:
+def header(
+    ledger: Ledger,
+    entity: str,
+    candidate: JsonObject,
+    previous: JsonObject | None,
+    party: tuple[str, JsonObject] | None,
+) -> date:
+    """TxnDate (the company's today if none), DocNumber's length, the currency (see currency.py:
+    `party` is the customer or vendor whose currency the transaction must share)."""
     company = ledger.company
-    txn_date = (
-        iso_date(candidate, "TxnDate") or company.local(ledger.clock.timestamp()).date().isoformat()
-    )
+    txn_date = iso_date(candidate, "TxnDate") or company.today(ledger.clock.timestamp())
     max_length(text(candidate, "DocNumber"), "DocNumber", 21)
     candidate["TxnDate"] = txn_date
-    candidate["CurrencyRef"] = previous["CurrencyRef"] if previous else company.home_currency
+    transaction_currency(ledger, entity, candidate, previous, party)
     return date.fromisoformat(txn_date)
 
 
@@ -192,12 +199,16 @@ def account_of_type(
     return account
 
 
-def optional_account(ledger: Ledger, body: JsonObject, key: str, account_type: str) -> None:
+def optional_account(
+    ledger: Ledger, body: JsonObject, key: str, account_type: str
+) -> JsonObject | None:
     """Check and name the account `body[key]` refers to, when the body has one."""
     account_id = ref_id(body, key)
-    if account_id is not None:
-        account = account_of_type(ledger, account_id, key, frozenset({account_type}))
-        body[key] = ledger.named_ref("Account", account)
+    if account_id is None:
+        return None
+    account = account_of_type(ledger, account_id, key, frozenset({account_type}))
+    body[key] = ledger.named_ref("Account", account)
+    return account
 
 
 def account_or_default(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from qbsync.simulator.currency import check_account_currency, set_home_amounts
 from qbsync.simulator.errors import business_rule, invalid_enum, invalid_reference, required
 from qbsync.simulator.fields import mapping, money, sequence
 from qbsync.simulator.invoices import linked_invoice, refresh_invoice
@@ -41,7 +42,8 @@ def _payment(
     total = money(candidate["TotalAmt"], "TotalAmt")
     if total < 0:
         raise business_rule("The payment amount can't be negative.", "TotalAmt")
-    header(ledger, candidate, previous)
+    header(ledger, "Payment", candidate, previous, ("customer", customer))
+    currency = candidate["CurrencyRef"]["value"]
     lines = [_payment_line(ledger, line, customer["Id"]) for line in _optional_lines(candidate)]
     links = _links({"Line": lines})
     own_id = previous["Id"] if previous else None
@@ -68,7 +70,12 @@ def _payment(
     deposit = account_or_default(
         ledger, candidate, "DepositToAccountRef", "UndepositedFunds", DEPOSIT_ACCOUNT_TYPES
     )
-    optional_account(ledger, candidate, "ARAccountRef", "Accounts Receivable")
+    # Undeposited Funds is in the home currency and takes payments in any currency; a bank
+    # account in a third currency can't [stricter guess at QBO's rule].
+    check_account_currency(ledger, deposit, currency, "DepositToAccountRef", home_allowed=True)
+    receivable = optional_account(ledger, candidate, "ARAccountRef", "Accounts Receivable")
+    if receivable is not None:
+        check_account_currency(ledger, receivable, currency, "ARAccountRef", home_allowed=False)
     candidate.update(
         CustomerRef=ledger.named_ref("Customer", customer),
         DepositToAccountRef=ledger.named_ref("Account", deposit),
@@ -77,6 +84,7 @@ def _payment(
         ProcessPayment=False,
         Line=lines,
     )
+    set_home_amounts(company, candidate)
     return candidate
 
 
@@ -136,6 +144,7 @@ def _void_payment(ledger: Ledger, payment: JsonObject) -> JsonObject:
     _relink(ledger, payment["Id"], _links(payment), {})
     body = zeroed(writable_copy(payment))
     body.update(Line=[], UnappliedAmt=ZERO)
+    set_home_amounts(ledger.company, body)
     return body
 
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from qbsync.simulator.currency import (
+    check_account_currency,
+    home_code,
+    payables_account,
+    set_home_amounts,
+)
 from qbsync.simulator.errors import business_rule, invalid_enum, required
 from qbsync.simulator.fields import iso_date, mapping, ref_id
 from qbsync.simulator.jsonio import JsonObject
@@ -82,12 +88,19 @@ def _bill(
 ) -> JsonObject:
     vendor = required_ref(ledger, candidate, "VendorRef", "Vendor")
     mode = tax_mode(ledger, candidate)
-    txn_date = header(ledger, candidate, previous)
+    txn_date = header(ledger, "Bill", candidate, previous, ("vendor", vendor))
+    currency = candidate["CurrencyRef"]["value"]
     lines, taxed = _expense_lines(ledger, "Bill", candidate, previous, mode)
     total, tax_detail = _expense_totals(lines, taxed, mode)
-    ap = account_or_default(
-        ledger, candidate, "APAccountRef", "AccountsPayable", frozenset({"Accounts Payable"})
-    )
+    if ref_id(candidate, "APAccountRef") is None and currency != home_code(ledger.company):
+        # Last, after every check: this may create the currency's payables account.
+        ap = payables_account(ledger, currency)
+    else:
+        ap = account_or_default(
+            ledger, candidate, "APAccountRef", "AccountsPayable", frozenset({"Accounts Payable"})
+        )
+    # A bill's payable is owed in its own currency.
+    check_account_currency(ledger, ap, currency, "APAccountRef", home_allowed=False)
     candidate.update(
         VendorRef=ledger.named_ref("Vendor", vendor),
         APAccountRef=ledger.named_ref("Account", ap),
@@ -98,6 +111,7 @@ def _bill(
         DueDate=iso_date(candidate, "DueDate") or txn_date.isoformat(),
     )
     _set_tax_detail(candidate, tax_detail)
+    set_home_amounts(ledger.company, candidate)
     return candidate
 
 
@@ -116,16 +130,23 @@ def _purchase(
             f"A {payment_type} purchase must be paid from a {expected} account.", "AccountRef"
         )
     mode = tax_mode(ledger, candidate)
-    header(ledger, candidate, previous)
-    lines, taxed = _expense_lines(ledger, "Purchase", candidate, previous, mode)
-    total, tax_detail = _expense_totals(lines, taxed, mode)
     payee_id = ref_id(candidate, "EntityRef")
+    party: tuple[str, JsonObject] | None = None
     if payee_id is not None:
         payee_type = candidate["EntityRef"].get("type", "Vendor")
         if payee_type not in ("Vendor", "Customer", "Employee"):
             raise invalid_enum("EntityRef.type", payee_type)
         payee = ledger.resolve(payee_type, payee_id, "EntityRef")
         candidate["EntityRef"] = {**ledger.named_ref(payee_type, payee), "type": payee_type}
+        party = (payee_type.lower(), payee)
+    header(ledger, "Purchase", candidate, previous, party)
+    # The money leaves this account, so it is in the purchase's currency [stricter: QBO Desktop
+    # also takes a home-currency account].
+    check_account_currency(
+        ledger, account, candidate["CurrencyRef"]["value"], "AccountRef", home_allowed=False
+    )
+    lines, taxed = _expense_lines(ledger, "Purchase", candidate, previous, mode)
+    total, tax_detail = _expense_totals(lines, taxed, mode)
     candidate.update(
         PaymentType=payment_type,
         AccountRef=ledger.named_ref("Account", account),
@@ -134,6 +155,7 @@ def _purchase(
         TotalAmt=total,
     )
     _set_tax_detail(candidate, tax_detail)
+    set_home_amounts(ledger.company, candidate)
     return candidate
 
 
@@ -145,7 +167,9 @@ def _set_tax_detail(candidate: JsonObject, detail: JsonObject | None) -> None:
 
 
 def _void_purchase(ledger: Ledger, purchase: JsonObject) -> JsonObject:
-    return zeroed(writable_copy(purchase))
+    body = zeroed(writable_copy(purchase))
+    set_home_amounts(ledger.company, body)
+    return body
 
 
 RULES = {"Bill": EntityRules(_bill), "Purchase": EntityRules(_purchase, void=_void_purchase)}

@@ -88,8 +88,22 @@ class Company:
     def preferences(self) -> JsonObject:
         return self.objects["Preferences"]["1"]
 
+    @property
+    def multicurrency(self) -> bool:
+        return self.preferences["CurrencyPrefs"]["MultiCurrencyEnabled"] is True
+
+    @property
+    def book_close_date(self) -> str | None:
+        """The last day of the closed period ("YYYY-MM-DD"), or None while the books are open."""
+        closed: str | None = self.preferences["AccountingInfoPrefs"].get("BookCloseDate")
+        return closed
+
     def local(self, timestamp: float) -> datetime:
         return datetime.fromtimestamp(timestamp, self.tz)
+
+    def today(self, timestamp: float) -> str:
+        """The company's date at `timestamp`: what a transaction sent without TxnDate gets."""
+        return self.local(timestamp).date().isoformat()
 
     def stamp(self, timestamp: float) -> str:
         return self.local(timestamp).isoformat(timespec="seconds")

@@ -33,6 +33,7 @@ from qbsync.models import (
 )
 from qbsync.models.base import utcnow
 from qbsync.sync.events import EVENT_TYPES, MAX_BATCH, AcceptedEvents, Envelope, Event
+from qbsync.sync.schedule import schedule_push
 
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 MAX_WEBHOOK_ID = 200
@@ -40,8 +41,9 @@ MAX_WEBHOOK_ID = 200
 # freeze a record (a newer snapshot would never be newer than them).
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
-# A record the user set aside stays aside when a newer version arrives.
-KEEPS_STATUS = frozenset({RecordStatus.IGNORED})
+# A record the user set aside stays aside when a newer version arrives; one being pushed stays
+# the pusher's, which sees the newer version when it records its outcome and pushes again.
+KEEPS_STATUS = frozenset({RecordStatus.IGNORED, RecordStatus.IN_PROGRESS})
 
 
 class InvalidEventsError(AppError):
@@ -234,6 +236,8 @@ async def store(session: AsyncSession, events: Sequence[Event]) -> AcceptedEvent
             accepted += 1
             fresh.append(event)
     connected = await _connected_orgs(session, {event.org_id for event in fresh})
+    for org_id in sorted(connected):
+        schedule_push(session, org_id)
     # One order for every delivery (entity, then time): two deliveries touching the same records
     # lock them in the same order, and each entity's events apply oldest first.
     for event in sorted(fresh, key=_apply_order):

@@ -209,7 +209,7 @@ def _preferences(spec: CompanySpec) -> JsonObject:
         "VendorAndPurchasesPrefs": {"TrackingByCustomer": True, "BillableExpenseTracking": True},
         "TaxPrefs": tax,
         "CurrencyPrefs": {
-            "MultiCurrencyEnabled": False,
+            "MultiCurrencyEnabled": spec.multicurrency,
             "HomeCurrency": {"value": "USD" if us else "GBP"},
         },
     }

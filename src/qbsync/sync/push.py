@@ -1,0 +1,280 @@
+"""Push a slice of one company's records: plan each (dependencies first: its customer, items,
+vendor), then send the documents — alone, or together through the batch endpoint — and say how
+each ended. Nothing here touches the records' rows; `claims` stores the outcomes.
+
+Exactly once (R3, R4): every write carries a requestid fixed by the record, its version, the
+operation and the attempt, and a write whose answer never came is remembered on the record
+(`write_started_at`). Its next attempt first looks the document up (by number, or by customer
+and date, confirmed by the marker qbsync writes on it) and adopts it rather than create another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import ValidationError
+
+from qbsync.models import RecordKind, SyncRecord
+from qbsync.qbo import (
+    BatchOperation,
+    QboDuplicateDocNumberError,
+    QboEntity,
+    QboError,
+    QboNotFoundError,
+    QboStaleObjectError,
+    QboThrottledError,
+)
+from qbsync.qbo.client import MAX_BATCH_ITEMS
+from qbsync.sync.clients import plan_client
+from qbsync.sync.context import PushContext
+from qbsync.sync.expenses import plan_expense
+from qbsync.sync.failures import (
+    DEFAULT_WAIT_SECONDS,
+    NotPushedError,
+    PushDeferredError,
+    PushFailedError,
+    failure_for,
+)
+from qbsync.sync.invoices import plan_invoice
+from qbsync.sync.payments import plan_payment
+from qbsync.sync.plans import Done, Plan, Warning, Write
+
+Planner = Callable[[PushContext, SyncRecord], Awaitable[Plan]]
+PLANNERS: dict[RecordKind, Planner] = {
+    RecordKind.CLIENT: plan_client,
+    RecordKind.INVOICE: plan_invoice,
+    RecordKind.EXPENSE: plan_expense,
+    RecordKind.PAYMENT: plan_payment,
+}
+# Two or more documents of a slice go through the batch endpoint (void has no batch form).
+BATCHABLE = frozenset({"create", "update", "delete"})
+Ending = Literal["synced", "failed", "not_pushed", "deferred"]
+
+
+@dataclass
+class Outcome:
+    record_id: uuid.UUID
+    version: int
+    ending: Ending
+    qbo_id: str | None = None
+    qbo_entity: str | None = None
+    sync_token: str | None = None
+    doc_number: str | None = None
+    warnings: list[Warning] = field(default_factory=list)
+    code: str | None = None
+    message: str | None = None
+    error: dict[str, object] | None = None
+    wait_seconds: float | None = None
+    # The write may have reached QuickBooks: keep it on the record for the next attempt.
+    uncertain: bool = False
+    # The document is gone from QuickBooks (deleted): the record forgets its id.
+    deleted: bool = False
+
+
+def request_id_for(record: SyncRecord, operation: str) -> str:
+    """Fixed by record, version, operation and attempt: a resend within an attempt is the same
+    request to Intuit; an attempt after a definite refusal is a new one, so QuickBooks does not
+    answer a fixed record with the refusal it remembers."""
+    if record.write_started_at is not None and record.write_requestid:
+        return record.write_requestid
+    text = f"{record.id}:{record.version}:{operation}:{record.attempts}"
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+async def plan_all(
+    ctx: PushContext, records: Sequence[SyncRecord]
+) -> tuple[list[Outcome], list[tuple[SyncRecord, Write]]]:
+    """Each record planned: an outcome already, or a write to send."""
+    outcomes: list[Outcome] = []
+    writes: list[tuple[SyncRecord, Write]] = []
+    for record in records:
+        try:
+            plan = await PLANNERS[record.kind](ctx, record)
+            if isinstance(plan, Done):
+                outcomes.append(_done(record, plan))
+                continue
+            if plan.operation == "create" and record.write_started_at and plan.lookup:
+                found = await plan.lookup()
+                if found is not None:
+                    outcomes.append(_written(record, plan, found))
+                    continue
+            writes.append((record, plan))
+        except (PushFailedError, NotPushedError, PushDeferredError, QboError) as error:
+            outcomes.append(_ended(record, error, uncertain=record.write_started_at is not None))
+        except ValidationError as invalid:
+            reason = str(invalid.errors()[0]["msg"])
+            outcomes.append(
+                Outcome(
+                    record.id,
+                    record.version,
+                    "failed",
+                    code="invalid_snapshot",
+                    message=f"The stored snapshot does not fit its kind: {reason}",
+                    error={"code": "invalid_snapshot", "message": reason},
+                )
+            )
+    return outcomes, writes
+
+
+async def send_all(ctx: PushContext, writes: Sequence[tuple[SyncRecord, Write]]) -> list[Outcome]:
+    """Each write sent: alone when it is the only one (or a void), else in batches of 30."""
+    single = [pair for pair in writes if pair[1].operation not in BATCHABLE]
+    batched = [pair for pair in writes if pair[1].operation in BATCHABLE]
+    if len(batched) == 1:
+        single, batched = single + batched, []
+    outcomes = [await _single(ctx, record, write) for record, write in single]
+    for start in range(0, len(batched), MAX_BATCH_ITEMS):
+        outcomes += await _batch(ctx, batched[start : start + MAX_BATCH_ITEMS])
+    return outcomes
+
+
+async def _single(ctx: PushContext, record: SyncRecord, write: Write) -> Outcome:
+    requestid = request_id_for(record, write.operation)
+    try:
+        return _written(record, write, await _call(ctx, write, requestid))
+    except QboError as error:
+        return await _refused(ctx, record, write, error, requestid)
+
+
+async def _batch(ctx: PushContext, writes: Sequence[tuple[SyncRecord, Write]]) -> list[Outcome]:
+    ids = [request_id_for(record, write.operation) for record, write in writes]
+    batch_id = hashlib.sha256(":".join(ids).encode()).hexdigest()[:36]
+    items = [
+        BatchOperation(bid=f"b{index}", operation=_batch_operation(write), entity=write.entity)
+        for index, (_, write) in enumerate(writes)
+    ]
+    try:
+        results = await ctx.client.batch(items, requestid=batch_id)
+    except QboError as error:
+        return [_ended(record, error, uncertain=True) for record, _ in writes]
+    outcomes = []
+    for (record, write), requestid, result in zip(writes, ids, results, strict=True):
+        if result.error is None and result.entity is not None:
+            outcomes.append(_written(record, write, result.entity))
+        else:
+            fault = result.error or QboError("QuickBooks returned nothing for this document")
+            outcomes.append(await _refused(ctx, record, write, fault, requestid))
+    return outcomes
+
+
+def _batch_operation(write: Write) -> Literal["create", "update", "delete"]:
+    assert write.operation in BATCHABLE
+    return write.operation  # type: ignore[return-value]
+
+
+async def _call(ctx: PushContext, write: Write, requestid: str) -> QboEntity:
+    entity = write.entity
+    client = ctx.client
+    if write.operation == "create":
+        return await client.create(entity, requestid=requestid)
+    if write.operation == "update":
+        return await client.update(entity, requestid=requestid)
+    assert entity.id is not None
+    token = entity.sync_token or "0"
+    if write.operation == "void":
+        return await client.void(type(entity), entity.id, token, requestid=requestid)
+    return await client.delete(type(entity), entity.id, token, requestid=requestid)
+
+
+async def _refused(
+    ctx: PushContext, record: SyncRecord, write: Write, error: QboError, requestid: str
+) -> Outcome:
+    """A write QuickBooks answered with a fault: recover where that is safe, else the ending."""
+    try:
+        if isinstance(error, QboStaleObjectError) and write.reread is not None:
+            # Someone changed it in QuickBooks meanwhile: read it once, send ours again on top.
+            fresh = await write.reread()
+            write.entity.sync_token = fresh.sync_token
+            return _written(record, write, await _call(ctx, write, requestid[:40] + "r"))
+        if isinstance(error, QboNotFoundError) and write.operation == "delete":
+            return Outcome(record.id, record.version, "synced", deleted=True)
+        if isinstance(error, QboDuplicateDocNumberError) and write.operation == "create":
+            found = await write.lookup() if write.lookup else None
+            if found is not None:
+                return _written(record, write, found)
+            if write.duplicate is not None:
+                raise await write.duplicate(error)
+        if error.retryable:
+            return _ended(record, error, uncertain=True)
+        raise failure_for(error, write.what)
+    except (PushFailedError, QboError) as ending:
+        return _ended(record, ending, uncertain=isinstance(ending, QboError) and ending.retryable)
+
+
+def _written(record: SyncRecord, write: Write, entity: QboEntity) -> Outcome:
+    deleted = write.operation == "delete"
+    return Outcome(
+        record.id,
+        record.version,
+        "synced",
+        qbo_id=entity.id or record.qbo_id,
+        qbo_entity=type(write.entity).entity_name,
+        sync_token=entity.sync_token,
+        doc_number=getattr(entity, "doc_number", None),
+        warnings=write.check(entity) if write.check and not deleted else [],
+        deleted=deleted,
+    )
+
+
+def _done(record: SyncRecord, done: Done) -> Outcome:
+    return Outcome(
+        record.id,
+        record.version,
+        "synced",
+        qbo_id=done.qbo_id,
+        qbo_entity="Customer" if record.kind is RecordKind.CLIENT else record.qbo_entity,
+        sync_token=done.sync_token or record.qbo_sync_token,
+        doc_number=done.doc_number or record.qbo_doc_number,
+        warnings=done.warnings,
+        deleted=done.qbo_id is None and record.operation in ("delete", "void"),
+    )
+
+
+def _ended(
+    record: SyncRecord,
+    error: PushFailedError | NotPushedError | PushDeferredError | QboError,
+    *,
+    uncertain: bool,
+) -> Outcome:
+    if isinstance(error, NotPushedError):
+        return Outcome(
+            record.id, record.version, "not_pushed", code=error.code, message=error.message
+        )
+    if isinstance(error, PushDeferredError):
+        return Outcome(
+            record.id,
+            record.version,
+            "deferred",
+            code=error.code,
+            message=error.message,
+            wait_seconds=error.wait_seconds,
+            uncertain=uncertain,
+        )
+    if isinstance(error, QboError) and error.retryable:
+        wait = error.wait_seconds if isinstance(error, QboThrottledError) else DEFAULT_WAIT_SECONDS
+        if error.retry_after is not None:
+            wait = error.retry_after
+        busy = isinstance(error, QboThrottledError)
+        return Outcome(
+            record.id,
+            record.version,
+            "deferred",
+            code="quickbooks_busy" if busy else "quickbooks_unavailable",
+            message=error.user_message,
+            error=PushFailedError("quickbooks_busy", error.user_message, fault=error).as_error(),
+            wait_seconds=wait,
+            uncertain=uncertain,
+        )
+    failure = error if isinstance(error, PushFailedError) else failure_for(error, "The push")
+    return Outcome(
+        record.id,
+        record.version,
+        "failed",
+        code=failure.code,
+        message=failure.message,
+        error=failure.as_error(),
+    )
