@@ -177,3 +177,21 @@ async def make_due(books: Books) -> None:
     await books.redis.delete(books.settings.redis.queue_name)
     await queue.started(push_key("org_1"))
     await queue.enqueue(JobRequest(PUSH_JOB, "org_1", coalesce_key=push_key("org_1")))
+
+
+async def failed_with(books: Books, kind: str, platform_id: str, code: str) -> dict[str, Any]:
+    """The record failed with `code`, and the platform was told the same."""
+    record = await books.record(kind, platform_id)
+    assert record.status.value == "failed", (record.status, record.last_error)
+    assert record.last_error is not None
+    assert record.last_error["code"] == code, record.last_error
+    told = [
+        event
+        for event in await books.events_out("quickbooks.record.failed")
+        if event["platform_id"] == platform_id
+    ]
+    assert told, "the platform hears of it"
+    assert told[-1]["code"] == code
+    assert told[-1]["message"] == record.last_error["message"]
+    error: dict[str, Any] = record.last_error
+    return error

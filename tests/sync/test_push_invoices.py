@@ -273,7 +273,8 @@ async def test_a_date_in_a_closed_period_fails_naming_the_closing_date(
     await books.send("invoice.upserted", ten_pounds("inv_closed", ACME))
     await books.push()
     error = await _failed(books, "inv_closed", "closed_period")
-    assert "2026-11-30" in error["message"], "names the closing date"
+    assert "closed in QuickBooks through 2026-11-30" in error["message"], "names the date"
+    assert "(dated 2026-11-20)" in error["message"]
     assert error["fault"]["code"] == "6210"
     assert books.documents("Invoice") == [], "never a silent change of date"
 

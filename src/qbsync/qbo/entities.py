@@ -172,6 +172,8 @@ class SalesFormsPrefs(QboModel):
 
 class AccountingInfoPrefs(QboModel):
     use_account_numbers: bool | None = None
+    # The closing date: transactions on or before it are refused (6210).
+    book_close_date: date | None = None
 
 
 class Preferences(QboEntity):

@@ -111,48 +111,60 @@ async def settle(
         current = await session.scalar(
             select(Connection).where(Connection.org_id == org_id).with_for_update(read=True)
         )
-        same_company = (
-            current is not None
-            and current.realm_id == realm_id
-            and current.status is ConnectionStatus.CONNECTED
-        )
+        connected = current is not None and current.status is ConnectionStatus.CONNECTED
+        same_company = connected and current is not None and current.realm_id == realm_id
+        settled_invoices: list[SyncRecord] = []
         for outcome in sorted(outcomes, key=lambda o: str(o.record_id)):
             record = await session.get(SyncRecord, outcome.record_id, with_for_update=True)
             if record is not None:
-                await _apply(session, record, outcome, realm_id, same_company)
+                _apply(session, record, outcome, realm_id, same_company, connected)
+                if record.kind is RecordKind.INVOICE and outcome.ending not in ("deferred", "held"):
+                    settled_invoices.append(record)
+        # Last, so a payment of the same slice (stored as waiting a moment ago) is woken too:
+        # pushed now, or failing with the invoice's reason.
+        for invoice in settled_invoices:
+            await _wake_payments(session, invoice)
         more = await session.scalar(select(SyncRecord.id).where(due(org_id)).limit(1))
         if more is not None and same_company:
             schedule_push(session, org_id)
     return Settled(more_due=more is not None)
 
 
-async def _apply(
+def _apply(
     session: AsyncSession,
     record: SyncRecord,
     outcome: Outcome,
     realm_id: str,
     same_company: bool,
+    connected: bool,
 ) -> None:
     now = utcnow()
-    if outcome.ending == "synced":
+    if outcome.deleted:
+        record.qbo_id = record.qbo_sync_token = record.qbo_doc_number = None
+    elif outcome.qbo_id is not None:
         # What exists in QuickBooks is stored whatever happened meanwhile, with the company it
         # is in: a newer version updates it instead of creating another, and a switch to
         # another company never sends this id there (R12).
         record.realm_id = realm_id
-        record.qbo_id = None if outcome.deleted else (outcome.qbo_id or record.qbo_id)
+        record.qbo_id = outcome.qbo_id
         record.qbo_entity = outcome.qbo_entity or record.qbo_entity
-        record.qbo_sync_token = None if outcome.deleted else outcome.sync_token
-        record.qbo_doc_number = None if outcome.deleted else outcome.doc_number
-    if not (outcome.uncertain and outcome.ending == "deferred"):
+        record.qbo_sync_token = outcome.sync_token
+        record.qbo_doc_number = outcome.doc_number
+    if not (outcome.uncertain and outcome.ending in ("deferred", "held")):
         record.write_started_at = None
         record.write_requestid = None
     superseded = record.version != outcome.version
     if record.status is not RecordStatus.IN_PROGRESS or superseded or not same_company:
-        # Held or ignored meanwhile, a newer version arrived, or the org moved to another
-        # company: this outcome is no longer the record's state.
+        # Held or ignored meanwhile, a newer version arrived, or the org disconnected or moved
+        # to another company: this outcome is no longer the record's state.
         if record.status is RecordStatus.IN_PROGRESS:
-            record.status = RecordStatus.PENDING
+            record.status = RecordStatus.PENDING if connected else RecordStatus.HELD
             record.next_attempt_at = None
+        return
+    if outcome.ending == "held":
+        # QuickBooks wants a reconnect: the work waits, and resumes on reconnect.
+        record.status = RecordStatus.HELD
+        record.next_attempt_at = None
         return
     if outcome.ending == "synced":
         record.status = RecordStatus.SYNCED
@@ -175,8 +187,6 @@ async def _apply(
                 "warnings": outcome.warnings,
             },
         )
-        if record.kind is RecordKind.INVOICE:
-            await _wake_payments(session, record)
     elif outcome.ending == "failed":
         record.status = RecordStatus.FAILED
         record.last_error = outcome.error

@@ -76,31 +76,18 @@ def _listed(result: MatchResult, lead: str = "") -> str:
 
 
 async def _create(ctx: PushContext, facts: ClientFacts, snapshot: ClientSnapshot | None) -> str:
-    base = quickbooks_name(facts.name, DISPLAY_NAME_LENGTH)
-    name = await _free_name(ctx, base, facts.platform_id)
     marker = customer_marker(ctx.company.org_id, facts.platform_id)
-    customer = _customer(ctx, name, facts, snapshot, marker)
-    what = f"Creating customer {name!r}"
-    created: Customer | None
-    try:
-        created = await ctx.client.create(
-            customer,
-            requestid=request_id(ctx.company.realm_id, "customer", facts.platform_id, name),
-        )
-    except QboDuplicateNameError as clash:
-        created = await _ours_named(ctx, name, marker)
-        if created is None:
-            raise PushFailedError(
-                "customer_name_taken",
-                f"QuickBooks already has a customer, vendor or employee named {name!r}: link "
-                "the client to a customer in the client mappings, then retry.",
-                fault=clash,
-            ) from clash
-    except QboError as error:
-        if error.retryable:
-            raise
-        raise failure_for(error, what) from error
-    assert created is not None
+    # Made for this client before (an answer lost, a mapping removed): found by its marker.
+    created = next(
+        (
+            row
+            for row in await ctx.refs.customers()
+            if row.notes and marker in row.notes and is_active(row) and row.id
+        ),
+        None,
+    )
+    if created is None:
+        created = await _create_named(ctx, facts, snapshot, marker)
     assert created.id is not None
     ctx.refs.created(created)
     await ctx.remember(
@@ -111,6 +98,40 @@ async def _create(ctx: PushContext, facts: ClientFacts, snapshot: ClientSnapshot
         MappingSource.CREATED,
     )
     return created.id
+
+
+async def _create_named(
+    ctx: PushContext, facts: ClientFacts, snapshot: ClientSnapshot | None, marker: str
+) -> Customer:
+    """Under the client's own name where it is free, else (or when QuickBooks says it is taken,
+    the cached lists being older than its records) with the client's id as a suffix."""
+    base = quickbooks_name(facts.name, DISPLAY_NAME_LENGTH)
+    names = [base, suffixed(base, facts.platform_id)]
+    if await display_name_held(ctx, base):
+        names = names[1:]
+    clash: QboDuplicateNameError | None = None
+    for name in names:
+        customer = _customer(ctx, name, facts, snapshot, marker)
+        try:
+            return await ctx.client.create(
+                customer,
+                requestid=request_id(ctx.company.realm_id, "customer", facts.platform_id, name),
+            )
+        except QboDuplicateNameError as taken:
+            ours = await _ours_named(ctx, name, marker)
+            if ours is not None:
+                return ours
+            clash = taken
+        except QboError as error:
+            if error.retryable:
+                raise
+            raise failure_for(error, f"Creating customer {name!r}") from error
+    raise PushFailedError(
+        "customer_name_taken",
+        f"QuickBooks already has customers, vendors or employees named {names[0]!r} and "
+        f"{names[-1]!r}: link the client to a customer in the client mappings, then retry.",
+        fault=clash,
+    )
 
 
 def _customer(
@@ -144,15 +165,19 @@ def _customer(
     return customer
 
 
-async def _free_name(ctx: PushContext, base: str, client_id: str) -> str:
-    """`base`, or `base (client id)` when a customer, vendor or employee already holds it: a
-    display name is unique across all three, inactive customers included."""
-    held = {name_key(row.display_name) for row in await ctx.refs.customers() if row.display_name}
-    held |= {name_key(row.display_name) for row in await ctx.refs.vendors() if row.display_name}
-    held |= {name_key(row.display_name) for row in await ctx.refs.employees() if row.display_name}
-    if name_key(base) not in held:
-        return base
-    suffix = f" ({quickbooks_name(client_id, 100)})"
+async def display_name_held(ctx: PushContext, name: str) -> bool:
+    """Whether a customer, vendor or employee holds this display name (unique across all
+    three, inactive customers included), as far as the cached lists know."""
+    key = name_key(name)
+    for rows in (await ctx.refs.customers(), await ctx.refs.vendors(), await ctx.refs.employees()):
+        if any(row.display_name and name_key(row.display_name) == key for row in rows):
+            return True
+    return False
+
+
+def suffixed(base: str, platform_id: str) -> str:
+    """`base (platform id)`, within QuickBooks' 500 characters: clear, and the same each time."""
+    suffix = f" ({quickbooks_name(platform_id, 100)})"
     return base[: DISPLAY_NAME_LENGTH - len(suffix)].rstrip() + suffix
 
 

@@ -5,7 +5,7 @@ to its category, else the default expense account; its supplier a QuickBooks ven
 from __future__ import annotations
 
 from qbsync.mappings.matching import normalise_name
-from qbsync.mappings.names import DISPLAY_NAME_LENGTH, name_key, quickbooks_name
+from qbsync.mappings.names import DISPLAY_NAME_LENGTH, quickbooks_name
 from qbsync.mappings.preview_invoices import MODES
 from qbsync.mappings.references import by_id, is_active
 from qbsync.mappings.snapshots import ExpenseSnapshot, Supplier
@@ -24,7 +24,7 @@ from qbsync.qbo import (
 from qbsync.qbo.entities import AccountBasedExpenseLineDetail, EmailAddress
 from qbsync.qbo.query import EVERY_STATUS
 from qbsync.sync.context import PushContext
-from qbsync.sync.customers import request_id
+from qbsync.sync.customers import display_name_held, request_id, suffixed
 from qbsync.sync.failures import PushFailedError, failure_for
 from qbsync.sync.invoices import check_currency, document_marker
 from qbsync.sync.plans import Done, Plan, Write
@@ -188,38 +188,41 @@ async def vendor_for(ctx: PushContext, supplier: Supplier) -> str:
 
 async def _create_vendor(ctx: PushContext, supplier: Supplier) -> str:
     base = quickbooks_name(supplier.name, DISPLAY_NAME_LENGTH)
-    held = {name_key(row.display_name) for row in await ctx.refs.customers() if row.display_name}
-    held |= {name_key(row.display_name) for row in await ctx.refs.vendors() if row.display_name}
-    held |= {name_key(row.display_name) for row in await ctx.refs.employees() if row.display_name}
-    name = base
-    if name_key(base) in held:
-        suffix = f" ({quickbooks_name(supplier.id, 100)})"
-        name = base[: DISPLAY_NAME_LENGTH - len(suffix)].rstrip() + suffix
-    vendor = Vendor(display_name=name)
-    if supplier.email:
-        vendor.primary_email_addr = EmailAddress(address=supplier.email)
-    created: Vendor | None
-    try:
-        created = await ctx.client.create(
-            vendor, requestid=request_id(ctx.company.realm_id, "vendor", supplier.id, name)
+    names = [base, suffixed(base, supplier.id)]
+    if await display_name_held(ctx, base):
+        names = names[1:]
+    created: Vendor | None = None
+    clash: QboDuplicateNameError | None = None
+    for name in names:
+        vendor = Vendor(display_name=name)
+        if supplier.email:
+            vendor.primary_email_addr = EmailAddress(address=supplier.email)
+        try:
+            created = await ctx.client.create(
+                vendor, requestid=request_id(ctx.company.realm_id, "vendor", supplier.id, name)
+            )
+            break
+        except QboDuplicateNameError as taken:
+            # A vendor of this very name (an earlier create whose answer was lost, or one made
+            # meanwhile) is this supplier; a customer or employee holding it is not.
+            rows = await ctx.client.query_all(
+                Vendor, f"DisplayName = {quote(name)} AND {EVERY_STATUS}"
+            )
+            created = next((row for row in rows if is_active(row)), None)
+            if created is not None:
+                break
+            clash = taken
+        except QboError as error:
+            if error.retryable:
+                raise
+            raise failure_for(error, f"Creating vendor {name!r}") from error
+    if created is None or created.id is None:
+        raise PushFailedError(
+            "vendor_name_taken",
+            f"QuickBooks already has customers or employees named {names[0]!r} and "
+            f"{names[-1]!r}: map the supplier {supplier.id!r} to a vendor, then retry.",
+            fault=clash,
         )
-    except QboDuplicateNameError as clash:
-        # A vendor of this very name (an earlier create whose answer was lost, or one made
-        # meanwhile) is this supplier; anyone else holding it is a clash to resolve by hand.
-        rows = await ctx.client.query_all(Vendor, f"DisplayName = {quote(name)} AND {EVERY_STATUS}")
-        created = next((row for row in rows if is_active(row)), None)
-        if created is None:
-            raise PushFailedError(
-                "vendor_name_taken",
-                f"QuickBooks already has a customer or employee named {name!r}: map the "
-                f"supplier {supplier.id!r} to a vendor, then retry.",
-                fault=clash,
-            ) from clash
-    except QboError as error:
-        if error.retryable:
-            raise
-        raise failure_for(error, f"Creating vendor {name!r}") from error
-    assert created.id is not None
     ctx.refs.created(created)
     await ctx.remember(
         MappingKind.SUPPLIER, supplier.id, created.id, created.display_name, MappingSource.CREATED

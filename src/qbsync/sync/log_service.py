@@ -94,11 +94,12 @@ def _position(cursor: str) -> tuple[datetime, uuid.UUID]:
     at, row_id = decode_cursor(cursor)
     try:
         when = datetime.fromisoformat(at)
-        position = (when, uuid.UUID(row_id))
-    except ValueError as error:
+        if when.tzinfo is None:
+            raise _bad_cursor()  # we only give out UTC times; a naive one was made by hand
+        # A time whose UTC form falls outside what Postgres holds was made by hand too.
+        position = (when.astimezone(UTC), uuid.UUID(row_id))
+    except (ValueError, OverflowError) as error:
         raise _bad_cursor() from error
-    if when.tzinfo is None:
-        raise _bad_cursor()  # we only give out UTC times; a naive one was made by hand
     return position
 
 
@@ -146,7 +147,9 @@ async def retry(
         # Synced at an older version: the newer one is due.
         record.status = RecordStatus.PENDING
         record.next_attempt_at = None
-    # `pending` stays as it is: asking for the push job again is harmless.
+    else:
+        # `pending`, perhaps waiting out QuickBooks' wait: the user asks for it now.
+        record.next_attempt_at = None
     return record
 
 

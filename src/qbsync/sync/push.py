@@ -18,9 +18,13 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from qbsync.connections.tokens import ConnectionUnusableError
 from qbsync.models import RecordKind, SyncRecord
 from qbsync.qbo import (
     BatchOperation,
+    InvalidClientError,
+    InvalidGrantError,
+    QboClosedPeriodError,
     QboDuplicateDocNumberError,
     QboEntity,
     QboError,
@@ -42,6 +46,7 @@ from qbsync.sync.failures import (
 from qbsync.sync.invoices import plan_invoice
 from qbsync.sync.payments import plan_payment
 from qbsync.sync.plans import Done, Plan, Warning, Write
+from qbsync.sync.recovery import adopt, find_lost, in_quickbooks
 
 Planner = Callable[[PushContext, SyncRecord], Awaitable[Plan]]
 PLANNERS: dict[RecordKind, Planner] = {
@@ -52,7 +57,7 @@ PLANNERS: dict[RecordKind, Planner] = {
 }
 # Two or more documents of a slice go through the batch endpoint (void has no batch form).
 BATCHABLE = frozenset({"create", "update", "delete"})
-Ending = Literal["synced", "failed", "not_pushed", "deferred"]
+Ending = Literal["synced", "failed", "not_pushed", "deferred", "held"]
 
 
 @dataclass
@@ -78,10 +83,19 @@ class Outcome:
 def request_id_for(record: SyncRecord, operation: str) -> str:
     """Fixed by record, version, operation and attempt: a resend within an attempt is the same
     request to Intuit; an attempt after a definite refusal is a new one, so QuickBooks does not
-    answer a fixed record with the refusal it remembers."""
-    if record.write_started_at is not None and record.write_requestid:
-        return record.write_requestid
-    text = f"{record.id}:{record.version}:{operation}:{record.attempts}"
+    answer a fixed record with the refusal it remembers. A write noted but never answered is
+    sent again under its own id, but only for the same version and operation: QuickBooks would
+    answer another version's request with the old version's answer."""
+    noted = record.write_requestid if record.write_started_at is not None else None
+    if noted and noted in (
+        _request_id(record, operation, attempt) for attempt in range(1, record.attempts + 1)
+    ):
+        return noted
+    return _request_id(record, operation, record.attempts)
+
+
+def _request_id(record: SyncRecord, operation: str, attempt: int) -> str:
+    text = f"{record.id}:{record.version}:{operation}:{attempt}"
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
@@ -92,32 +106,62 @@ async def plan_all(
     outcomes: list[Outcome] = []
     writes: list[tuple[SyncRecord, Write]] = []
     for record in records:
+        searched = False
         try:
+            if record.write_started_at is not None and not in_quickbooks(ctx, record):
+                # Before anything else: a create may have landed, whatever comes next (a newer
+                # version, a void, a delete, or a failure to plan it).
+                found = await find_lost(ctx, record)
+                searched = True
+                if found is not None:
+                    adopt(ctx, record, found)
             plan = await PLANNERS[record.kind](ctx, record)
             if isinstance(plan, Done):
                 outcomes.append(_done(record, plan))
-                continue
-            if plan.operation == "create" and record.write_started_at and plan.lookup:
-                found = await plan.lookup()
-                if found is not None:
-                    outcomes.append(_written(record, plan, found))
-                    continue
-            writes.append((record, plan))
+            else:
+                writes.append((record, plan))
+            continue
         except (PushFailedError, NotPushedError, PushDeferredError, QboError) as error:
-            outcomes.append(_ended(record, error, uncertain=record.write_started_at is not None))
+            if _unusable(error):
+                outcome = _held(record)
+            else:
+                # A search that ran settles the question of the noted write.
+                unsure = record.write_started_at is not None and not searched
+                outcome = _ended(record, error, uncertain=unsure)
+        except ConnectionUnusableError:
+            outcome = _held(record)
         except ValidationError as invalid:
             reason = str(invalid.errors()[0]["msg"])
-            outcomes.append(
-                Outcome(
-                    record.id,
-                    record.version,
-                    "failed",
-                    code="invalid_snapshot",
-                    message=f"The stored snapshot does not fit its kind: {reason}",
-                    error={"code": "invalid_snapshot", "message": reason},
-                )
+            outcome = Outcome(
+                record.id,
+                record.version,
+                "failed",
+                code="invalid_snapshot",
+                message=f"A snapshot this {record.kind.value} needs does not fit: {reason}",
+                error={"code": "invalid_snapshot", "message": reason},
             )
+        outcomes.append(_known(record, outcome))
     return outcomes, writes
+
+
+def _known(record: SyncRecord, outcome: Outcome) -> Outcome:
+    """An outcome that did not write still carries the document the record is known by (one
+    found by the search), so that it is stored."""
+    if outcome.qbo_id is None and record.qbo_id is not None:
+        outcome.qbo_id = record.qbo_id
+        outcome.sync_token = record.qbo_sync_token
+        outcome.qbo_entity = record.qbo_entity
+        outcome.doc_number = record.qbo_doc_number
+    return outcome
+
+
+def _unusable(error: Exception) -> bool:
+    """QuickBooks wants the user to reconnect: the work waits (`held`) rather than fail."""
+    return isinstance(error, (InvalidGrantError, InvalidClientError))
+
+
+def _held(record: SyncRecord) -> Outcome:
+    return Outcome(record.id, record.version, "held", uncertain=True)
 
 
 async def send_all(ctx: PushContext, writes: Sequence[tuple[SyncRecord, Write]]) -> list[Outcome]:
@@ -136,7 +180,11 @@ async def _single(ctx: PushContext, record: SyncRecord, write: Write) -> Outcome
     requestid = request_id_for(record, write.operation)
     try:
         return _written(record, write, await _call(ctx, write, requestid))
+    except ConnectionUnusableError:
+        return _held(record)
     except QboError as error:
+        if _unusable(error):
+            return _held(record)
         return await _refused(ctx, record, write, error, requestid)
 
 
@@ -149,7 +197,11 @@ async def _batch(ctx: PushContext, writes: Sequence[tuple[SyncRecord, Write]]) -
     ]
     try:
         results = await ctx.client.batch(items, requestid=batch_id)
+    except ConnectionUnusableError:
+        return [_held(record) for record, _ in writes]
     except QboError as error:
+        if _unusable(error):
+            return [_held(record) for record, _ in writes]
         return [_ended(record, error, uncertain=True) for record, _ in writes]
     outcomes = []
     for (record, write), requestid, result in zip(writes, ids, results, strict=True):
@@ -198,11 +250,38 @@ async def _refused(
                 return _written(record, write, found)
             if write.duplicate is not None:
                 raise await write.duplicate(error)
+        if isinstance(error, QboClosedPeriodError):
+            raise await _closed(ctx, write, error)
         if error.retryable:
             return _ended(record, error, uncertain=True)
         raise failure_for(error, write.what)
+    except ConnectionUnusableError:
+        return _held(record)
     except (PushFailedError, QboError) as ending:
+        if _unusable(ending):
+            return _held(record)
         return _ended(record, ending, uncertain=isinstance(ending, QboError) and ending.retryable)
+
+
+async def _closed(ctx: PushContext, write: Write, error: QboClosedPeriodError) -> PushFailedError:
+    """6210: the failure names the closing date as QuickBooks holds it (one read), whatever
+    QuickBooks' own message says. The document's date is never changed to get past it."""
+    try:
+        prefs = await ctx.client.preferences()
+    except QboError:
+        return failure_for(error, write.what)
+    closed = prefs.accounting_info_prefs.book_close_date if prefs.accounting_info_prefs else None
+    if closed is None:
+        return failure_for(error, write.what)
+    dated = getattr(write.entity, "txn_date", None)
+    on = f" (dated {dated})" if dated else ""
+    return PushFailedError(
+        "closed_period",
+        f"{write.what}{on}: the books are closed in QuickBooks through {closed}. Move the "
+        "closing date in QuickBooks (Settings > Account and settings > Advanced), or give the "
+        "document a later date on the platform, then retry.",
+        fault=error,
+    )
 
 
 def _written(record: SyncRecord, write: Write, entity: QboEntity) -> Outcome:

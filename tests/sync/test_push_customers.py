@@ -1,0 +1,79 @@
+"""Customers created by the push, across jobs and lost answers: each client gets one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qbsync.reference_cache import ReferenceCache
+from qbsync.simulator.faults import FaultSpec
+from tests.mappings.conftest import Org, org, settings, uk, us
+from tests.mappings.previews import ten_pounds, uk_mapped
+from tests.sync.pushing import Books, books_for, make_due
+
+__all__ = ["books_for", "org", "settings", "uk", "us"]
+
+NEWCO = {"id": "cl_newco", "name": "Newco Trading", "email": "hello@newco.test"}
+NEWCO_TOO = {"id": "cl_newco2", "name": "Newco Trading", "email": "other@newco2.test"}
+
+
+async def _uk_books(uk: Org, books_for: Any, **changes: Any) -> Books:
+    books: Books = books_for(uk)
+    await uk_mapped(uk)
+    await books.configure(
+        invoice_auto_push=True,
+        default_income_account_id=uk.qbo_id("Account", "Consulting Income"),
+        **changes,
+    )
+    return books
+
+
+def _newco(books: Books) -> list[dict[str, Any]]:
+    return [c for c in books.documents("Customer") if "Newco" in c["DisplayName"]]
+
+
+async def test_a_lost_customer_create_is_not_made_again_once_the_list_is_reread(
+    uk: Org, books_for: Any
+) -> None:
+    """auto_create: the customer's create lands, its answer is lost; the customer list is read
+    afresh (its 5 minutes ran out) before the next attempt, which sees the name as held, picks
+    "Newco Trading (cl_newco)" — a new requestid — and creates a second customer for the same
+    client. The marker check (`_ours_named`) only runs after a 6240, which _free_name avoids."""
+    books = await _uk_books(uk, books_for, customer_sync_mode="auto_create")
+    uk.simulator.admin.inject(FaultSpec(kind="reset", method="POST", path="/customer$", times=3))
+    await books.send("invoice.upserted", ten_pounds("inv_c", NEWCO))
+    await books.push()
+    assert len(_newco(books)) == 1, "QuickBooks committed the first create"
+    assert (await books.record("invoice", "inv_c")).status.value == "pending"
+
+    cache = ReferenceCache(
+        books.redis,
+        key_prefix=books.settings.redis.key_prefix,
+        ttl_seconds=books.settings.intuit.reference_cache_seconds,
+    )
+    await cache.drop(uk.realm_id, "Customer")  # the cached list's TTL ran out
+    await make_due(books)
+    await books.push()
+
+    record = await books.record("invoice", "inv_c")
+    assert record.status.value == "synced", record.last_error
+    names = [c["DisplayName"] for c in _newco(books)]
+    assert len(names) == 1, f"one client, customers {names}"
+
+
+async def test_a_second_client_of_the_same_name_in_a_later_job_gets_its_own_customer(
+    uk: Org, books_for: Any
+) -> None:
+    """Two platform clients share a name. Pushed in one slice, the second gets
+    "Newco Trading (cl_newco2)". Pushed by the next job (within the 5-minute cache), the
+    shared customer list still lacks the first customer (the push never drops it), so the
+    second tries the bare name, gets 6240 and ends `failed` customer_name_taken."""
+    books = await _uk_books(uk, books_for)
+    await books.send("invoice.upserted", ten_pounds("inv_a", NEWCO))
+    await books.push()
+    assert (await books.record("invoice", "inv_a")).status.value == "synced"
+
+    await books.send("invoice.upserted", ten_pounds("inv_b", NEWCO_TOO))
+    await books.push()
+    record = await books.record("invoice", "inv_b")
+    assert record.status.value == "synced", record.last_error
+    assert len(_newco(books)) == 2
