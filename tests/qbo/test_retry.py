@@ -206,15 +206,15 @@ async def test_retry_after_as_an_http_date_is_honoured(
         slept.append(delay)
 
     monkeypatch.setattr("qbsync.qbo.retry.asyncio.sleep", sleep)
-    # A few seconds ahead: the date has whole seconds, and a slow machine takes its time.
-    when = format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
+    # Half a second more than a whole one: the date drops the fraction, a slow machine lags.
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=1.5), usegmt=True)
     intuit.get(f"{COMPANY}/customer/1").mock(
         side_effect=[httpx.Response(503, headers={"retry-after": when}), OK]
     )
     await qbo.get(Customer, "1")
     (delay,) = slept
-    # At most 3 s away when sent, plus at most 20 % jitter.
-    assert 0 < delay <= 3.6
+    # 0.5 to 1.5 s away when sent (whole seconds), plus at most 20 % jitter.
+    assert 0 < delay <= 1.8
 
 
 async def test_a_write_without_a_requestid_is_never_sent(
