@@ -15,7 +15,6 @@ from qbsync.qbo import (
     Line,
     Purchase,
     QboDuplicateNameError,
-    QboEntity,
     QboError,
     Ref,
     Vendor,
@@ -27,34 +26,25 @@ from qbsync.sync.context import PushContext
 from qbsync.sync.customers import display_name_held, request_id, suffixed
 from qbsync.sync.failures import PushFailedError, failure_for
 from qbsync.sync.invoices import check_currency, document_marker
-from qbsync.sync.plans import Done, Plan, Write
+from qbsync.sync.plans import Plan, Write, in_quickbooks, removal
 
 # What kind of payment a Purchase is, by the account it was paid from.
 PAYMENT_TYPES = {"Bank": "Cash", "Credit Card": "CreditCard"}
 
 
 async def plan_expense(ctx: PushContext, record: SyncRecord) -> Plan:
-    in_quickbooks = record.qbo_id is not None and record.realm_id == ctx.company.realm_id
     stored_type: type[Bill] | type[Purchase] = Purchase if record.qbo_entity == "Purchase" else Bill
     if record.operation == "delete":
-        if not in_quickbooks:
-            return Done(None)
-        qbo_id = record.qbo_id or ""
-        return Write(
-            "delete",
-            stored_type(id=qbo_id, sync_token=record.qbo_sync_token or "0"),
-            f"Deleting expense {record.platform_id!r}",
-            reread=lambda: ctx.client.get(stored_type, qbo_id),
-        )
+        what = f"Deleting expense {record.platform_id!r}"
+        return removal(ctx, record, stored_type, "delete", what)
+    in_qbo = in_quickbooks(ctx, record)
     expense = ExpenseSnapshot.model_validate(record.snapshot)
     check_currency(ctx, expense.currency, "expense")
     line = await _line(ctx, expense)
     vendor_id = await vendor_for(ctx, expense.supplier)
     document: Bill | Purchase
-    if in_quickbooks:
-        as_bill = stored_type is Bill
-    else:
-        as_bill = ctx.settings.expense_mode == ExpenseMode.BILL
+    # Once in QuickBooks, an expense stays the kind of document it was first sent as.
+    as_bill = stored_type is Bill if in_qbo else ctx.settings.expense_mode == ExpenseMode.BILL
     if as_bill:
         document = Bill(vendor_ref=Ref(value=vendor_id), txn_date=expense.date, line=[line])
         if expense.due_date is not None:
@@ -69,7 +59,7 @@ async def plan_expense(ctx: PushContext, record: SyncRecord) -> Plan:
     if not ctx.company.is_us:
         document.global_tax_calculation = MODES[expense.amounts_are]
     label = f"expense {expense.id!r} ({expense.supplier.name}, {expense.date})"
-    if in_quickbooks:
+    if in_qbo:
         qbo_id = record.qbo_id or ""
         document.id = qbo_id
         document.sync_token = record.qbo_sync_token or "0"
@@ -79,12 +69,7 @@ async def plan_expense(ctx: PushContext, record: SyncRecord) -> Plan:
             f"Updating {label}",
             reread=lambda: ctx.client.get(type(document), qbo_id),
         )
-    return Write(
-        "create",
-        document,
-        f"Creating {label}",
-        lookup=lambda: _find_created(ctx, record, document),
-    )
+    return Write("create", document, f"Creating {label}")
 
 
 async def _line(ctx: PushContext, expense: ExpenseSnapshot) -> Line:
@@ -228,18 +213,3 @@ async def _create_vendor(ctx: PushContext, supplier: Supplier) -> str:
         MappingKind.SUPPLIER, supplier.id, created.id, created.display_name, MappingSource.CREATED
     )
     return created.id
-
-
-async def _find_created(
-    ctx: PushContext, record: SyncRecord, sent: Bill | Purchase
-) -> QboEntity | None:
-    assert sent.txn_date is not None
-    where = f"TxnDate = {quote(sent.txn_date.isoformat())}"
-    if isinstance(sent, Bill) and sent.vendor_ref is not None:
-        where += f" AND VendorRef = {quote(sent.vendor_ref.value)}"
-    marker = document_marker(record)
-    rows: list[Bill | Purchase] = list(await ctx.client.query_all(type(sent), where))
-    for row in rows:
-        if row.private_note and marker in row.private_note:
-            return row
-    return None

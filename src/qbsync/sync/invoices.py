@@ -38,7 +38,7 @@ from qbsync.qbo.entities import EmailAddress, SalesItemLineDetail
 from qbsync.sync.context import PushContext
 from qbsync.sync.customers import customer_for, request_id
 from qbsync.sync.failures import NotPushedError, PushFailedError, failure_for
-from qbsync.sync.plans import Done, Plan, Warning, Write
+from qbsync.sync.plans import Plan, Warning, Write, in_quickbooks, removal
 
 # Blockers of the preview under the names the push fails with.
 FAILURE_CODES = {"no_income_account": "unmapped_service"}
@@ -51,30 +51,15 @@ def document_marker(record: SyncRecord) -> str:
 
 
 async def plan_invoice(ctx: PushContext, record: SyncRecord) -> Plan:
-    in_quickbooks = record.qbo_id is not None and record.realm_id == ctx.company.realm_id
     if record.operation == "delete":
-        if not in_quickbooks:
-            return Done(None)
-        assert record.qbo_id is not None
-        return Write(
-            "delete",
-            Invoice(id=record.qbo_id, sync_token=record.qbo_sync_token or "0"),
-            f"Deleting invoice {record.qbo_doc_number or record.qbo_id}",
-            reread=lambda: ctx.client.get(Invoice, record.qbo_id or ""),
-        )
+        what = f"Deleting invoice {record.qbo_doc_number or record.qbo_id}"
+        return removal(ctx, record, Invoice, "delete", what)
     invoice = InvoiceSnapshot.model_validate(record.snapshot)
     label = f"Invoice {invoice.number or invoice.id!r}"
     if record.operation == "void" or invoice.status == "void":
-        if not in_quickbooks:
-            return Done(None)
-        assert record.qbo_id is not None
-        return Write(
-            "void",
-            Invoice(id=record.qbo_id, sync_token=record.qbo_sync_token or "0"),
-            f"Voiding {label}",
-            reread=lambda: ctx.client.get(Invoice, record.qbo_id or ""),
-        )
-    if not in_quickbooks:
+        return removal(ctx, record, Invoice, "void", f"Voiding {label}")
+    in_qbo = in_quickbooks(ctx, record)
+    if not in_qbo:
         _check_pushable(ctx, record, invoice)
     check_currency(ctx, invoice.currency, "invoice")
     facts, client = await _client_of(ctx, record, invoice)
@@ -104,7 +89,7 @@ async def plan_invoice(ctx: PushContext, record: SyncRecord) -> Plan:
     def check(written: QboEntity) -> list[Warning]:
         return _total_differs(invoice, written)
 
-    if in_quickbooks:
+    if in_qbo:
         assert record.qbo_id is not None
         body.id = record.qbo_id
         body.sync_token = record.qbo_sync_token or "0"
@@ -120,7 +105,7 @@ async def plan_invoice(ctx: PushContext, record: SyncRecord) -> Plan:
         body,
         f"Creating {label}",
         check=check,
-        lookup=lambda: _find_created(ctx, record, body),
+        lookup=lambda: _find_numbered(ctx, record, body),
         duplicate=lambda error: _number_taken(ctx, body, error),
     )
 
@@ -341,20 +326,13 @@ def _total_differs(invoice: InvoiceSnapshot, written: QboEntity) -> list[Warning
     ]
 
 
-async def _find_created(ctx: PushContext, record: SyncRecord, sent: Invoice) -> Invoice | None:
-    """The invoice an earlier, unanswered create of this record made, if it made one: by
-    DocNumber where qbsync sets it, else by customer and date, confirmed by the marker."""
-    if sent.doc_number:
-        where = f"DocNumber = {quote(sent.doc_number)}"
-    else:
-        assert sent.customer_ref is not None
-        assert sent.txn_date is not None
-        where = (
-            f"CustomerRef = {quote(sent.customer_ref.value)} "
-            f"AND TxnDate = {quote(sent.txn_date.isoformat())}"
-        )
+async def _find_numbered(ctx: PushContext, record: SyncRecord, sent: Invoice) -> Invoice | None:
+    """On a duplicate number: the invoice holding it, when it is this record's own (an earlier
+    create whose answer was lost), known by qbsync's marker."""
+    if not sent.doc_number:
+        return None
     marker = document_marker(record)
-    for row in await ctx.client.query_all(Invoice, where):
+    for row in await ctx.client.query_all(Invoice, f"DocNumber = {quote(sent.doc_number)}"):
         if row.private_note and marker in row.private_note:
             return row
     return None

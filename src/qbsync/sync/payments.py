@@ -7,11 +7,11 @@ from sqlalchemy import select
 
 from qbsync.mappings.snapshots import PaymentSnapshot
 from qbsync.models import MappingKind, RecordKind, RecordStatus, SyncRecord
-from qbsync.qbo import Line, LinkedTxn, Payment, QboEntity, Ref, quote
+from qbsync.qbo import Line, LinkedTxn, Payment, Ref
 from qbsync.sync.context import PushContext
 from qbsync.sync.failures import PushDeferredError, PushFailedError
 from qbsync.sync.invoices import check_currency, document_marker
-from qbsync.sync.plans import Done, Plan, Write
+from qbsync.sync.plans import Plan, Write, in_quickbooks, removal
 
 # A payment whose invoice is on its way to QuickBooks looks again after this long (and at once
 # when the invoice is synced).
@@ -21,17 +21,8 @@ MAX_REFERENCE = 21
 
 
 async def plan_payment(ctx: PushContext, record: SyncRecord) -> Plan:
-    in_quickbooks = record.qbo_id is not None and record.realm_id == ctx.company.realm_id
     if record.operation == "delete":
-        if not in_quickbooks:
-            return Done(None)
-        qbo_id = record.qbo_id or ""
-        return Write(
-            "delete",
-            Payment(id=qbo_id, sync_token=record.qbo_sync_token or "0"),
-            f"Deleting payment {record.platform_id!r}",
-            reread=lambda: ctx.client.get(Payment, qbo_id),
-        )
+        return removal(ctx, record, Payment, "delete", f"Deleting payment {record.platform_id!r}")
     payment = PaymentSnapshot.model_validate(record.snapshot)
     check_currency(ctx, payment.currency, "payment")
     invoice = await _invoice(ctx, record, payment)
@@ -62,7 +53,7 @@ async def plan_payment(ctx: PushContext, record: SyncRecord) -> Plan:
     if ctx.company.multi_currency:
         body.currency_ref = Ref(value=payment.currency)
     label = f"payment {payment.id!r} of invoice {payment.invoice_id!r}"
-    if in_quickbooks:
+    if in_quickbooks(ctx, record):
         qbo_id = record.qbo_id or ""
         body.id = qbo_id
         body.sync_token = record.qbo_sync_token or "0"
@@ -72,9 +63,7 @@ async def plan_payment(ctx: PushContext, record: SyncRecord) -> Plan:
             f"Updating {label}",
             reread=lambda: ctx.client.get(Payment, qbo_id),
         )
-    return Write(
-        "create", body, f"Recording {label}", lookup=lambda: _find_created(ctx, record, body)
-    )
+    return Write("create", body, f"Recording {label}")
 
 
 async def _invoice(ctx: PushContext, record: SyncRecord, payment: PaymentSnapshot) -> SyncRecord:
@@ -106,17 +95,3 @@ async def _invoice(ctx: PushContext, record: SyncRecord, payment: PaymentSnapsho
         f"{invoice.status.value} and not in "
         "QuickBooks: push the invoice first; the payment follows once it is there.",
     )
-
-
-async def _find_created(ctx: PushContext, record: SyncRecord, sent: Payment) -> QboEntity | None:
-    assert sent.customer_ref is not None
-    assert sent.txn_date is not None
-    where = (
-        f"CustomerRef = {quote(sent.customer_ref.value)} "
-        f"AND TxnDate = {quote(sent.txn_date.isoformat())}"
-    )
-    marker = document_marker(record)
-    for row in await ctx.client.query_all(Payment, where):
-        if row.private_note and marker in row.private_note:
-            return row
-    return None

@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qbsync.models import SyncRecord
 from qbsync.qbo import QboEntity, QboError
+from qbsync.sync.context import PushContext
 from qbsync.sync.failures import PushFailedError
 
 Operation = Literal["create", "update", "void", "delete"]
@@ -23,8 +25,8 @@ class Write:
     what: str
     # Findings once QuickBooks answered with the document (e.g. its total differs).
     check: Callable[[QboEntity], list[Warning]] | None = None
-    # Finds the document an earlier create of this record may have made (R3): asked only when
-    # that create's outcome is unknown.
+    # On a create refused as a duplicate number: this record's own document holding it (an
+    # earlier create whose answer was lost), if it is.
     lookup: Callable[[], Awaitable[QboEntity | None]] | None = None
     # The document as QuickBooks holds it now, for a second try after a stale SyncToken (5010).
     reread: Callable[[], Awaitable[QboEntity]] | None = None
@@ -44,3 +46,28 @@ class Done:
 
 
 Plan = Write | Done
+
+
+def in_quickbooks(ctx: PushContext, record: SyncRecord) -> bool:
+    """The record's document exists in the company connected now (an id from another company
+    means nothing here)."""
+    return record.qbo_id is not None and record.realm_id == ctx.company.realm_id
+
+
+def removal(
+    ctx: PushContext,
+    record: SyncRecord,
+    entity_type: type[QboEntity],
+    operation: Literal["void", "delete"],
+    what: str,
+) -> Plan:
+    """Void or delete the record's document; nothing to do when QuickBooks never had it."""
+    if not in_quickbooks(ctx, record):
+        return Done(None)
+    qbo_id = record.qbo_id or ""
+    return Write(
+        operation,
+        entity_type(id=qbo_id, sync_token=record.qbo_sync_token or "0"),
+        what,
+        reread=lambda: ctx.client.get(entity_type, qbo_id),
+    )

@@ -45,8 +45,8 @@ from qbsync.sync.failures import (
 )
 from qbsync.sync.invoices import plan_invoice
 from qbsync.sync.payments import plan_payment
-from qbsync.sync.plans import Done, Plan, Warning, Write
-from qbsync.sync.recovery import adopt, find_lost, in_quickbooks
+from qbsync.sync.plans import Done, Plan, Warning, Write, in_quickbooks
+from qbsync.sync.recovery import adopt, find_lost
 
 Planner = Callable[[PushContext, SyncRecord], Awaitable[Plan]]
 PLANNERS: dict[RecordKind, Planner] = {

@@ -16,10 +16,6 @@ from qbsync.sync.invoices import document_marker
 CLOCK_MARGIN = timedelta(minutes=15)
 
 
-def in_quickbooks(ctx: PushContext, record: SyncRecord) -> bool:
-    return record.qbo_id is not None and record.realm_id == ctx.company.realm_id
-
-
 async def find_lost(ctx: PushContext, record: SyncRecord) -> QboEntity | None:
     """The document an unanswered create of this record made, or None when there is none.
     A client's customer is found by its own marker when it is created (`customers`)."""
