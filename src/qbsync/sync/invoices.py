@@ -105,7 +105,6 @@ async def plan_invoice(ctx: PushContext, record: SyncRecord) -> Plan:
         body,
         f"Creating {label}",
         check=check,
-        lookup=lambda: _find_numbered(ctx, record, body),
         duplicate=lambda error: _number_taken(ctx, body, error),
     )
 
@@ -324,18 +323,6 @@ def _total_differs(invoice: InvoiceSnapshot, written: QboEntity) -> list[Warning
             "quickbooks_total": str(total),
         }
     ]
-
-
-async def _find_numbered(ctx: PushContext, record: SyncRecord, sent: Invoice) -> Invoice | None:
-    """On a duplicate number: the invoice holding it, when it is this record's own (an earlier
-    create whose answer was lost), known by qbsync's marker."""
-    if not sent.doc_number:
-        return None
-    marker = document_marker(record)
-    for row in await ctx.client.query_all(Invoice, f"DocNumber = {quote(sent.doc_number)}"):
-        if row.private_note and marker in row.private_note:
-            return row
-    return None
 
 
 async def _number_taken(ctx: PushContext, sent: Invoice, error: QboError) -> PushFailedError:

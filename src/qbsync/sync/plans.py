@@ -25,9 +25,6 @@ class Write:
     what: str
     # Findings once QuickBooks answered with the document (e.g. its total differs).
     check: Callable[[QboEntity], list[Warning]] | None = None
-    # On a create refused as a duplicate number: this record's own document holding it (an
-    # earlier create whose answer was lost), if it is.
-    lookup: Callable[[], Awaitable[QboEntity | None]] | None = None
     # The document as QuickBooks holds it now, for a second try after a stale SyncToken (5010).
     reread: Callable[[], Awaitable[QboEntity]] | None = None
     # A create refused as a duplicate number that is not this record's own document: the

@@ -244,12 +244,10 @@ async def _refused(
             return _written(record, write, await _call(ctx, write, requestid[:40] + "r"))
         if isinstance(error, QboNotFoundError) and write.operation == "delete":
             return Outcome(record.id, record.version, "synced", deleted=True)
-        if isinstance(error, QboDuplicateDocNumberError) and write.operation == "create":
-            found = await write.lookup() if write.lookup else None
-            if found is not None:
-                return _written(record, write, found)
-            if write.duplicate is not None:
-                raise await write.duplicate(error)
+        if isinstance(error, QboDuplicateDocNumberError) and write.duplicate is not None:
+            # Never this record's own invoice: a create whose answer was lost is found before
+            # anything is sent again (`recovery`).
+            raise await write.duplicate(error)
         if isinstance(error, QboClosedPeriodError):
             raise await _closed(ctx, write, error)
         if error.retryable:
