@@ -1,5 +1,9 @@
 """Short dependency aliases for routers: the request's unit of work, the settings, the queue, and
-the shared clients of routes that call Intuit."""
+the shared clients of routes that call Intuit.
+
+Each is `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop per
+dependency per request for what is only an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +21,12 @@ from qbsync.reference_cache import ReferenceCache
 from qbsync.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_queue(request: Request) -> JobQueue:
+async def get_queue(request: Request) -> JobQueue:
     queue: JobQueue = request.app.state.queue
     return queue
 
@@ -31,7 +35,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the response leaves (R1)."""
     db: Database = request.app.state.db
     try:
-        async with unit_of_work(db, get_queue(request)) as session:
+        queue: JobQueue = request.app.state.queue
+        async with unit_of_work(db, queue) as session:
             yield session
     except Exception as error:
         mapped = database_problem(error)
@@ -45,18 +50,18 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     """For routes that call Intuit: they open short sessions of their own (R13)."""
     db: Database = request.app.state.db
     return db
 
 
-def get_intuit(request: Request) -> IntuitAccess:
+async def get_intuit(request: Request) -> IntuitAccess:
     intuit: IntuitAccess = request.app.state.intuit
     return intuit
 
 
-def get_reference_cache(request: Request) -> ReferenceCache:
+async def get_reference_cache(request: Request) -> ReferenceCache:
     cache: ReferenceCache = request.app.state.reference_cache
     return cache
 

@@ -69,6 +69,9 @@ class PushSettings(BaseModel):
     # How long a claimed record stays the claiming job's; past it (the worker died), another
     # job takes it over, looking its document up before writing (R4).
     lease_seconds: float = Field(default=600.0, ge=1, le=3600)
+    # Slices of one company pushed at once: while one batch waits on QuickBooks, the next is
+    # planned. The shared limiter keeps them within Intuit's limits.
+    jobs_per_company: int = Field(default=3, ge=1, le=10)
 
 
 class AuthSettings(BaseModel):
@@ -113,7 +116,7 @@ class IntuitSettings(BaseModel):
     # Intuit allows 500/min and 10 in flight per company; we stay under both by default.
     requests_per_minute: int = Field(default=450, ge=1, le=500)
     max_in_flight: int = Field(default=8, ge=1, le=10)
-    batch_requests_per_minute: int = Field(default=36, ge=1, le=40)
+    batch_requests_per_minute: int = Field(default=38, ge=1, le=40)
     # How long a company's reference lists are kept between reads (P7).
     reference_cache_seconds: int = Field(default=300, ge=10, le=3600)
 

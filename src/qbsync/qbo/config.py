@@ -67,7 +67,7 @@ class RateLimitConfig:
 
     requests_per_window: int = 450
     max_in_flight: int = 8
-    batch_requests_per_window: int = 36
+    batch_requests_per_window: int = 38
     # 60 s in production; tests and time-scaled benchmarks shrink it.
     window_seconds: float = 60.0
     # A crashed process's in-flight slot comes back after this long.

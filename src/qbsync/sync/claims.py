@@ -86,15 +86,20 @@ async def writes_started(db: Database, writes: Sequence[tuple[SyncRecord, Write]
     if not writes:
         return
     now = utcnow()
+    rows = []
+    for record, write in writes:
+        record.write_requestid = request_id_for(record, write.operation)
+        record.write_started_at = record.write_started_at or now
+        rows.append(
+            {
+                "id": record.id,
+                "write_started_at": record.write_started_at,
+                "write_requestid": record.write_requestid,
+            }
+        )
     async with db.sessions() as session:
-        for record, write in writes:
-            requestid = request_id_for(record, write.operation)
-            await session.execute(
-                update(SyncRecord)
-                .where(SyncRecord.id == record.id)
-                .values(write_started_at=record.write_started_at or now, write_requestid=requestid)
-            )
-            record.write_requestid = requestid
+        # One statement for the slice (an UPDATE by primary key per row, sent together).
+        await session.execute(update(SyncRecord), rows)
         await session.commit()
 
 
@@ -122,8 +127,7 @@ async def settle(
                     settled_invoices.append(record)
         # Last, so a payment of the same slice (stored as waiting a moment ago) is woken too:
         # pushed now, or failing with the invoice's reason.
-        for invoice in settled_invoices:
-            await _wake_payments(session, invoice)
+        await _wake_payments(session, org_id, [row.platform_id for row in settled_invoices])
         more = await session.scalar(select(SyncRecord.id).where(due(org_id)).limit(1))
         if more is not None and same_company:
             schedule_push(session, org_id)
@@ -224,13 +228,15 @@ def _apply(
         }
 
 
-async def _wake_payments(session: AsyncSession, invoice: SyncRecord) -> None:
+async def _wake_payments(session: AsyncSession, org_id: str, invoice_ids: list[str]) -> None:
+    if not invoice_ids:
+        return
     await session.execute(
         update(SyncRecord)
         .where(
-            SyncRecord.org_id == invoice.org_id,
+            SyncRecord.org_id == org_id,
             SyncRecord.kind == RecordKind.PAYMENT,
-            SyncRecord.snapshot["invoice_id"].as_string() == invoice.platform_id,
+            SyncRecord.snapshot["invoice_id"].as_string().in_(invoice_ids),
             SyncRecord.status.in_([RecordStatus.PENDING, RecordStatus.FAILED]),
             SyncRecord.last_error["code"].as_string().in_(WAKES_ON_INVOICE),
         )

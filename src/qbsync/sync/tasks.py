@@ -11,7 +11,7 @@ from arq.worker import Retry
 
 from qbsync.connections.tokens import ConnectionUnusableError
 from qbsync.db import Database
-from qbsync.mappings.company import find_company
+from qbsync.mappings.company import Company, find_company
 from qbsync.models import ConnectionStatus
 from qbsync.qbo import InvalidGrantError, QboError
 from qbsync.queue import JobQueue, unit_of_work
@@ -20,7 +20,7 @@ from qbsync.sync import claims
 from qbsync.sync.catalogue import rename_created_items
 from qbsync.sync.context import build_context
 from qbsync.sync.push import Outcome, plan_all, send_all
-from qbsync.sync.schedule import push_key, schedule_push
+from qbsync.sync.schedule import push_ahead, push_key, pushing, schedule_push
 
 log = structlog.get_logger(__name__)
 # Waits QuickBooks asks for (429, 5xx) defer the job: arq runs it again after that long.
@@ -30,15 +30,26 @@ DEFERRING = frozenset({"quickbooks_busy", "quickbooks_unavailable"})
 async def push_company(ctx: dict[str, Any], org_id: str) -> str:
     db: Database = ctx["db"]
     queue: JobQueue = ctx["queue"]
-    settings: Settings = ctx["settings"]
     await queue.started(push_key(org_id))
     company = await find_company(db, org_id)
     if company is None or company.status is not ConnectionStatus.CONNECTED:
         await claims.hold(db, queue, org_id)
         return "held"
+    async with pushing(queue, org_id) as running:
+        return await _push(ctx, company, running)
+
+
+async def _push(ctx: dict[str, Any], company: Company, running: int) -> str:
+    db: Database = ctx["db"]
+    queue: JobQueue = ctx["queue"]
+    settings: Settings = ctx["settings"]
+    org_id = company.org_id
+    slice_size = settings.push.slice_size
     records = await claims.claim(
-        db, org_id, settings.push.slice_size, timedelta(seconds=settings.push.lease_seconds)
+        db, org_id, slice_size, timedelta(seconds=settings.push.lease_seconds)
     )
+    if len(records) == slice_size and 0 < running < settings.push.jobs_per_company:
+        await push_ahead(queue, org_id)
     push = await build_context(db, queue, ctx["intuit"], ctx["reference_cache"], company)
     try:
         try:
