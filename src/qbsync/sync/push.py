@@ -31,6 +31,9 @@ from qbsync.qbo import (
     QboNotFoundError,
     QboStaleObjectError,
     QboThrottledError,
+    RateLimitBusyError,
+    RateLimiterUnavailableError,
+    TokenEndpointUnavailableError,
 )
 from qbsync.qbo.client import MAX_BATCH_ITEMS
 from qbsync.sync.clients import plan_client
@@ -45,8 +48,8 @@ from qbsync.sync.failures import (
 )
 from qbsync.sync.invoices import plan_invoice
 from qbsync.sync.payments import plan_payment
-from qbsync.sync.plans import Done, Plan, Warning, Write, in_quickbooks
-from qbsync.sync.recovery import adopt, find_lost
+from qbsync.sync.plans import Done, Plan, Warning, Write
+from qbsync.sync.recovery import adopt, find_lost, needs_search
 
 Planner = Callable[[PushContext, SyncRecord], Awaitable[Plan]]
 PLANNERS: dict[RecordKind, Planner] = {
@@ -55,6 +58,8 @@ PLANNERS: dict[RecordKind, Planner] = {
     RecordKind.EXPENSE: plan_expense,
     RecordKind.PAYMENT: plan_payment,
 }
+# A slice that found the company's shared limits full tries again this soon.
+LIMITER_FULL_WAIT_SECONDS = 5.0
 # Two or more documents of a slice go through the batch endpoint (void has no batch form).
 BATCHABLE = frozenset({"create", "update", "delete"})
 Ending = Literal["synced", "failed", "not_pushed", "deferred", "held"]
@@ -105,16 +110,32 @@ async def plan_all(
     """Each record planned: an outcome already, or a write to send."""
     outcomes: list[Outcome] = []
     writes: list[tuple[SyncRecord, Write]] = []
+    # Before anything else: a create may have landed unanswered, whatever comes next (a newer
+    # version, a void, a delete, or a failure to plan it).
+    try:
+        found = await find_lost(ctx, records)
+        searched = True
+    except QboError:
+        found, searched = {}, False
     for record in records:
-        searched = False
+        if record.id in found:
+            adopt(ctx, record, found[record.id])
+        elif needs_search(ctx, record) and not searched:
+            # QuickBooks could not say: the note stays, and the record waits for the next try.
+            outcomes.append(
+                Outcome(
+                    record.id,
+                    record.version,
+                    "deferred",
+                    code="quickbooks_unavailable",
+                    message="QuickBooks could not be asked whether an earlier send of this "
+                    "record landed; the sync asks again shortly.",
+                    wait_seconds=DEFAULT_WAIT_SECONDS,
+                    uncertain=True,
+                )
+            )
+            continue
         try:
-            if record.write_started_at is not None and not in_quickbooks(ctx, record):
-                # Before anything else: a create may have landed, whatever comes next (a newer
-                # version, a void, a delete, or a failure to plan it).
-                found = await find_lost(ctx, record)
-                searched = True
-                if found is not None:
-                    adopt(ctx, record, found)
             plan = await PLANNERS[record.kind](ctx, record)
             if isinstance(plan, Done):
                 outcomes.append(_done(record, plan))
@@ -122,12 +143,9 @@ async def plan_all(
                 writes.append((record, plan))
             continue
         except (PushFailedError, NotPushedError, PushDeferredError, QboError) as error:
-            if _unusable(error):
-                outcome = _held(record)
-            else:
-                # A search that ran settles the question of the noted write.
-                unsure = record.write_started_at is not None and not searched
-                outcome = _ended(record, error, uncertain=unsure)
+            # The search settled the question of a noted create; a noted update is simply sent
+            # again.
+            outcome = _held(record) if _unusable(error) else _ended(record, error, uncertain=False)
         except ConnectionUnusableError:
             outcome = _held(record)
         except ValidationError as invalid:
@@ -153,6 +171,14 @@ def _known(record: SyncRecord, outcome: Outcome) -> Outcome:
         outcome.qbo_entity = record.qbo_entity
         outcome.doc_number = record.qbo_doc_number
     return outcome
+
+
+def _unsent(error: QboError) -> bool:
+    """Refused before anything reached Intuit: the shared limiter full or unreachable, or no
+    token to send with. Such a write certainly did not land."""
+    return isinstance(
+        error, (RateLimitBusyError, RateLimiterUnavailableError, TokenEndpointUnavailableError)
+    )
 
 
 def _unusable(error: Exception) -> bool:
@@ -202,7 +228,7 @@ async def _batch(ctx: PushContext, writes: Sequence[tuple[SyncRecord, Write]]) -
     except QboError as error:
         if _unusable(error):
             return [_held(record) for record, _ in writes]
-        return [_ended(record, error, uncertain=True) for record, _ in writes]
+        return [_ended(record, error, uncertain=not _unsent(error)) for record, _ in writes]
     outcomes = []
     for (record, write), requestid, result in zip(writes, ids, results, strict=True):
         if result.error is None and result.entity is not None:
@@ -251,14 +277,15 @@ async def _refused(
         if isinstance(error, QboClosedPeriodError):
             raise await _closed(ctx, write, error)
         if error.retryable:
-            return _ended(record, error, uncertain=True)
+            return _ended(record, error, uncertain=not _unsent(error))
         raise failure_for(error, write.what)
     except ConnectionUnusableError:
         return _held(record)
     except (PushFailedError, QboError) as ending:
         if _unusable(ending):
             return _held(record)
-        return _ended(record, ending, uncertain=isinstance(ending, QboError) and ending.retryable)
+        unsure = isinstance(ending, QboError) and ending.retryable and not _unsent(ending)
+        return _ended(record, ending, uncertain=unsure)
 
 
 async def _closed(ctx: PushContext, write: Write, error: QboClosedPeriodError) -> PushFailedError:
@@ -333,9 +360,12 @@ def _ended(
         )
     if isinstance(error, QboError) and error.retryable:
         wait = error.wait_seconds if isinstance(error, QboThrottledError) else DEFAULT_WAIT_SECONDS
+        if isinstance(error, RateLimitBusyError):
+            # Our own share of the company's limits is full: a slot frees within seconds.
+            wait = LIMITER_FULL_WAIT_SECONDS
         if error.retry_after is not None:
             wait = error.retry_after
-        busy = isinstance(error, QboThrottledError)
+        busy = isinstance(error, (QboThrottledError, RateLimitBusyError))
         return Outcome(
             record.id,
             record.version,
