@@ -7,7 +7,7 @@ PORT ?= $(or $(QBSYNC_PORT),8000)
 CODE := $(wildcard src tests migrations bench)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate openapi clean
+.PHONY: help install run test lint fmt migrate openapi clean bench
 
 help: ## Show the available targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -26,6 +26,13 @@ run: $(STAMP) ## Migrate and start API + worker (+ QuickBooks simulator without 
 
 test: $(STAMP) lint ## Lint, then run the whole test suite
 	$(BIN)/pytest --cov --cov-report=term
+
+# Never part of `make test`. Postgres and Redis: QBSYNC_DATABASE__URL / QBSYNC_REDIS__URL when set
+# (a scratch database is created and dropped), else the embedded ones. Options: P1_ARGS, P3_ARGS
+# (see bench/README.md), e.g. `make bench P3_ARGS="--time-scale 1"`.
+bench: $(STAMP) ## Run the benchmarks (P1 intake, P3 push); results in bench/results/
+	$(BIN)/python -m bench.p1_intake $(P1_ARGS)
+	$(BIN)/python -m bench.p3_push $(P3_ARGS)
 
 lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check $(CODE)
