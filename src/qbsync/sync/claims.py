@@ -108,26 +108,39 @@ class Settled:
     more_due: bool
 
 
+def _in_lock_order(query: Any) -> Any:
+    """The intake's order (kind, then platform id by code point): a settle and a delivery
+    touching the same records wait for each other, never deadlock."""
+    return query.order_by(SyncRecord.kind, SyncRecord.platform_id.collate("C")).with_for_update()
+
+
 async def settle(
     db: Database, queue: JobQueue, org_id: str, realm_id: str, outcomes: Sequence[Outcome]
 ) -> Settled:
-    """Store every outcome in one transaction, tell the platform, and ask for the next slice."""
+    """Store every outcome in one transaction and tell the platform; then wake what waited on
+    the slice's invoices and ask for the next slice."""
+    settled_invoices: list[str] = []
     async with unit_of_work(db, queue) as session:
         current = await session.scalar(
             select(Connection).where(Connection.org_id == org_id).with_for_update(read=True)
         )
         connected = current is not None and current.status is ConnectionStatus.CONNECTED
         same_company = connected and current is not None and current.realm_id == realm_id
-        settled_invoices: list[SyncRecord] = []
-        for outcome in sorted(outcomes, key=lambda o: str(o.record_id)):
-            record = await session.get(SyncRecord, outcome.record_id, with_for_update=True)
+        ids = [outcome.record_id for outcome in outcomes]
+        rows = await session.scalars(
+            _in_lock_order(select(SyncRecord).where(SyncRecord.id.in_(ids)))
+        )
+        records = {row.id: row for row in rows}
+        for outcome in outcomes:
+            record = records.get(outcome.record_id)
             if record is not None:
                 _apply(session, record, outcome, realm_id, same_company, connected)
                 if record.kind is RecordKind.INVOICE and outcome.ending not in ("deferred", "held"):
-                    settled_invoices.append(record)
-        # Last, so a payment of the same slice (stored as waiting a moment ago) is woken too:
-        # pushed now, or failing with the invoice's reason.
-        await _wake_payments(session, org_id, [row.platform_id for row in settled_invoices])
+                    settled_invoices.append(record.platform_id)
+    async with unit_of_work(db, queue) as session:
+        # After the outcomes, so a payment of the same slice (stored as waiting a moment ago)
+        # is woken too: pushed now, or failing with the invoice's reason.
+        await _wake_payments(session, org_id, settled_invoices)
         more = await session.scalar(select(SyncRecord.id).where(due(org_id)).limit(1))
         if more is not None and same_company:
             schedule_push(session, org_id)
@@ -231,17 +244,24 @@ def _apply(
 async def _wake_payments(session: AsyncSession, org_id: str, invoice_ids: list[str]) -> None:
     if not invoice_ids:
         return
-    await session.execute(
-        update(SyncRecord)
-        .where(
-            SyncRecord.org_id == org_id,
-            SyncRecord.kind == RecordKind.PAYMENT,
-            SyncRecord.snapshot["invoice_id"].as_string().in_(invoice_ids),
-            SyncRecord.status.in_([RecordStatus.PENDING, RecordStatus.FAILED]),
-            SyncRecord.last_error["code"].as_string().in_(WAKES_ON_INVOICE),
+    waiting = await session.scalars(
+        _in_lock_order(
+            select(SyncRecord.id).where(
+                SyncRecord.org_id == org_id,
+                SyncRecord.kind == RecordKind.PAYMENT,
+                SyncRecord.snapshot["invoice_id"].as_string().in_(invoice_ids),
+                SyncRecord.status.in_([RecordStatus.PENDING, RecordStatus.FAILED]),
+                SyncRecord.last_error["code"].as_string().in_(WAKES_ON_INVOICE),
+            )
         )
-        .values(status=RecordStatus.PENDING, next_attempt_at=None)
     )
+    ids = list(waiting)
+    if ids:
+        await session.execute(
+            update(SyncRecord)
+            .where(SyncRecord.id.in_(ids))
+            .values(status=RecordStatus.PENDING, next_attempt_at=None)
+        )
 
 
 async def due_orgs(session: AsyncSession, limit: int = 1000) -> list[str]:

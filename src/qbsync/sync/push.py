@@ -4,8 +4,8 @@ each ended. Nothing here touches the records' rows; `claims` stores the outcomes
 
 Exactly once (R3, R4): every write carries a requestid fixed by the record, its version, the
 operation and the attempt, and a write whose answer never came is remembered on the record
-(`write_started_at`). Its next attempt first looks the document up (by number, or by customer
-and date, confirmed by the marker qbsync writes on it) and adopts it rather than create another.
+(`write_started_at`). Its next attempt first searches for the document (`recovery`: the marker
+qbsync writes on it) and adopts it rather than create another.
 """
 
 from __future__ import annotations
