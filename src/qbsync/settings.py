@@ -72,6 +72,9 @@ class PushSettings(BaseModel):
     # Slices of one company pushed at once: while one batch waits on QuickBooks, the next is
     # planned. The shared limiter keeps them within Intuit's limits.
     jobs_per_company: int = Field(default=3, ge=1, le=10)
+    # How long a call waits for a slot under the company's shared limits before its slice
+    # defers (5 s later; nothing was sent).
+    limiter_wait_seconds: float = Field(default=20.0, ge=0.1, le=120)
 
 
 class AuthSettings(BaseModel):

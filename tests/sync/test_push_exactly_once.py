@@ -251,3 +251,42 @@ async def test_one_companys_backlog_never_holds_another_companys_invoice_behind_
         assert record.synced_at is not None
         synced_before += record.synced_at < single.synced_at
     assert synced_before <= 30, f"{synced_before} of the backlog went first"
+
+
+async def test_a_slice_refused_by_the_full_limiter_is_known_unsent_and_soon_tried_again(
+    uk: Org, books_for: Any
+) -> None:
+    """qbsync's own share of the company's limits is full (one batch a minute here): the
+    second slice waits briefly, gives up, and is tried again in seconds. Nothing reached
+    QuickBooks, so nothing is noted as possibly sent (no search for it later)."""
+    books = await _uk_books(uk, books_for)
+    books.settings.intuit.batch_requests_per_minute = 1
+    books.settings.push.slice_size = 2
+    books.settings.push.jobs_per_company = 1
+    books.settings.push.limiter_wait_seconds = 0.3
+    events = [
+        {
+            "id": f"evt_l{n}",
+            "type": "invoice.upserted",
+            "organization_id": "org_1",
+            "occurred_at": "2026-11-20T10:00:00+00:00",
+            "data": ten_pounds(f"inv_l{n}", ACME),
+        }
+        for n in range(4)
+    ]
+    assert (await books.post_raw(events)).status_code == 202
+    started = time.time()
+    await books.push()
+
+    assert books.requests("POST batch") == 1, "one batch within the limit"
+    statuses = {}
+    for n in range(4):
+        record = await books.record("invoice", f"inv_l{n}")
+        statuses[record.platform_id] = record.status.value
+        if record.status.value == "pending":
+            assert record.write_started_at is None, "refused before sending: not in doubt"
+            assert record.last_error is not None
+            assert record.last_error["code"] == "quickbooks_busy"
+            assert record.next_attempt_at is not None
+            assert record.next_attempt_at.timestamp() < started + 30, "seconds, not a minute"
+    assert sorted(statuses.values()) == ["pending", "pending", "synced", "synced"], statuses

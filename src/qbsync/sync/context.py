@@ -41,8 +41,6 @@ from qbsync.reference_cache import ReferenceCache
 PUSH_RETRY = RetryPolicy(
     max_attempts=3, base_delay_seconds=0.5, max_delay_seconds=2.0, max_total_seconds=8.0
 )
-# How long a push waits for a slot under the company's shared limits before it defers.
-PUSH_LIMITER_WAIT_SECONDS = 20.0
 MAPPED_KINDS = (
     MappingKind.CLIENT,
     MappingKind.SERVICE,
@@ -111,15 +109,6 @@ class PushContext:
         if row is not None:
             self.mappings[kind][platform_id] = row
 
-    async def forget(self, kind: MappingKind, platform_id: str) -> None:
-        async with self.db.sessions() as session:
-            row = self.mappings[kind].pop(platform_id, None)
-            if row is not None:
-                stored = await session.get(EntityMapping, row.id)
-                if stored is not None:
-                    await session.delete(stored)
-                    await session.commit()
-
 
 async def build_context(
     db: Database,
@@ -127,7 +116,11 @@ async def build_context(
     intuit: IntuitAccess,
     cache: ReferenceCache,
     company: Company,
+    *,
+    limiter_wait_seconds: float,
 ) -> PushContext:
+    """`limiter_wait_seconds`: how long a call waits for a slot under the company's shared
+    limits before the slice defers (`QBSYNC_PUSH__LIMITER_WAIT_SECONDS`)."""
     settings = await read_settings(db, company.org_id)
     mappings = await mapping_service.active_mappings(db, company, MAPPED_KINDS)
     services, rates = await _catalogue(db, company.org_id)
@@ -136,7 +129,7 @@ async def build_context(
         company.realm_id,
         tokens,
         retry=PUSH_RETRY,
-        limiter_wait_seconds=PUSH_LIMITER_WAIT_SECONDS,
+        limiter_wait_seconds=limiter_wait_seconds,
     )
     return PushContext(
         db=db,

@@ -50,7 +50,14 @@ async def _push(ctx: dict[str, Any], company: Company, running: int) -> str:
     )
     if len(records) == slice_size and 0 < running < settings.push.jobs_per_company:
         await push_ahead(queue, org_id)
-    push = await build_context(db, queue, ctx["intuit"], ctx["reference_cache"], company)
+    push = await build_context(
+        db,
+        queue,
+        ctx["intuit"],
+        ctx["reference_cache"],
+        company,
+        limiter_wait_seconds=settings.push.limiter_wait_seconds,
+    )
     try:
         try:
             await rename_created_items(push)
