@@ -357,3 +357,23 @@ async def test_a_created_customer_takes_a_stable_suffix_where_a_vendor_holds_its
     customer = next(c for c in books.documents("Customer") if c["Id"] == record.qbo_id)
     assert customer["DisplayName"] == "Office Supplies Co (cl_osc)"
     assert "cl_osc" in customer["Notes"], "qbsync's marker names the client"
+
+
+async def test_a_void_of_an_invoice_already_voided_in_quickbooks_ends_synced(side: Side) -> None:
+    """An accountant voided it first (or a void of ours lost its answer): QuickBooks refuses
+    to change a voided invoice, and the record is in step anyway."""
+    books = side.books
+    await books.send("invoice.upserted", side.invoice("inv_av"))
+    await books.push()
+    record = await books.record("invoice", "inv_av")
+    assert record.qbo_id is not None
+    side.org.simulator.admin.void_invoice(side.org.realm_id, record.qbo_id)
+    voided = side.invoice("inv_av")
+    voided["status"] = "void"
+    await books.send("invoice.voided", voided)
+    await books.push()
+
+    record = await books.record("invoice", "inv_av")
+    assert record.status.value == "synced", record.last_error
+    [invoice] = books.documents("Invoice")
+    assert Decimal(str(invoice["TotalAmt"])) == 0

@@ -270,6 +270,12 @@ async def _refused(
             return _written(record, write, await _call(ctx, write, requestid[:40] + "r"))
         if isinstance(error, QboNotFoundError) and write.operation == "delete":
             return Outcome(record.id, record.version, "synced", deleted=True)
+        if write.operation == "void" and not error.retryable and write.reread is not None:
+            # Voided already (by an accountant, or by a void of ours whose answer was lost):
+            # QuickBooks refuses to change a voided document, and nothing is left to do.
+            current = await write.reread()
+            if _voided(current):
+                return _written(record, write, current)
         if isinstance(error, QboDuplicateDocNumberError) and write.duplicate is not None:
             # Never this record's own invoice: a create whose answer was lost is found before
             # anything is sent again (`recovery`).
@@ -286,6 +292,12 @@ async def _refused(
             return _held(record)
         unsure = isinstance(ending, QboError) and ending.retryable and not _unsent(ending)
         return _ended(record, ending, uncertain=unsure)
+
+
+def _voided(entity: QboEntity) -> bool:
+    """QuickBooks zeroes a voided document and prefixes its note with "Voided"."""
+    note = getattr(entity, "private_note", None) or ""
+    return getattr(entity, "total_amt", None) == 0 and note.startswith("Voided")
 
 
 async def _closed(ctx: PushContext, write: Write, error: QboClosedPeriodError) -> PushFailedError:
