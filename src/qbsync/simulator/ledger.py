@@ -176,6 +176,9 @@ class Ledger:
         void = self._rules[entity].void
         if void is None:
             raise unsupported(f"Operation void is not supported for {entity}")
+        if (entity, previous["Id"]) in self.company.voided:
+            # Whether QuickBooks voids a voided document again is not documented [stricter].
+            raise business_rule("A voided transaction can't be changed.")
         self.check_period(entity, previous.get("TxnDate"))
         voided = void(self, previous)
         timestamp = self.clock.timestamp()

@@ -263,19 +263,20 @@ async def _refused(
 ) -> Outcome:
     """A write QuickBooks answered with a fault: recover where that is safe, else the ending."""
     try:
-        if isinstance(error, QboStaleObjectError) and write.reread is not None:
-            # Someone changed it in QuickBooks meanwhile: read it once, send ours again on top.
-            fresh = await write.reread()
-            write.entity.sync_token = fresh.sync_token
-            return _written(record, write, await _call(ctx, write, requestid[:40] + "r"))
+        stale = isinstance(error, QboStaleObjectError)
+        void = write.operation == "void"
+        if write.reread is not None and (stale or (void and not error.retryable)):
+            current = await write.reread()
+            if void and _voided(current):
+                # Voided already (by an accountant, or by a void of ours whose answer was
+                # lost): QuickBooks refuses to change a voided document; nothing is left to do.
+                return _written(record, write, current)
+            if stale:
+                # Someone changed it in QuickBooks meanwhile: send ours again on top, once.
+                write.entity.sync_token = current.sync_token
+                return _written(record, write, await _call(ctx, write, requestid[:40] + "r"))
         if isinstance(error, QboNotFoundError) and write.operation == "delete":
             return Outcome(record.id, record.version, "synced", deleted=True)
-        if write.operation == "void" and not error.retryable and write.reread is not None:
-            # Voided already (by an accountant, or by a void of ours whose answer was lost):
-            # QuickBooks refuses to change a voided document, and nothing is left to do.
-            current = await write.reread()
-            if _voided(current):
-                return _written(record, write, current)
         if isinstance(error, QboDuplicateDocNumberError) and write.duplicate is not None:
             # Never this record's own invoice: a create whose answer was lost is found before
             # anything is sent again (`recovery`).
