@@ -195,3 +195,20 @@ async def failed_with(books: Books, kind: str, platform_id: str, code: str) -> d
     assert told[-1]["message"] == record.last_error["message"]
     error: dict[str, Any] = record.last_error
     return error
+
+
+async def uk_books(uk: Org, books_for: Any, **chosen: Any) -> Books:
+    """The UK org ready to push: VAT 20 % and consulting mapped, invoices pushed automatically,
+    items for unmapped services created under Consulting Income; `chosen` changes settings."""
+    from tests.mappings.previews import uk_mapped
+
+    books: Books = books_for(uk)
+    await uk_mapped(uk)
+    await books.configure(
+        **{
+            "invoice_auto_push": True,
+            "default_income_account_id": uk.qbo_id("Account", "Consulting Income"),
+            **chosen,
+        }
+    )
+    return books

@@ -7,24 +7,13 @@ from typing import Any
 from qbsync.reference_cache import ReferenceCache
 from qbsync.simulator.faults import FaultSpec
 from tests.mappings.conftest import Org, org, settings, uk, us
-from tests.mappings.previews import ten_pounds, uk_mapped
-from tests.sync.pushing import Books, books_for, make_due
+from tests.mappings.previews import ten_pounds
+from tests.sync.pushing import Books, books_for, make_due, uk_books
 
 __all__ = ["books_for", "org", "settings", "uk", "us"]
 
 NEWCO = {"id": "cl_newco", "name": "Newco Trading", "email": "hello@newco.test"}
 NEWCO_TOO = {"id": "cl_newco2", "name": "Newco Trading", "email": "other@newco2.test"}
-
-
-async def _uk_books(uk: Org, books_for: Any, **changes: Any) -> Books:
-    books: Books = books_for(uk)
-    await uk_mapped(uk)
-    await books.configure(
-        invoice_auto_push=True,
-        default_income_account_id=uk.qbo_id("Account", "Consulting Income"),
-        **changes,
-    )
-    return books
 
 
 def _newco(books: Books) -> list[dict[str, Any]]:
@@ -38,7 +27,7 @@ async def test_a_lost_customer_create_is_not_made_again_once_the_list_is_reread(
     afresh (its 5 minutes ran out) before the next attempt, which sees the name as held, picks
     "Newco Trading (cl_newco)" — a new requestid — and creates a second customer for the same
     client. The marker check (`_ours_named`) only runs after a 6240, which _free_name avoids."""
-    books = await _uk_books(uk, books_for, customer_sync_mode="auto_create")
+    books = await uk_books(uk, books_for, customer_sync_mode="auto_create")
     uk.simulator.admin.inject(FaultSpec(kind="reset", method="POST", path="/customer$", times=3))
     await books.send("invoice.upserted", ten_pounds("inv_c", NEWCO))
     await books.push()
@@ -67,7 +56,7 @@ async def test_a_second_client_of_the_same_name_in_a_later_job_gets_its_own_cust
     "Newco Trading (cl_newco2)". Pushed by the next job (within the 5-minute cache), the
     shared customer list still lacks the first customer (the push never drops it), so the
     second tries the bare name, gets 6240 and ends `failed` customer_name_taken."""
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     await books.send("invoice.upserted", ten_pounds("inv_a", NEWCO))
     await books.push()
     assert (await books.record("invoice", "inv_a")).status.value == "synced"

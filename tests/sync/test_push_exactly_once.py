@@ -9,22 +9,12 @@ from typing import Any
 from qbsync.simulator.faults import FaultSpec
 from tests.connections.conftest import UK_REALM, US_REALM, Consent
 from tests.mappings.conftest import Org, org, settings, uk, us
-from tests.mappings.previews import ACME, invoice_of, line_of, ten_pounds, uk_mapped
-from tests.sync.pushing import Books, books_for, make_due
+from tests.mappings.previews import ACME, invoice_of, line_of, ten_pounds
+from tests.sync.pushing import Books, books_for, make_due, uk_books
 
 __all__ = ["books_for", "org", "settings", "uk", "us"]
 
 BIRDS = {"id": "cl_birds", "name": "Amy's Bird Sanctuary", "email": "birds@intuit.test"}
-
-
-async def _uk_books(uk: Org, books_for: Any) -> Books:
-    books: Books = books_for(uk)
-    await uk_mapped(uk)
-    await books.configure(
-        invoice_auto_push=True,
-        default_income_account_id=uk.qbo_id("Account", "Consulting Income"),
-    )
-    return books
 
 
 async def _us_books(us: Org, books_for: Any) -> Books:
@@ -52,7 +42,7 @@ async def test_a_create_whose_answer_is_lost_is_replayed_by_its_requestid(
     uk: Org, books_for: Any
 ) -> None:
     """R3: QuickBooks commits, the connection drops; the resend gets the first answer."""
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     uk.simulator.admin.inject(FaultSpec(kind="reset", method="POST", path="/invoice$"))
     await books.send("invoice.upserted", ten_pounds("inv_1", ACME))
     await books.push()
@@ -96,7 +86,7 @@ async def test_a_throttling_storm_defers_the_job_instead_of_sleeping_and_then_co
 ) -> None:
     """R8: 429s for every write; the job is deferred by the wait QuickBooks asks for (60 s by
     Intuit's guidance), no worker sleeps through it, and the invoice lands once afterwards."""
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     uk.simulator.admin.inject(FaultSpec(kind="throttle", method="POST", times=1000))
     await books.send("invoice.upserted", ten_pounds("inv_busy", ACME))
     started = time.monotonic()
@@ -124,7 +114,7 @@ async def test_a_throttling_storm_defers_the_job_instead_of_sleeping_and_then_co
 async def test_a_backlog_goes_through_the_batch_endpoint_thirty_at_a_time(
     uk: Org, books_for: Any
 ) -> None:
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     events = [
         {
             "id": f"evt_b{n}",
@@ -150,7 +140,7 @@ async def test_disconnected_work_is_held_and_resumes_on_reconnect_to_the_same_co
     uk: Org, books_for: Any, consent: Consent
 ) -> None:
     """R12: held, not failed, while disconnected; reconnecting resumes it, mappings intact."""
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     await books.send("invoice.upserted", ten_pounds("inv_h", ACME))
     await books.push()
     first = await books.record("invoice", "inv_h")
@@ -183,7 +173,7 @@ async def test_a_switch_to_another_company_never_sends_it_the_old_companys_ids(
 ) -> None:
     """R12: pushed to the UK company, then the org connects the US one: a later change of the
     invoice is created afresh there, with US customers and items only."""
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     await books.send("invoice.upserted", ten_pounds("inv_s", BIRDS))
     await books.push()
     in_uk = await books.record("invoice", "inv_s")
@@ -218,7 +208,7 @@ async def test_one_companys_backlog_never_holds_another_companys_invoice_behind_
 ) -> None:
     """Round robin: org_1 has a backlog of 90 invoices; org_2's one invoice is pushed after at
     most one slice of it (one scheduling tick), not after all of it."""
-    busy = await _uk_books(uk, books_for)
+    busy = await uk_books(uk, books_for)
     backlog = [
         {
             "id": f"evt_q{n}",
@@ -259,7 +249,7 @@ async def test_a_slice_refused_by_the_full_limiter_is_known_unsent_and_soon_trie
     """qbsync's own share of the company's limits is full (one batch a minute here): the
     second slice waits briefly, gives up, and is tried again in seconds. Nothing reached
     QuickBooks, so nothing is noted as possibly sent (no search for it later)."""
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     books.settings.intuit.batch_requests_per_minute = 1
     books.settings.push.slice_size = 2
     books.settings.push.jobs_per_company = 1

@@ -6,27 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from tests.mappings.conftest import Org, org, settings, uk, us
-from tests.mappings.previews import ACME, invoice_of, line_of, ten_pounds, uk_mapped
-from tests.sync.pushing import Books, books_for, failed_with
+from tests.mappings.previews import ACME, invoice_of, line_of, ten_pounds
+from tests.sync.pushing import Books, books_for, failed_with, uk_books
 
 __all__ = ["books_for", "org", "settings", "uk", "us"]
 
 
-async def _uk_books(uk: Org, books_for: Any, **chosen: Any) -> Books:
-    books: Books = books_for(uk)
-    await uk_mapped(uk)
-    await books.configure(
-        **{
-            "invoice_auto_push": True,
-            "default_income_account_id": uk.qbo_id("Account", "Consulting Income"),
-            **chosen,
-        }
-    )
-    return books
-
-
 async def test_a_client_two_customers_match_fails_ambiguous(uk: Org, books_for: Any) -> None:
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     for name in ("Shared Inbox One", "Shared Inbox Two"):
         uk.in_quickbooks(
             "Customer", {"DisplayName": name, "PrimaryEmailAddr": {"Address": "ap@shared.test"}}
@@ -41,7 +28,7 @@ async def test_a_client_two_customers_match_fails_ambiguous(uk: Org, books_for: 
 
 
 async def test_a_number_longer_than_quickbooks_holds_fails(uk: Org, books_for: Any) -> None:
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     await books.send("invoice.upserted", ten_pounds("inv_l", ACME, number="INV-2026-11-0000000042"))
     await books.push()
     error = await failed_with(books, "invoice", "inv_l", "doc_number_too_long")
@@ -50,7 +37,7 @@ async def test_a_number_longer_than_quickbooks_holds_fails(uk: Org, books_for: A
 
 
 async def test_a_taxed_uk_invoice_line_without_a_rate_fails(uk: Org, books_for: Any) -> None:
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     invoice = invoice_of(
         "inv_nt",
         ACME,
@@ -69,7 +56,7 @@ async def test_a_taxed_uk_invoice_line_without_a_rate_fails(uk: Org, books_for: 
 async def test_an_unmapped_service_named_like_an_existing_item_fails(
     uk: Org, books_for: Any
 ) -> None:
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     await books.send("service.upserted", {"id": "svc_tr", "name": "Training"})
     await books.send("invoice.upserted", ten_pounds("inv_it", ACME, service="svc_tr"))
     await books.push()
@@ -79,7 +66,7 @@ async def test_an_unmapped_service_named_like_an_existing_item_fails(
 
 
 async def test_a_service_mapped_to_an_item_made_inactive_fails(uk: Org, books_for: Any) -> None:
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     uk.in_quickbooks("Item", {"Id": uk.qbo_id("Item", "Consulting"), "Active": False})
     await books.send("invoice.upserted", ten_pounds("inv_in", ACME))
     await books.push()
@@ -109,7 +96,7 @@ async def test_a_tax_inclusive_invoice_on_a_us_company_fails(us: Org, books_for:
 
 
 async def test_an_expense_entry_without_a_payment_account_fails(uk: Org, books_for: Any) -> None:
-    books = await _uk_books(
+    books = await uk_books(
         uk,
         books_for,
         expense_mode="expense",
@@ -134,7 +121,7 @@ async def test_an_expense_entry_without_a_payment_account_fails(uk: Org, books_f
 async def test_a_payment_for_an_invoice_kept_out_of_quickbooks_fails(
     uk: Org, books_for: Any
 ) -> None:
-    books = await _uk_books(uk, books_for, invoice_auto_push=False)
+    books = await uk_books(uk, books_for, invoice_auto_push=False)
     await books.send("invoice.upserted", ten_pounds("inv_kept", ACME))
     await books.send(
         "payment.recorded",

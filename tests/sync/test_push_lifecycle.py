@@ -14,7 +14,7 @@ from qbsync.simulator.admin import PaymentRequest
 from tests.connections.conftest import UK_REALM, US_REALM, Consent
 from tests.mappings.conftest import Org, org, settings, uk, us
 from tests.mappings.previews import ACME, invoice_of, line_of, ten_pounds, uk_mapped
-from tests.sync.pushing import Books, books_for
+from tests.sync.pushing import Books, books_for, uk_books
 
 __all__ = ["books_for", "org", "settings", "uk", "us"]
 
@@ -304,23 +304,10 @@ async def test_an_expense_entry_is_paid_from_the_payment_account_or_fails_unmapp
     assert Decimal(str(purchase["TotalAmt"])) == Decimal("30.00")
 
 
-async def _uk_books(uk: Org, books_for: Any, **chosen: Any) -> Books:
-    books: Books = books_for(uk)
-    await uk_mapped(uk)
-    await books.configure(
-        **{
-            "invoice_auto_push": True,
-            "default_income_account_id": uk.qbo_id("Account", "Consulting Income"),
-            **chosen,
-        }
-    )
-    return books
-
-
 async def test_a_deleted_client_makes_its_customer_inactive_unless_it_owes_money(
     uk: Org, books_for: Any
 ) -> None:
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     await books.send("client.upserted", {"id": "cl_new", "name": "Fresh Start Ltd"})
     await books.send("client.upserted", {"id": "cl_owes", "name": "Owes Money Ltd"})
     await books.send(
@@ -347,7 +334,7 @@ async def test_a_deleted_client_makes_its_customer_inactive_unless_it_owes_money
 async def test_a_created_customer_takes_a_stable_suffix_where_a_vendor_holds_its_name(
     uk: Org, books_for: Any
 ) -> None:
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     await books.send(
         "client.upserted", {"id": "cl_osc", "name": "Office Supplies Co", "email": "o@s.test"}
     )

@@ -7,8 +7,8 @@ from typing import Any
 
 from qbsync.simulator.faults import FaultSpec
 from tests.mappings.conftest import Org, org, settings, uk, us
-from tests.mappings.previews import ACME, ten_pounds, uk_mapped
-from tests.sync.pushing import Books, books_for, make_due
+from tests.mappings.previews import ACME, ten_pounds
+from tests.sync.pushing import books_for, make_due, uk_books
 
 __all__ = ["books_for", "org", "settings", "uk", "us"]
 
@@ -18,22 +18,12 @@ def _due(invoice: dict[str, Any], due: str) -> dict[str, Any]:
     return invoice
 
 
-async def _uk_books(uk: Org, books_for: Any) -> Books:
-    books: Books = books_for(uk)
-    await uk_mapped(uk)
-    await books.configure(
-        invoice_auto_push=True,
-        default_income_account_id=uk.qbo_id("Account", "Consulting Income"),
-    )
-    return books
-
-
 async def test_a_newer_version_after_a_lost_create_reaches_quickbooks(
     uk: Org, books_for: Any
 ) -> None:
     """v1's create lands but every answer is lost; v2 (a new due date) arrives; the next push
     adopts v1's document through the lookup and calls v2 synced without sending v2."""
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     uk.simulator.admin.inject(FaultSpec(kind="reset", method="POST", path="/invoice$", times=3))
     await books.send("invoice.upserted", ten_pounds("inv_v", ACME))
     await books.push()
@@ -61,7 +51,7 @@ async def test_a_newer_version_after_a_lost_update_reaches_quickbooks(
 ) -> None:
     """v2's update lands but every answer is lost; v3 arrives; the next push resends with v2's
     remembered requestid, so QuickBooks replays v2's answer and v3 is never applied."""
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     await books.send("invoice.upserted", ten_pounds("inv_u", ACME))
     await books.push()
     assert (await books.record("invoice", "inv_u")).status.value == "synced"
@@ -93,7 +83,7 @@ async def test_a_delete_after_a_lost_create_removes_the_invoice_from_quickbooks(
     """v1's create lands, its answer lost (write_started_at kept, qbo_id unknown). The platform
     then deletes the invoice: plan_invoice sees no qbo_id, answers Done(None) without the
     lookup, and the record ends `synced` while the invoice stays live in QuickBooks."""
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     uk.simulator.admin.inject(FaultSpec(kind="reset", method="POST", path="/invoice$", times=3))
     await books.send("invoice.upserted", ten_pounds("inv_d", ACME))
     await books.push()
@@ -112,7 +102,7 @@ async def test_a_delete_after_a_lost_create_removes_the_invoice_from_quickbooks(
 async def test_a_void_after_a_lost_create_voids_the_invoice_in_quickbooks(
     uk: Org, books_for: Any
 ) -> None:
-    books = await _uk_books(uk, books_for)
+    books = await uk_books(uk, books_for)
     uk.simulator.admin.inject(FaultSpec(kind="reset", method="POST", path="/invoice$", times=3))
     await books.send("invoice.upserted", ten_pounds("inv_x", ACME))
     await books.push()
