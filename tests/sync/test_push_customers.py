@@ -23,10 +23,9 @@ def _newco(books: Books) -> list[dict[str, Any]]:
 async def test_a_lost_customer_create_is_not_made_again_once_the_list_is_reread(
     uk: Org, books_for: Any
 ) -> None:
-    """auto_create: the customer's create lands, its answer is lost; the customer list is read
-    afresh (its 5 minutes ran out) before the next attempt, which sees the name as held, picks
-    "Newco Trading (cl_newco)" — a new requestid — and creates a second customer for the same
-    client. The marker check (`_ours_named`) only runs after a 6240, which _free_name avoids."""
+    """auto_create: the customer's create lands, its answer is lost, and the customer list is
+    read afresh before the next attempt. The name now looks held, but the customer carries
+    this client's marker: it is adopted, not made again under a suffixed name."""
     books = await uk_books(uk, books_for, customer_sync_mode="auto_create")
     uk.simulator.admin.inject(FaultSpec(kind="reset", method="POST", path="/customer$", times=3))
     await books.send("invoice.upserted", ten_pounds("inv_c", NEWCO))
@@ -52,10 +51,9 @@ async def test_a_lost_customer_create_is_not_made_again_once_the_list_is_reread(
 async def test_a_second_client_of_the_same_name_in_a_later_job_gets_its_own_customer(
     uk: Org, books_for: Any
 ) -> None:
-    """Two platform clients share a name. Pushed in one slice, the second gets
-    "Newco Trading (cl_newco2)". Pushed by the next job (within the 5-minute cache), the
-    shared customer list still lacks the first customer (the push never drops it), so the
-    second tries the bare name, gets 6240 and ends `failed` customer_name_taken."""
+    """Two platform clients share a name, pushed by two jobs. The second job's cached list
+    does not know the first customer yet: QuickBooks refuses the bare name (6240) and the
+    second client gets its suffixed name, not a failure."""
     books = await uk_books(uk, books_for)
     await books.send("invoice.upserted", ten_pounds("inv_a", NEWCO))
     await books.push()

@@ -7,23 +7,28 @@ from decimal import Decimal
 from typing import Any
 
 from tests.mappings.conftest import Org, org, settings, uk, us
-from tests.mappings.previews import ACME, invoice_of, line_of, ten_pounds, uk_mapped
-from tests.sync.pushing import Books, books_for
+from tests.mappings.previews import ACME, invoice_of, line_of, ten_pounds
+from tests.sync.pushing import Books, books_for, uk_books
 
 __all__ = ["books_for", "org", "settings", "uk", "us"]
 
 
 async def _uk_books(uk: Org, books_for: Any, **settings: Any) -> Books:
-    books: Books = books_for(uk)
-    await uk_mapped(uk)
-    chosen = {
-        "invoice_auto_push": True,
-        "default_income_account_id": uk.qbo_id("Account", "Consulting Income"),
-        **settings,
-    }
-    await books.configure(**chosen)
+    books = await uk_books(uk, books_for, **settings)
     await books.send("tax_rate.upserted", {"id": "tr_vat20", "name": "VAT 20%", "rate": "20.00"})
     return books
+
+
+def _consulting_and_audit(invoice_id: str) -> dict[str, Any]:
+    """10.00 of mapped consulting and 50.00 of audit (not mapped), both at 20 % VAT."""
+    return invoice_of(
+        invoice_id,
+        ACME,
+        [line_of("10.00"), line_of("50.00", service="svc_audit")],
+        subtotal="60.00",
+        tax_total="12.00",
+        total="72.00",
+    )
 
 
 async def test_a_uk_invoice_with_a_mapped_and_an_unmapped_service_lands_once(
@@ -34,14 +39,7 @@ async def test_a_uk_invoice_with_a_mapped_and_an_unmapped_service_lands_once(
         "service.upserted",
         {"id": "svc_audit", "name": "Audit", "description": "Yearly audit", "unit_price": "50.00"},
     )
-    invoice = invoice_of(
-        "inv_1",
-        ACME,
-        [line_of("10.00"), line_of("50.00", service="svc_audit")],
-        subtotal="60.00",
-        tax_total="12.00",
-        total="72.00",
-    )
+    invoice = _consulting_and_audit("inv_1")
     await books.send("invoice.upserted", invoice)
     await books.push()
 
@@ -285,14 +283,7 @@ async def test_a_renamed_service_renames_only_the_item_qbsync_created(
     books = await _uk_books(uk, books_for)
     await books.send("service.upserted", {"id": "svc_audit", "name": "Audit"})
     await books.send("service.upserted", {"id": "svc_consulting", "name": "Consulting"})
-    invoice = invoice_of(
-        "inv_rn",
-        ACME,
-        [line_of("10.00"), line_of("50.00", service="svc_audit")],
-        subtotal="60.00",
-        tax_total="12.00",
-        total="72.00",
-    )
+    invoice = _consulting_and_audit("inv_rn")
     await books.send("invoice.upserted", invoice)
     await books.push()
     created = uk.qbo_id("Item", "Audit")

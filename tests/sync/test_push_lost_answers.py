@@ -21,8 +21,8 @@ def _due(invoice: dict[str, Any], due: str) -> dict[str, Any]:
 async def test_a_newer_version_after_a_lost_create_reaches_quickbooks(
     uk: Org, books_for: Any
 ) -> None:
-    """v1's create lands but every answer is lost; v2 (a new due date) arrives; the next push
-    adopts v1's document through the lookup and calls v2 synced without sending v2."""
+    """R3: v1's create lands but every answer is lost; v2 (a new due date) arrives. The next
+    push finds v1's document and updates it to v2: QuickBooks holds what the record says."""
     books = await uk_books(uk, books_for)
     uk.simulator.admin.inject(FaultSpec(kind="reset", method="POST", path="/invoice$", times=3))
     await books.send("invoice.upserted", ten_pounds("inv_v", ACME))
@@ -49,8 +49,8 @@ async def test_a_newer_version_after_a_lost_create_reaches_quickbooks(
 async def test_a_newer_version_after_a_lost_update_reaches_quickbooks(
     uk: Org, books_for: Any
 ) -> None:
-    """v2's update lands but every answer is lost; v3 arrives; the next push resends with v2's
-    remembered requestid, so QuickBooks replays v2's answer and v3 is never applied."""
+    """R3: v2's update lands but every answer is lost; v3 arrives. v3 goes out under a
+    requestid of its own (v2's would have QuickBooks replay v2's answer), so v3 is applied."""
     books = await uk_books(uk, books_for)
     await books.send("invoice.upserted", ten_pounds("inv_u", ACME))
     await books.push()
@@ -80,9 +80,8 @@ async def test_a_newer_version_after_a_lost_update_reaches_quickbooks(
 async def test_a_delete_after_a_lost_create_removes_the_invoice_from_quickbooks(
     uk: Org, books_for: Any
 ) -> None:
-    """v1's create lands, its answer lost (write_started_at kept, qbo_id unknown). The platform
-    then deletes the invoice: plan_invoice sees no qbo_id, answers Done(None) without the
-    lookup, and the record ends `synced` while the invoice stays live in QuickBooks."""
+    """v1's create lands, its answer lost (no QuickBooks id known). The platform then deletes
+    the invoice: the lost document is found first and deleted, not left live."""
     books = await uk_books(uk, books_for)
     uk.simulator.admin.inject(FaultSpec(kind="reset", method="POST", path="/invoice$", times=3))
     await books.send("invoice.upserted", ten_pounds("inv_d", ACME))

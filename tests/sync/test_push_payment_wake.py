@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.mappings.conftest import Org, org, settings, uk, us
-from tests.mappings.previews import ACME, ten_pounds, uk_mapped
-from tests.sync.pushing import Books, books_for
+from tests.mappings.previews import ACME, ten_pounds
+from tests.sync.pushing import books_for, uk_books
 
 __all__ = ["books_for", "org", "settings", "uk", "us"]
 
@@ -16,17 +16,11 @@ PAIRS = 6
 async def test_payments_pushed_with_their_invoice_are_not_left_waiting_five_minutes(
     uk: Org, books_for: Any
 ) -> None:
-    """Invoice and payment arrive together and are claimed in one slice. The payment is planned
-    while its invoice is still `in_progress`, so it defers 300 s (waiting_for_invoice). `settle`
-    applies outcomes in record-id order: when the invoice's `_wake_payments` runs before the
-    payment's own outcome is applied, the payment is still `in_progress`, is not woken, and
-    then gets its 300 s deferral. Whether it is woken is a coin toss on uuid order."""
-    books: Books = books_for(uk)
-    await uk_mapped(uk)
-    await books.configure(
-        invoice_auto_push=True,
-        default_income_account_id=uk.qbo_id("Account", "Consulting Income"),
-    )
+    """Invoices and their payments arrive together and are claimed in one slice. Each payment
+    is planned while its invoice is still being pushed, so it waits; the invoices' settle wakes
+    it after every outcome of the slice is stored (in any record order), and it follows at
+    once instead of five minutes later. Several pairs, so record order varies."""
+    books = await uk_books(uk, books_for)
     events = []
     for n in range(PAIRS):
         events.append(

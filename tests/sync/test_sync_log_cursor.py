@@ -11,9 +11,8 @@ __all__ = ["org", "settings", "uk", "us"]
 
 
 async def test_a_cursor_with_an_extreme_offset_is_refused_not_a_500(us: Org) -> None:
-    """A cursor's time is read with `datetime.fromisoformat` and checked only for a tzinfo;
-    year 1 at +14:00 is before 0001-01-01 UTC and year 9999 at -14:00 is after 9999-12-31 UTC,
-    which the driver can't encode."""
+    """Year 1 at +14:00 falls before 0001-01-01 UTC and year 9999 at -14:00 after 9999-12-31
+    UTC, which Postgres can't hold: 422 `invalid_cursor`, not a 500."""
     for moment in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
         cursor = encode_cursor((moment, str(uuid.uuid4())))
         response = await us.get("sync/records", cursor=cursor)

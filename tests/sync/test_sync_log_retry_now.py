@@ -6,22 +6,16 @@ from typing import Any
 
 from qbsync.simulator.faults import FaultSpec
 from tests.mappings.conftest import Org, org, settings, uk, us
-from tests.mappings.previews import ACME, ten_pounds, uk_mapped
-from tests.sync.pushing import Books, books_for
+from tests.mappings.previews import ACME, ten_pounds
+from tests.sync.pushing import books_for, uk_books
 
 __all__ = ["books_for", "org", "settings", "uk", "us"]
 
 
 async def test_retry_of_a_deferred_record_pushes_it_now(uk: Org, books_for: Any) -> None:
-    """A 503 storm defers the invoice (pending, next_attempt_at in a minute). The storm ends;
-    the user presses retry: 202, the push job runs — and skips the record, because `retry`
-    leaves a pending record's next_attempt_at as it was."""
-    books: Books = books_for(uk)
-    await uk_mapped(uk)
-    await books.configure(
-        invoice_auto_push=True,
-        default_income_account_id=uk.qbo_id("Account", "Consulting Income"),
-    )
+    """A 503 storm defers the invoice (pending, next_attempt_at in a minute). The storm ends
+    and the user presses retry: the push job runs and pushes the record at once."""
+    books = await uk_books(uk, books_for)
     uk.simulator.admin.inject(
         FaultSpec(kind="error", status_code=503, method="POST", path="/invoice$", times=3)
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -103,11 +102,6 @@ async def writes_started(db: Database, writes: Sequence[tuple[SyncRecord, Write]
         await session.commit()
 
 
-@dataclass(frozen=True)
-class Settled:
-    more_due: bool
-
-
 def _in_lock_order(query: Any) -> Any:
     """The intake's order (kind, then platform id by code point): a settle and a delivery
     touching the same records wait for each other, never deadlock."""
@@ -116,7 +110,7 @@ def _in_lock_order(query: Any) -> Any:
 
 async def settle(
     db: Database, queue: JobQueue, org_id: str, realm_id: str, outcomes: Sequence[Outcome]
-) -> Settled:
+) -> None:
     """Store every outcome in one transaction and tell the platform; then wake what waited on
     the slice's invoices and ask for the next slice."""
     settled_invoices: list[str] = []
@@ -144,7 +138,6 @@ async def settle(
         more = await session.scalar(select(SyncRecord.id).where(due(org_id)).limit(1))
         if more is not None and same_company:
             schedule_push(session, org_id)
-    return Settled(more_due=more is not None)
 
 
 def _apply(
