@@ -46,6 +46,8 @@ class Connection(UuidPrimaryKey, Timestamps, SealedTokenColumns, Base):
     last_refreshed_at: Mapped[datetime | None]
     hard_expiry_warned_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The month (YYYY-MM, UTC) whose metered-read budget warning was sent, so it is sent once.
+    read_budget_warned_month: Mapped[str | None] = mapped_column(String(7))
     # Who is refreshing the tokens right now, and until when (R6 without a lock held over the
     # call to Intuit, R13); an expired lease belongs to a process that died mid-refresh.
     refresh_lease_id: Mapped[str | None] = mapped_column(String(32))

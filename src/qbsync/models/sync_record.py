@@ -35,6 +35,7 @@ class SyncRecord(UuidPrimaryKey, Timestamps, Base):
         UniqueConstraint("org_id", "kind", "platform_id"),
         Index("ix_sync_records_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_sync_records_org_id_status", "org_id", "status"),
+        Index("ix_sync_records_org_id_kind_qbo_id", "org_id", "kind", "qbo_id"),
     )
 
     org_id: Mapped[str] = mapped_column(String(128))
@@ -71,3 +72,13 @@ class SyncRecord(UuidPrimaryKey, Timestamps, Base):
     write_requestid: Mapped[str | None] = mapped_column(String(50))
     # Set by a retry: push this record now even though the settings would not (`not_pushed`).
     force_push: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # Set when QuickBooks voided (`voided`) or deleted (`deleted`) the document on its own: a
+    # later platform change fails `deleted_in_quickbooks` rather than create it again, until a
+    # person retries it on purpose.
+    removed_in_quickbooks: Mapped[str | None] = mapped_column(String(16))
+    removed_in_quickbooks_at: Mapped[datetime | None]
+    # An invoice's payment status as QuickBooks last showed it (unpaid, partially_paid, paid,
+    # voided, deleted), and the whole derived state the platform was sent, with the version
+    # (QuickBooks SyncTokens) that orders observations of it.
+    payment_status: Mapped[str | None] = mapped_column(String(16))
+    payment_state: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
