@@ -28,11 +28,13 @@ test: $(STAMP) lint ## Lint, then run the whole test suite
 	$(BIN)/pytest --cov --cov-report=term
 
 # Never part of `make test`. Postgres and Redis: QBSYNC_DATABASE__URL / QBSYNC_REDIS__URL when set
-# (a scratch database is created and dropped), else the embedded ones. Options: P1_ARGS, P3_ARGS
-# (see bench/README.md), e.g. `make bench P3_ARGS="--time-scale 1"`.
-bench: $(STAMP) ## Run the benchmarks (P1 intake, P3 push); results in bench/results/
+# (a scratch database is created and dropped), else the embedded ones. Options: P1_ARGS, P2_ARGS,
+# P3_ARGS, P5_ARGS (see bench/README.md), e.g. `make bench P3_ARGS="--time-scale 1"`.
+bench: $(STAMP) ## Run the benchmarks (P1 intake, P2 webhooks, P3 push, P5 reconcile); results in bench/results/
 	$(BIN)/python -m bench.p1_intake $(P1_ARGS)
+	$(BIN)/python -m bench.p2_webhooks $(P2_ARGS)
 	$(BIN)/python -m bench.p3_push $(P3_ARGS)
+	$(BIN)/python -m bench.p5_reconcile $(P5_ARGS)
 
 lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check $(CODE)

@@ -362,18 +362,21 @@ def wait_for_http(url: str, child: Child, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def simulator_process(config: SimulatorConfig) -> Iterator[tuple[str, Child]]:
-    """The simulator in a process of its own (its CPU is not the benchmarked process's)."""
+def simulator_process(
+    config: SimulatorConfig, extra_args: Sequence[str] = (), start_timeout: float = 60.0
+) -> Iterator[tuple[str, Child]]:
+    """The simulator in a process of its own (its CPU is not the benchmarked process's);
+    `extra_args` go to `bench._simulator` (`--seed`)."""
     port = free_port()
     child = spawn(
         "simulator",
         "bench._simulator",
-        ["--port", str(port), "--config", config.model_dump_json()],
+        ["--port", str(port), "--config", config.model_dump_json(), *extra_args],
         {},
     )
     try:
         base_url = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{base_url}/_sim/companies", child)
+        wait_for_http(f"{base_url}/_sim/companies", child, timeout=start_timeout)
         yield base_url, child
     finally:
         child.stop()

@@ -53,6 +53,7 @@ _PROBLEM_DESCRIPTIONS = {
     409: "The resource is in a state that does not allow this",
     413: "The request body is too large",
     422: "A field is not valid; `errors` names each one",
+    415: "The body is not in a media type this route reads",
     429: "Too many at once; retry after `Retry-After` seconds",
     500: "Unexpected error; quote the request id to support",
     502: "QuickBooks refused the request; `detail` says why",

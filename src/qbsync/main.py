@@ -27,6 +27,7 @@ from qbsync.settings import Settings
 from qbsync.sync.log_router import router as sync_log_router
 from qbsync.sync.router import EVENT_COMPONENTS
 from qbsync.sync.router import router as events_router
+from qbsync.webhooks.router import router as quickbooks_webhooks_router
 
 API_DESCRIPTION = (
     "qbsync connects an organisation on the platform to its QuickBooks Online company and keeps "
@@ -95,6 +96,7 @@ def create_app(
     app.include_router(mappings_router)
     app.include_router(events_router)
     app.include_router(sync_log_router)
+    app.include_router(quickbooks_webhooks_router)
     if settings.is_dev:
         app.include_router(devpage_router)
     _add_event_schemas(app)

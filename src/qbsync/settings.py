@@ -77,6 +77,20 @@ class PushSettings(BaseModel):
     limiter_wait_seconds: float = Field(default=20.0, ge=0.1, le=120)
 
 
+class ReconcileSettings(BaseModel):
+    """The periodic reconciliation: Change Data Capture since a watermark, per company."""
+
+    # Read back this far before the watermark: a change QuickBooks stamped just before its
+    # answer's time, but committed after it, is still seen.
+    overlap_seconds: int = Field(default=300, ge=0, le=3600)
+    # How long a run owns its company; past it (the worker died) another run may start.
+    lease_seconds: int = Field(default=900, ge=30, le=7200)
+    # Intuit's CDC reaches 30 days back; an older watermark means a full re-read instead.
+    cdc_window_days: int = Field(default=30, ge=1, le=30)
+    # Rounds of CDC one run makes when QuickBooks' 1,000-object cap cuts an answer short.
+    max_cdc_rounds: int = Field(default=20, ge=1, le=200)
+
+
 class AuthSettings(BaseModel):
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwks_url: str | None = None
@@ -101,6 +115,8 @@ class PlatformSettings(BaseModel):
     events_url: str | None = None
     events_secret: SecretStr | None = None
     settings_url: str = DEFAULT_SETTINGS_URL
+    # Divides the outbound events' retry delays and their five days before giving up (tests).
+    delivery_time_scale: float = Field(default=1.0, gt=0)
 
 
 class IntuitSettings(BaseModel):
@@ -122,6 +138,9 @@ class IntuitSettings(BaseModel):
     batch_requests_per_minute: int = Field(default=38, ge=1, le=40)
     # How long a company's reference lists are kept between reads (P7).
     reference_cache_seconds: int = Field(default=300, ge=10, le=3600)
+    # Each company's budget of metered (CorePlus) calls per UTC month: the platform is warned
+    # at 80 %, nothing is refused. Intuit's own cap is per app, across every company (P7).
+    monthly_coreplus_budget: int = Field(default=20_000, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -181,6 +200,7 @@ class Settings(BaseSettings):
     platform: PlatformSettings = PlatformSettings()
     intuit: IntuitSettings = IntuitSettings()
     push: PushSettings = PushSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     crypto: CryptoSettings = CryptoSettings()
     simulator: SimulatorSettings = SimulatorSettings()
 

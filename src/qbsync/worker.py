@@ -14,6 +14,7 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker, func
 
 from qbsync.connections.intuit import IntuitAccess
+from qbsync.connections.read_budget import READ_BUDGET_JOB, warn_read_budget
 from qbsync.connections.tasks import (
     expire_pending_grants,
     refresh_expiring_tokens,
@@ -25,8 +26,15 @@ from qbsync.observability import JOB_LATENCY, JOBS, configure_logging
 from qbsync.queue import JobQueue, redis_settings
 from qbsync.reference_cache import ReferenceCache
 from qbsync.settings import Settings
+from qbsync.sync.pull_schedule import PULL_JOB, RECONCILE_JOB
 from qbsync.sync.schedule import PUSH_JOB
-from qbsync.sync.tasks import push_company, redrive_sync_records
+from qbsync.sync.tasks import (
+    pull_company,
+    push_company,
+    reconcile_company,
+    reconcile_due_companies,
+    redrive_sync_records,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +66,9 @@ def _function(name: str, function: Callable[..., Awaitable[Any]]) -> Function:
 FUNCTIONS: list[Function] = [
     _function("deliver_outbound_event", deliver_outbound_event),
     _function(PUSH_JOB, push_company),
+    _function(PULL_JOB, pull_company),
+    _function(RECONCILE_JOB, reconcile_company),
+    _function(READ_BUDGET_JOB, warn_read_budget),
 ]
 
 
@@ -71,6 +82,7 @@ def cron_jobs() -> list[CronJob]:
     return [
         _cron("redrive_outbound_events", redrive_outbound_events, second={0}, run_at_startup=True),
         _cron("redrive_sync_records", redrive_sync_records, second={15}, run_at_startup=True),
+        _cron("reconcile_due_companies", reconcile_due_companies, second={50}),
         _cron("expire_pending_grants", expire_pending_grants, second={30}),
         _cron("retry_revocations", retry_revocations, second={45}),
         _cron("refresh_expiring_tokens", refresh_expiring_tokens, minute={17}, second={0}),

@@ -10,6 +10,7 @@ def test_every_cron_is_scheduled_once_across_workers() -> None:
     assert set(crons) == {
         "redrive_outbound_events",
         "redrive_sync_records",
+        "reconcile_due_companies",
         "expire_pending_grants",
         "retry_revocations",
         "refresh_expiring_tokens",

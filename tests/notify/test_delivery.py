@@ -112,7 +112,14 @@ async def test_a_failed_delivery_is_retried_later_not_dropped(
     assert pending.last_error == "the platform answered HTTP 503"
     assert pending.next_attempt_at is not None
     assert pending.next_attempt_at > utcnow() + timedelta(seconds=5)
-    queued = await redis.zrange(settings.redis.queue_name, 0, -1, withscores=True)
+    queued = [
+        (job_id, run_at_ms)
+        for job_id, run_at_ms in await redis.zrange(
+            settings.redis.queue_name, 0, -1, withscores=True
+        )
+        # A cron falling due while the worker ran may wait in the queue too.
+        if job_id.startswith(service.DELIVER_JOB.encode())
+    ]
     assert len(queued) == 1, "one deferred retry waits in the queue"
     _, run_at_ms = queued[0]
     assert run_at_ms / 1000 > utcnow().timestamp() + 5

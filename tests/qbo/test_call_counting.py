@@ -18,7 +18,15 @@ from structlog.testing import capture_logs
 from qbsync.db import Database
 from qbsync.mappings.company import find_company, reader
 from qbsync.observability import CompanyCallCounter
-from qbsync.qbo import ApiCall, BatchOperation, BatchQuery, Customer, QboClient
+from qbsync.qbo import (
+    ApiCall,
+    BatchOperation,
+    BatchQuery,
+    Customer,
+    QboClient,
+    QboNetworkError,
+    RetryPolicy,
+)
 from qbsync.settings import Settings
 from qbsync.simulator.testing import SimulatorHandle
 from tests.conftest import TokenFactory
@@ -34,6 +42,7 @@ from tests.mappings.conftest import Org, org, us
 from tests.qbo.conftest import COMPANY, REALM, FakeTokens, RecordingLimiter, make_config
 
 __all__ = ["consent", "org", "simulator", "us"]
+NO_RETRY = RetryPolicy(max_attempts=1)
 
 
 def _client(http: httpx.AsyncClient, seen: list[ApiCall]) -> QboClient:
@@ -86,6 +95,29 @@ async def test_a_retried_call_counts_each_time_it_was_answered() -> None:
         async with httpx.AsyncClient() as http:
             await _client(http, seen).get(Customer, "1")
     assert len(seen) == 2
+
+
+async def test_a_call_whose_answer_was_lost_counts_one_that_never_connected_does_not() -> None:
+    """Intuit meters what it received: a timed-out read may have been served there."""
+    seen: list[ApiCall] = []
+    with respx.mock() as mock:
+        route = mock.get(f"{COMPANY}/customer/1")
+        async with httpx.AsyncClient() as http:
+            qbo = QboClient(
+                http,
+                replace(make_config(), call_observer=seen.append, retry=NO_RETRY),
+                realm_id=REALM,
+                tokens=FakeTokens(),
+                limiter=RecordingLimiter(),
+            )
+            route.side_effect = httpx.ReadTimeout("slow")
+            with pytest.raises(QboNetworkError):
+                await qbo.get(Customer, "1")
+            assert len(seen) == 1
+            route.side_effect = httpx.ConnectError("refused")
+            with pytest.raises(QboNetworkError):
+                await qbo.get(Customer, "1")
+    assert len(seen) == 1
 
 
 # Calls counted per company per UTC day, where every process adds to the same numbers: seen from

@@ -444,6 +444,17 @@ async def test_change_data_capture(intuit: respx.MockRouter, qbo: QboClient) -> 
     assert not result.truncated
 
 
+async def test_change_data_capture_sends_whole_seconds_and_keeps_quickbooks_time(
+    intuit: respx.MockRouter, qbo: QboClient
+) -> None:
+    """Intuit's reference writes changedSince with seconds and an offset, no fraction; the
+    fraction is dropped downwards, so nothing changed in that second is missed."""
+    route = intuit.get(f"{COMPANY}/cdc").respond(200, json=cdc_body(1))
+    result = await qbo.cdc([Invoice], datetime(2026, 1, 10, 8, 30, 5, 999_999, tzinfo=UTC))
+    assert params(route.calls.last.request)["changedSince"] == "2026-01-10T08:30:05+00:00"
+    assert result.server_time == datetime(2015, 12, 23, 20, 56, 6, 196_000, tzinfo=UTC)
+
+
 async def test_change_data_capture_says_when_it_hit_1000_objects(
     intuit: respx.MockRouter, qbo: QboClient
 ) -> None:

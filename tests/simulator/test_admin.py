@@ -94,3 +94,71 @@ async def test_the_clock_moves_forward_on_demand(
 
     assert response.status_code == 200
     assert state.clock.timestamp() - before >= 86_400
+
+
+async def test_a_person_deletes_an_invoice_unless_payments_are_applied(
+    client: httpx.AsyncClient, state: SimulatorState
+) -> None:
+    ledger = state.ledger(US)
+    body = {"CustomerRef": {"value": "1"}, "Line": [sales_line("100")]}
+    paid, plain = (ledger.create("Invoice", WriteRequest(body)) for _ in range(2))
+    await client.post(
+        f"/_sim/companies/{US}/payments", json={"invoice_id": paid["Id"], "amount": "5"}
+    )
+
+    refused = await client.delete(f"/_sim/companies/{US}/invoices/{paid['Id']}")
+    deleted = await client.delete(f"/_sim/companies/{US}/invoices/{plain['Id']}")
+
+    assert refused.status_code == 400
+    assert refused.json()["Fault"]["Error"][0]["code"] == "6000"
+    assert "has payments applied" in refused.json()["Fault"]["Error"][0]["Detail"]
+    assert state.companies[US].get("Invoice", paid["Id"]) is not None
+    assert deleted.json() == {"Invoice": {"status": "Deleted", "domain": "QBO", "Id": plain["Id"]}}
+    assert state.companies[US].get("Invoice", plain["Id"]) is None
+
+
+async def test_a_person_edits_and_voids_a_payment(
+    client: httpx.AsyncClient, state: SimulatorState
+) -> None:
+    invoice = state.ledger(US).create(
+        "Invoice", WriteRequest({"CustomerRef": {"value": "1"}, "Line": [sales_line("100")]})
+    )
+    paid = decode(
+        await client.post(
+            f"/_sim/companies/{US}/payments", json={"invoice_id": invoice["Id"], "amount": "40"}
+        )
+    )["Payment"]
+
+    edited = await client.patch(
+        f"/_sim/companies/{US}/payments/{paid['Id']}", json={"PrivateNote": "cheque 12"}
+    )
+    voided = await client.post(f"/_sim/companies/{US}/payments/{paid['Id']}/void")
+    after = state.companies[US].get("Invoice", invoice["Id"])
+
+    assert edited.json()["Payment"]["PrivateNote"] == "cheque 12"
+    assert decode(voided)["Payment"]["TotalAmt"] == Decimal("0.00")
+    assert decode(voided)["Payment"]["SyncToken"] == "2"
+    assert after is not None
+    assert after["Balance"] == invoice["TotalAmt"]
+
+
+async def test_a_person_makes_list_records_inactive(client: httpx.AsyncClient) -> None:
+    made = {
+        entity: await client.post(f"/_sim/companies/{US}/documents/{entity}/{object_id}/deactivate")
+        for entity, object_id in (
+            ("Customer", "3"),
+            ("Vendor", "1"),
+            ("Item", "1"),
+            ("Account", "3"),
+        )
+    }
+    not_a_list = await client.post(f"/_sim/companies/{US}/documents/Invoice/1/deactivate")
+    unknown = await client.post(f"/_sim/companies/{US}/documents/Customer/999/deactivate")
+
+    for entity, response in made.items():
+        assert response.status_code == 200, response.text
+        assert response.json()[entity]["Active"] is False
+    assert made["Customer"].json()["Customer"]["DisplayName"] == "Cool Cars (deleted)"
+    assert not_a_list.status_code == 400
+    assert not_a_list.json()["Fault"]["Error"][0]["code"] == "500"
+    assert unknown.json()["Fault"]["Error"][0]["code"] == "610"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -210,8 +211,10 @@ async def test_a_bad_query_over_http_is_a_400_fault(us: Api, client: httpx.Async
 def test_digits_of_other_scripts_compare_and_sort_as_text() -> None:
     """ "²" is a digit to str.isdigit() but not a number: no crash, just no match."""
     books = SimulatorState(SimulatorConfig()).companies[US]
-    books.insert("Invoice", {"DocNumber": "12", "TxnDate": "2026-01-01"}, 0.0, "900")
-    books.insert("Invoice", {"DocNumber": "²", "TxnDate": "2026-01-01"}, 0.0, "901")
+    # The store keeps the customer's Balance, so a stored invoice names one and has a balance.
+    owed = {"CustomerRef": {"value": "1"}, "Balance": Decimal("0.00"), "TxnDate": "2026-01-01"}
+    books.insert("Invoice", {**owed, "DocNumber": "12"}, 0.0, "900")
+    books.insert("Invoice", {**owed, "DocNumber": "²"}, 0.0, "901")
     assert run(books, "SELECT * FROM Invoice WHERE DocNumber = '²'")["Invoice"][0]["Id"] == "901"
     ordered = run(books, "SELECT * FROM Invoice ORDERBY DocNumber")["Invoice"]
     assert [row["DocNumber"] for row in ordered] == ["12", "²"]

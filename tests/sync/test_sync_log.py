@@ -41,6 +41,8 @@ ITEM_KEYS = {
     "attempts",
     "warnings",
     "last_error",
+    "payment_status",
+    "removed_in_quickbooks",
     "updated_at",
 }
 DETAIL_KEYS = ITEM_KEYS | {
@@ -182,6 +184,8 @@ async def test_the_log_lists_each_record_with_what_a_person_needs(
         "attempts": 0,
         "warnings": [],
         "last_error": None,
+        "payment_status": None,
+        "removed_in_quickbooks": None,
     }
     assert datetime.fromisoformat(updated_at).utcoffset() == timedelta(0)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import httpx
-from redis.asyncio import Redis
+from arq.connections import ArqRedis
 
+from qbsync.connections.read_budget import enqueue_read_budget_warning
 from qbsync.crypto import Keyring
 from qbsync.observability import CompanyCallCounter, count_intuit_call
 from qbsync.qbo import (
@@ -30,6 +32,7 @@ from qbsync.qbo.config import (
     INTUIT_REVOKE_URL,
     INTUIT_TOKEN_URL,
 )
+from qbsync.queue import JobQueue
 from qbsync.settings import Settings
 
 INTERACTIVE_RETRY = RetryPolicy(max_attempts=2, base_delay_seconds=0.5, max_total_seconds=5.0)
@@ -99,12 +102,21 @@ class IntuitAccess:
     limiter: SlotLimiter
     http: httpx.AsyncClient
     keyring: Keyring
-    # Every process's calls, per company per UTC day (the sync summary shows today's).
+    # Every process's calls, per company per UTC day and month (the sync summary shows them),
+    # against the company's monthly CorePlus budget (P7).
     calls: CompanyCallCounter
 
     @classmethod
-    def build(cls, settings: Settings, http: httpx.AsyncClient, redis: Redis) -> IntuitAccess:
-        calls = CompanyCallCounter(redis, settings.redis.key_prefix)
+    def build(cls, settings: Settings, http: httpx.AsyncClient, redis: ArqRedis) -> IntuitAccess:
+        calls = CompanyCallCounter(
+            redis,
+            settings.redis.key_prefix,
+            monthly_coreplus_budget=settings.intuit.monthly_coreplus_budget,
+            # Only a job is enqueued right after the call: the warning's transaction runs in it.
+            on_budget_crossed=partial(
+                enqueue_read_budget_warning, JobQueue(redis, settings.redis.queue_name)
+            ),
+        )
         config = qbo_config(settings, call_recorder=calls.record)
         return cls(
             config=config,

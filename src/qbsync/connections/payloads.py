@@ -27,4 +27,5 @@ def tell_platform(session: AsyncSession, connection: Connection, **extra: Any) -
         connection.org_id,
         "quickbooks.connection.updated",
         connection_updated(connection, **extra),
+        entity_key=notify.CONNECTION_KEY,
     )

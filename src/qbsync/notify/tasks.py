@@ -17,6 +17,7 @@ async def deliver_outbound_event(ctx: WorkerContext, event_id: str) -> str:
         uuid.UUID(event_id),
         url=settings.events_url,
         secret=secret,
+        time_scale=settings.delivery_time_scale,
     )
     return outcome.value
 

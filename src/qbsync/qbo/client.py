@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote as quote_path
 
@@ -121,6 +121,8 @@ class CdcResult:
 
     changes: dict[str, list[QboEntity]]
     object_count: int
+    # QuickBooks' clock when it answered (the body's `time`): where the next read starts.
+    server_time: datetime | None = None
 
     @property
     def truncated(self) -> bool:
@@ -319,7 +321,7 @@ class QboClient:
         reply = await self._request(
             "GET",
             "cdc",
-            params={"entities": ",".join(names), "changedSince": changed_since.isoformat()},
+            params={"entities": ",".join(names), "changedSince": cdc_moment(changed_since)},
         )
         responses = reply.body.get("CDCResponse")
         if not isinstance(responses, list):
@@ -335,7 +337,11 @@ class QboClient:
                             for row in rows
                             if isinstance(row, dict)
                         )
-        return CdcResult(changes=changes, object_count=sum(len(rows) for rows in changes.values()))
+        return CdcResult(
+            changes=changes,
+            object_count=sum(len(rows) for rows in changes.values()),
+            server_time=_server_time(reply.body.get("time")),
+        )
 
     async def _request(
         self,
@@ -393,6 +399,7 @@ class QboClient:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if content is not None:
             headers["Content-Type"] = "application/json"
+        failure: httpx.RequestError | None = None
         async with self._limiter.slot(
             self._realm_id, batch=batch, max_wait_seconds=self._config.limiter_wait_seconds
         ):
@@ -406,18 +413,42 @@ class QboClient:
                     timeout=self._config.timeout_seconds,
                 )
             except httpx.RequestError as error:
-                # Transport failures, and a body that could not be decoded (bad gzip).
-                raise QboNetworkError(
-                    f"QuickBooks could not be reached ({type(error).__name__})", secrets=(token,)
-                ) from error
+                failure = error
+        if not isinstance(failure, httpx.ConnectError | httpx.ConnectTimeout):
+            # Every request Intuit may have received counts there: an answered one (refused
+            # or retried too), and one whose answer was lost or timed out. Only a request that
+            # never connected is left out.
+            await self._count(call)
+        if failure is not None:
+            # Transport failures, and a body that could not be decoded (bad gzip).
+            raise QboNetworkError(
+                f"QuickBooks could not be reached ({type(failure).__name__})", secrets=(token,)
+            ) from failure
+        body = read_response(response, secrets=(token,))
+        return _Reply(body=body, intuit_tid=response.headers.get(INTUIT_TID_HEADER))
+
+    async def _count(self, call: ApiCall) -> None:
         if self._config.call_observer is not None:
-            # Every answered request counts at Intuit, a refused or retried one too.
             self._config.call_observer(call)
         if self._config.call_recorder is not None:
             # Outside the limiter's slot: recording never holds the company's capacity.
             await self._config.call_recorder(call)
-        body = read_response(response, secrets=(token,))
-        return _Reply(body=body, intuit_tid=response.headers.get(INTUIT_TID_HEADER))
+
+
+def cdc_moment(moment: datetime) -> str:
+    """`changedSince` as Intuit's reference writes it: whole seconds with an offset. The
+    fraction is dropped (rounded down), so nothing in that second is skipped."""
+    return moment.replace(microsecond=0).isoformat()
+
+
+def _server_time(raw: Any) -> datetime | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
 
 
 def _batch_result(

@@ -74,7 +74,12 @@ _OPERATIONS = {
 
 
 class WebhookPayloadError(ValueError):
-    """The body is not a QuickBooks webhook payload; the message says what is wrong where."""
+    """The body is not a QuickBooks webhook payload; the message says what is wrong where,
+    `field` is the path of the value at fault (`body` for the whole document)."""
+
+    def __init__(self, message: str, field: str = "body") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -162,7 +167,8 @@ def _cloud_event(raw: Any, where: str) -> EntityChange:
     parts = event_type.split(".")
     if len(parts) < 3 or parts[0] != "qbo" or not parts[1].strip() or not parts[2].strip():
         raise WebhookPayloadError(
-            f"{where}.type: expected qbo.<entity>.<operation>.v<N>, got {_shown(event_type)}"
+            f"{where}.type: expected qbo.<entity>.<operation>.v<N>, got {_shown(event_type)}",
+            f"{where}.type",
         )
     data = event.get("data")
     deleted_id = _deleted_id(data, f"{where}.data") if isinstance(data, Mapping) else None
@@ -219,24 +225,26 @@ def _timestamp(raw: str, where: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(raw.strip())
     except ValueError as error:
-        raise WebhookPayloadError(f"{where}: not an ISO-8601 time: {_shown(raw)}") from error
+        raise WebhookPayloadError(f"{where}: not an ISO-8601 time: {_shown(raw)}", where) from error
     if parsed.tzinfo is None:
-        raise WebhookPayloadError(f"{where}: the time has no UTC offset: {_shown(raw)}")
+        raise WebhookPayloadError(f"{where}: the time has no UTC offset: {_shown(raw)}", where)
     try:
         return parsed.astimezone(UTC)
     except OverflowError as error:
-        raise WebhookPayloadError(f"{where}: the time is out of range: {_shown(raw)}") from error
+        raise WebhookPayloadError(
+            f"{where}: the time is out of range: {_shown(raw)}", where
+        ) from error
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise WebhookPayloadError(f"{where}: expected an object")
+        raise WebhookPayloadError(f"{where}: expected an object", where)
     return value
 
 
 def _list(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list):
-        raise WebhookPayloadError(f"{where}: expected an array")
+        raise WebhookPayloadError(f"{where}: expected an array", where)
     return value
 
 
@@ -246,14 +254,16 @@ def _string(container: Mapping[str, Any], key: str, where: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str) or not value.strip():
-        raise WebhookPayloadError(f"{where}.{key}: expected a non-empty string")
+        raise WebhookPayloadError(f"{where}.{key}: expected a non-empty string", f"{where}.{key}")
     return value
 
 
 def _realm(container: Mapping[str, Any], key: str, where: str) -> str:
     value = _string(container, key, where)
     if not is_realm_id(value):
-        raise WebhookPayloadError(f"{where}.{key}: not a QuickBooks company id: {_shown(value)}")
+        raise WebhookPayloadError(
+            f"{where}.{key}: not a QuickBooks company id: {_shown(value)}", f"{where}.{key}"
+        )
     return value
 
 

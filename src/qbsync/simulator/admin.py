@@ -9,18 +9,19 @@ from decimal import Decimal
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.responses import Response
 
+from qbsync.simulator.errors import unsupported
 from qbsync.simulator.faults import FaultRule, FaultSpec
 from qbsync.simulator.fields import mapping
 from qbsync.simulator.jsonio import JsonObject, json_response, loads
-from qbsync.simulator.ledger import WriteRequest
+from qbsync.simulator.ledger import ChangeEvent, WriteRequest
 from qbsync.simulator.oauth import ConsentRequest
 from qbsync.simulator.state import SimulatorState
-from qbsync.simulator.store import ALL_ENTITIES, writable_copy
+from qbsync.simulator.store import ALL_ENTITIES, NAME_LISTS, writable_copy
 from qbsync.simulator.tokens import ACCOUNTING_SCOPE, TokenSet
-from qbsync.simulator.webhooks import DeliveryAttempt
+from qbsync.simulator.webhooks import DeliveryAttempt, DropPolicy
 
 
 class AuthorizeRequest(BaseModel):
@@ -60,6 +61,52 @@ class CloseBooksRequest(BaseModel):
                 raise ValueError("date must be YYYY-MM-DD")
             dt.date.fromisoformat(value)
         return value
+
+
+class MergeRequest(BaseModel):
+    entity: str
+    from_id: str
+    into_id: str
+
+
+class WebhookDropRequest(BaseModel):
+    """Exactly one of: `drop` (true: drop every notification until false; false: send them
+    all again), `count` (drop the next N changes' notifications) or `fraction` (drop each with
+    that probability, repeatably from `seed`). Each request replaces the previous policy."""
+
+    drop: bool | None = None
+    count: int | None = Field(default=None, ge=1)
+    fraction: float | None = Field(default=None, ge=0, le=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> WebhookDropRequest:
+        chosen = [value for value in (self.drop, self.count, self.fraction) if value is not None]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one of drop, count or fraction")
+        return self
+
+    def policy(self) -> DropPolicy:
+        return DropPolicy(
+            everything=self.drop is True,
+            count=self.count or 0,
+            fraction=self.fraction or 0.0,
+            seed=self.seed,
+        )
+
+
+def change_json(event: ChangeEvent) -> JsonObject:
+    """A change as the admin API shows it (the dropped ones, for instance)."""
+    body: JsonObject = {
+        "realm_id": event.realm_id,
+        "entity": event.entity,
+        "id": event.entity_id,
+        "operation": event.operation,
+        "at": event.timestamp,
+    }
+    if event.deleted_id is not None:
+        body["deleted_id"] = event.deleted_id
+    return body
 
 
 class Admin:
@@ -118,20 +165,52 @@ class Admin:
         return ledger.create("Payment", WriteRequest(body))
 
     def edit_invoice(self, realm_id: str, invoice_id: str, changes: JsonObject) -> JsonObject:
-        ledger = self.state.ledger(realm_id)
-        invoice = ledger.read("Invoice", invoice_id)
-        body = {**changes, "Id": invoice_id, "SyncToken": invoice["SyncToken"], "sparse": True}
-        return ledger.update("Invoice", WriteRequest(body))
+        return self._edit(realm_id, "Invoice", invoice_id, changes)
+
+    def edit_payment(self, realm_id: str, payment_id: str, changes: JsonObject) -> JsonObject:
+        """A sparse change to a payment (its amount, or the `Line` that applies it)."""
+        return self._edit(realm_id, "Payment", payment_id, changes)
 
     def delete_payment(self, realm_id: str, payment_id: str) -> JsonObject:
-        ledger = self.state.ledger(realm_id)
-        payment = ledger.read("Payment", payment_id)
-        return ledger.delete("Payment", {"Id": payment_id, "SyncToken": payment["SyncToken"]})
+        return self._ids_operation(realm_id, "Payment", payment_id, "delete")
+
+    def void_payment(self, realm_id: str, payment_id: str) -> JsonObject:
+        """Zeroes the payment and unapplies it: its invoices are open again."""
+        return self._ids_operation(realm_id, "Payment", payment_id, "void")
 
     def void_invoice(self, realm_id: str, invoice_id: str) -> JsonObject:
+        return self._ids_operation(realm_id, "Invoice", invoice_id, "void")
+
+    def delete_invoice(self, realm_id: str, invoice_id: str) -> JsonObject:
+        """Refused, as by the API, while payments are applied to it."""
+        return self._ids_operation(realm_id, "Invoice", invoice_id, "delete")
+
+    def deactivate(self, realm_id: str, entity: str, object_id: str) -> JsonObject:
+        """A person makes a list record inactive: an Update webhook, as for the API's sparse
+        `Active: false` [U: QuickBooks' own screen may notify Delete]. A customer with an open
+        balance stays active, as through the API."""
+        if entity not in NAME_LISTS:
+            raise unsupported(f"Only list records can be made inactive, not {entity}")
+        return self._edit(realm_id, entity, object_id, {"Active": False})
+
+    def merge(self, realm_id: str, entity: str, from_id: str, into_id: str) -> JsonObject:
+        """A person merges `from_id` into `into_id` (Customer, Vendor, Item or Account): the
+        survivor comes back. See Ledger.merge for what changes and what is notified."""
+        return self.state.ledger(realm_id).merge(entity, from_id, into_id)
+
+    def _edit(self, realm_id: str, entity: str, object_id: str, changes: JsonObject) -> JsonObject:
         ledger = self.state.ledger(realm_id)
-        invoice = ledger.read("Invoice", invoice_id)
-        return ledger.void("Invoice", {"Id": invoice_id, "SyncToken": invoice["SyncToken"]})
+        current = ledger.read(entity, object_id)
+        body = {**changes, "Id": object_id, "SyncToken": current["SyncToken"], "sparse": True}
+        return ledger.update(entity, WriteRequest(body))
+
+    def _ids_operation(
+        self, realm_id: str, entity: str, object_id: str, operation: Literal["delete", "void"]
+    ) -> JsonObject:
+        """Delete or void with the current SyncToken, as the person's screen has it."""
+        ledger = self.state.ledger(realm_id)
+        ids = {"Id": object_id, "SyncToken": ledger.read(entity, object_id)["SyncToken"]}
+        return ledger.delete(entity, ids) if operation == "delete" else ledger.void(entity, ids)
 
     def close_books(self, realm_id: str, close_date: str | None) -> JsonObject:
         """The books are closed through `close_date` (None reopens them): transactions dated
@@ -173,6 +252,23 @@ class Admin:
     def clear_faults(self) -> None:
         self.state.faults.clear()
 
+    def drop_webhooks(self, request: WebhookDropRequest) -> JsonObject:
+        """From now on, notifications of the changes the policy picks are never sent (nor
+        retried); each is kept in `webhooks_dropped`. Changes already queued still go."""
+        self.state.webhooks.drop_policy = request.policy()
+        return self.webhook_drop_status()
+
+    def webhook_drop_status(self) -> JsonObject:
+        hub = self.state.webhooks
+        policy = hub.drop_policy
+        return {
+            "drop": policy.everything,
+            "count": policy.count,
+            "fraction": policy.fraction,
+            "queued": hub.queued,
+            "dropped": len(hub.dropped),
+        }
+
     def advance_clock(self, seconds: float) -> None:
         """Move Intuit time forward: tokens expire, limit windows pass, retries come due."""
         self.state.clock.advance(seconds)
@@ -206,6 +302,11 @@ class Admin:
     def webhook_attempts(self) -> list[DeliveryAttempt]:
         return self.state.webhooks.attempts
 
+    @property
+    def webhooks_dropped(self) -> list[ChangeEvent]:
+        """The changes whose notification was dropped on purpose, oldest first."""
+        return self.state.webhooks.dropped
+
     def stats(self) -> JsonObject:
         stats = self.state.stats
         return {
@@ -215,6 +316,11 @@ class Admin:
             "token_calls": dict(stats.token_calls),
             "revoke_calls": stats.revoke_calls,
             "requestids": {realm: dict(counts) for realm, counts in stats.requestids.items()},
+            # Changes due a notification: queued for delivery, or dropped on purpose.
+            "webhook_events": {
+                "queued": self.state.webhooks.queued,
+                "dropped": len(self.state.webhooks.dropped),
+            },
         }
 
 
@@ -256,18 +362,40 @@ def build_router(admin: Admin) -> APIRouter:
     async def record_payment(realm_id: str, request: PaymentRequest) -> Response:
         return json_response({"Payment": admin.record_payment(realm_id, request)})
 
+    @router.patch("/companies/{realm_id}/payments/{payment_id}")
+    async def edit_payment(realm_id: str, payment_id: str, request: Request) -> Response:
+        changes = mapping(loads(await request.body()), "Payment")
+        return json_response({"Payment": admin.edit_payment(realm_id, payment_id, changes)})
+
     @router.delete("/companies/{realm_id}/payments/{payment_id}")
     async def delete_payment(realm_id: str, payment_id: str) -> Response:
         return json_response({"Payment": admin.delete_payment(realm_id, payment_id)})
+
+    @router.post("/companies/{realm_id}/payments/{payment_id}/void")
+    async def void_payment(realm_id: str, payment_id: str) -> Response:
+        return json_response({"Payment": admin.void_payment(realm_id, payment_id)})
 
     @router.patch("/companies/{realm_id}/invoices/{invoice_id}")
     async def edit_invoice(realm_id: str, invoice_id: str, request: Request) -> Response:
         changes = mapping(loads(await request.body()), "Invoice")
         return json_response({"Invoice": admin.edit_invoice(realm_id, invoice_id, changes)})
 
+    @router.delete("/companies/{realm_id}/invoices/{invoice_id}")
+    async def delete_invoice(realm_id: str, invoice_id: str) -> Response:
+        return json_response({"Invoice": admin.delete_invoice(realm_id, invoice_id)})
+
     @router.post("/companies/{realm_id}/invoices/{invoice_id}/void")
     async def void_invoice(realm_id: str, invoice_id: str) -> Response:
         return json_response({"Invoice": admin.void_invoice(realm_id, invoice_id)})
+
+    @router.post("/companies/{realm_id}/documents/{entity}/{object_id}/deactivate")
+    async def deactivate(realm_id: str, entity: str, object_id: str) -> Response:
+        return json_response({entity: admin.deactivate(realm_id, entity, object_id)})
+
+    @router.post("/companies/{realm_id}/merge")
+    async def merge(realm_id: str, request: MergeRequest) -> Response:
+        survivor = admin.merge(realm_id, request.entity, request.from_id, request.into_id)
+        return json_response({request.entity: survivor})
 
     @router.post("/companies/{realm_id}/close-books")
     async def close_books(realm_id: str, request: CloseBooksRequest) -> Response:
@@ -309,6 +437,17 @@ def build_router(admin: Admin) -> APIRouter:
     @router.get("/stats")
     async def stats() -> JsonObject:
         return admin.stats()
+
+    @router.post("/webhooks/drop")
+    async def drop_webhooks(request: WebhookDropRequest) -> JsonObject:
+        return admin.drop_webhooks(request)
+
+    @router.get("/webhooks/dropped")
+    async def webhooks_dropped() -> JsonObject:
+        return {
+            **admin.webhook_drop_status(),
+            "changes": [change_json(event) for event in admin.webhooks_dropped],
+        }
 
     @router.get("/webhooks/attempts")
     async def webhook_attempts() -> list[JsonObject]:

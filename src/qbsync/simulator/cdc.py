@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta, timezone
 
-from qbsync.simulator.errors import invalid_property, required, unsupported
+from qbsync.simulator.errors import QboError, invalid_property, required, unsupported
 from qbsync.simulator.jsonio import JsonObject
 from qbsync.simulator.store import BY_LOWER_NAME, WRITABLE, Company
 
 DAY = 86_400
+# The forms of changedSince taken: Intuit's reference shows a date (2015-11-28) and a datetime
+# with seconds and an offset (2026-01-10T00:00:00-08:00). Also taken:
+# * no offset (2017-01-01T00:00:00): python-quickbooks sends it for a datetime and documents it,
+#   and Intuit's PHP SDK sent it for years; QBO reads it as Pacific time (PHP SDK issue #69);
+# * up to six decimals of a second: Python's isoformat() writes them, and the python-quickbooks
+#   test of tests/clients sends it [U: not shown by Intuit].
+# Refused [stricter]: "Z", an offset without a colon (-0800), more decimals, a space for "T",
+# minutes without seconds, an offset on a date.
+_CHANGED_SINCE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}:\d{2})?)?")
+# Intuit's servers' zone for a value without an offset (fixed: no daylight saving time here).
+_PACIFIC = timezone(timedelta(hours=-8))
 
 
 def run(
@@ -25,7 +37,7 @@ def run(
     if not changed_since:
         raise required("changedSince")
     names = [_entity(raw) for raw in entities.split(",") if raw.strip()]
-    since = _moment(company, changed_since)
+    since = _moment(changed_since)
     if since < now - window_days * DAY:
         raise unsupported(
             f"Operation cdc with changedSince date {changed_since} which is older than fixed "
@@ -69,14 +81,21 @@ def _entity(raw: str) -> str:
     return name
 
 
-def _moment(company: Company, text: str) -> float:
-    value = text.strip()
-    if len(value) == 10:
-        value += "T00:00:00"
+def _moment(text: str) -> float:
+    if _CHANGED_SINCE.fullmatch(text) is None:
+        raise _not_a_moment(text)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise invalid_property("changedSince", f"changedSince is not a date: {text}") from exc
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:  # well formed, but no such day or time (2026-02-30)
+        raise _not_a_moment(text) from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=company.tz)
+        moment = moment.replace(tzinfo=_PACIFIC)
     return moment.timestamp()
+
+
+def _not_a_moment(text: str) -> QboError:
+    return invalid_property(
+        "changedSince",
+        f"changedSince must be a date (YYYY-MM-DD) or a date and time "
+        f"(YYYY-MM-DDThh:mm:ss-08:00): {text}",
+    )

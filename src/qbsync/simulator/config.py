@@ -66,6 +66,9 @@ class SimulatorConfig(BaseModel):
     # How long changes are gathered before one POST, and how many one POST carries.
     webhook_batch_window: float = Field(default=0.5, ge=0)
     webhook_max_batch: int = Field(default=100, ge=1)
+    # The share of changes whose notification is silently never sent (a lossy network, or an
+    # outage at Intuit); POST /_sim/webhooks/drop changes it while running.
+    webhook_drop_fraction: float = Field(default=0.0, ge=0, le=1)
     # Intuit wants an answer within 3 s; not time-scaled, it measures the receiver.
     webhook_timeout_real_seconds: float = Field(default=3.0, gt=0)
     # 60 means an Intuit minute passes in one real second (tokens, limits, retries, dates).

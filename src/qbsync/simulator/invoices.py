@@ -185,20 +185,11 @@ def _check_invoice_delete(ledger: Ledger, invoice: JsonObject) -> None:
 
 
 def _void_invoice(ledger: Ledger, invoice: JsonObject) -> JsonObject:
-    """Voiding unapplies its payments, which become credits on the customer's account."""
-    payment_ids = list(ledger.company.applied.get(invoice["Id"], {}))
-    # Every payment is checked before any is changed. Refusing when one is in a closed period
+    """Zeroed; once stored, `_unapply_payments` turns its payments into credits."""
+    # Every payment is checked before anything changes. Refusing when one is in a closed period
     # is a guess [stricter]: QuickBooks does not say whether a void may rewrite it.
-    for payment_id in payment_ids:
+    for payment_id in ledger.company.applied.get(invoice["Id"], {}):
         ledger.check_period("Payment", ledger.read("Payment", payment_id).get("TxnDate"))
-    for payment_id in payment_ids:
-        payment = ledger.read("Payment", payment_id)
-        body = writable_copy(payment)
-        body["Line"] = [line for line in body["Line"] if linked_invoice(line) != invoice["Id"]]
-        applied = sum((line["Amount"] for line in body["Line"]), ZERO)
-        body["UnappliedAmt"] = body["TotalAmt"] - applied
-        ledger.company.applied[invoice["Id"]].pop(payment_id)
-        ledger.touch("Payment", payment, body)
     body = zeroed(writable_copy(invoice))
     body["Balance"] = ZERO
     body["LinkedTxn"] = []
@@ -206,8 +197,27 @@ def _void_invoice(ledger: Ledger, invoice: JsonObject) -> JsonObject:
     return body
 
 
+def _unapply_payments(ledger: Ledger, voided: JsonObject, previous: JsonObject) -> None:
+    """Voiding unapplies its payments, which become credits on the customer's account."""
+    for payment_id in list(ledger.company.applied.get(voided["Id"], {})):
+        payment = ledger.read("Payment", payment_id)
+        body = writable_copy(payment)
+        body["Line"] = [line for line in body["Line"] if linked_invoice(line) != voided["Id"]]
+        applied = sum((line["Amount"] for line in body["Line"]), ZERO)
+        body["UnappliedAmt"] = body["TotalAmt"] - applied
+        ledger.company.applied[voided["Id"]].pop(payment_id)
+        ledger.touch("Payment", payment, body)
+
+
 def linked_invoice(line: JsonObject) -> str:
     return str(line["LinkedTxn"][0]["TxnId"])
 
 
-RULES = {"Invoice": EntityRules(_invoice, check_delete=_check_invoice_delete, void=_void_invoice)}
+RULES = {
+    "Invoice": EntityRules(
+        _invoice,
+        check_delete=_check_invoice_delete,
+        void=_void_invoice,
+        after_void=_unapply_payments,
+    )
+}

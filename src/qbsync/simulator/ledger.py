@@ -35,14 +35,18 @@ class ChangeEvent:
     realm_id: str
     entity: str
     entity_id: str
-    operation: str  # Create | Update | Delete | Void, as Intuit's webhooks spell them
+    operation: str  # Create | Update | Delete | Void | Merge, as Intuit's webhooks spell them
     timestamp: float
+    # Merge only: the record merged into `entity_id` (legacy webhooks' deletedId).
+    deleted_id: str | None = None
 
 
 @dataclass(frozen=True)
 class WriteRequest:
     sent: JsonObject  # the body the client sent, before a sparse merge
     allow_duplicate_doc_number: bool = False
+    # Deactivating the record a merge takes away: what it is owed moves to the survivor.
+    merging: bool = False
 
 
 class Normalizer(Protocol):
@@ -63,7 +67,14 @@ class EntityRules:
     after_write: Callable[[Ledger, JsonObject, JsonObject | None], None] | None = None
     check_delete: Callable[[Ledger, JsonObject], None] | None = None
     after_delete: Callable[[Ledger, JsonObject], None] | None = None
+    # The voided body (checks first: nothing may change before the void is stored), then what
+    # the void does to other objects once it is (stored, previous).
     void: Callable[[Ledger, JsonObject], JsonObject] | None = None
+    after_void: Callable[[Ledger, JsonObject, JsonObject], None] | None = None
+    # Merges (name lists): refuse a pair QBO would not merge (merged-away, survivor), then move
+    # what must follow the survivor once the merged-away record is inactive.
+    check_merge: Callable[[Ledger, JsonObject, JsonObject], None] | None = None
+    after_merge: Callable[[Ledger, JsonObject, JsonObject], None] | None = None
 
 
 class Ledger:
@@ -173,7 +184,8 @@ class Ledger:
 
     def void(self, entity: str, body: JsonObject) -> JsonObject:
         previous = self._current(entity, body)
-        void = self._rules[entity].void
+        rules = self._rules[entity]
+        void = rules.void
         if void is None:
             raise unsupported(f"Operation void is not supported for {entity}")
         if (entity, previous["Id"]) in self.company.voided:
@@ -184,7 +196,50 @@ class Ledger:
         timestamp = self.clock.timestamp()
         stored = self.company.replace(entity, previous, voided, timestamp)
         self.company.voided.add((entity, stored["Id"]))
+        # The void is notified before what it changes elsewhere (the invoices a payment paid,
+        # the payments an invoice had), as a create or a delete is.
         self._notify(entity, stored["Id"], "Void", timestamp)
+        if rules.after_void:
+            rules.after_void(self, stored, previous)
+        return stored
+
+    def merge(self, entity: str, from_id: str, into_id: str) -> JsonObject:
+        """A person merges one list record into another in QuickBooks; the survivor comes back.
+
+        The merged-away record is made inactive as a deactivation would make it (a customer or
+        vendor gets " (deleted)" after its name, which frees the name), and what it had moves to
+        the survivor (see the entity's rules). Both get a new SyncToken [U: QBO does not say;
+        a stale token is the stricter outcome]. One Merge event names the survivor and the
+        merged-away Id; the merged-away record has no event of its own (Intuit's legacy sample).
+        """
+        rules = self._rules.get(entity)
+        if rules is None or rules.check_merge is None:
+            raise unsupported(f"Operation merge is not supported for {entity}")
+        if from_id == into_id:
+            raise business_rule(f"{entity} {from_id} can't be merged into itself.")
+        merged_away = self.read(entity, from_id)
+        survivor = self.read(entity, into_id)
+        for record in (merged_away, survivor):
+            if record.get("Active") is False:
+                # Whether QBO merges inactive records is not documented [stricter].
+                raise business_rule(f"{entity} {record['Id']} is inactive and can't be merged.")
+        rules.check_merge(self, merged_away, survivor)
+        # Normalised before anything moves, so that a refusal (a name already taken) changes
+        # nothing.
+        candidate = {**writable_copy(merged_away), "Active": False}
+        deactivated = rules.normalize(
+            self, candidate, merged_away, WriteRequest(candidate, merging=True)
+        )
+        timestamp = self.clock.timestamp()
+        merged_away = self.company.replace(entity, merged_away, deactivated, timestamp)
+        if rules.after_merge:
+            rules.after_merge(self, merged_away, survivor)
+        survivor = self.read(entity, into_id)
+        timestamp = self.clock.timestamp()
+        stored = self.company.replace(entity, survivor, writable_copy(survivor), timestamp)
+        self._on_change(
+            ChangeEvent(self.company.realm_id, entity, into_id, "Merge", timestamp, from_id)
+        )
         return stored
 
     def touch(self, entity: str, previous: JsonObject, body: JsonObject) -> JsonObject:

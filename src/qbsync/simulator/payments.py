@@ -141,7 +141,7 @@ def _payment_deleted(ledger: Ledger, payment: JsonObject) -> None:
 
 
 def _void_payment(ledger: Ledger, payment: JsonObject) -> JsonObject:
-    _relink(ledger, payment["Id"], _links(payment), {})
+    """Zeroed and unlinked; once stored, `_payment_written` unapplies it from its invoices."""
     body = zeroed(writable_copy(payment))
     body.update(Line=[], UnappliedAmt=ZERO)
     set_home_amounts(ledger.company, body)
@@ -150,6 +150,10 @@ def _void_payment(ledger: Ledger, payment: JsonObject) -> JsonObject:
 
 RULES = {
     "Payment": EntityRules(
-        _payment, after_write=_payment_written, after_delete=_payment_deleted, void=_void_payment
+        _payment,
+        after_write=_payment_written,
+        after_delete=_payment_deleted,
+        void=_void_payment,
+        after_void=_payment_written,
     )
 }

@@ -2,7 +2,8 @@
 
 One JSON file under the data folder, rewritten whole (a temporary file, then a rename, so a
 crash leaves the previous version) a moment after changes stop. Money stays `Decimal`.
-Webhook deliveries still queued, statistics and injected faults are not kept.
+Webhook deliveries still queued, the webhook drop switch (and what it dropped), statistics
+and injected faults are not kept.
 """
 
 from __future__ import annotations

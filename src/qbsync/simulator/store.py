@@ -31,6 +31,11 @@ UNIQUE_FIELDS = {
     "Invoice": ("invoice-numbers", "DocNumber"),
 }
 
+# Read-only balances a write can't change: a replace keeps the stored figure. A customer's
+# follows its invoices and payments (Company._follow_balance); a vendor's stays its opening
+# balance (bills are not counted).
+_SERVER_BALANCES = frozenset({"Customer", "Vendor"})
+
 # Fixed offsets: the simulator does not model daylight saving time.
 _ZONES = {"US": timezone(timedelta(hours=-8)), "GB": UTC}
 
@@ -156,12 +161,16 @@ class Company:
                 "LastUpdatedTime": self.stamp(timestamp),
             },
         }
+        if entity in _SERVER_BALANCES:
+            stored["Balance"] = previous["Balance"]
         self._index(entity, previous, add=False)
         self._store(entity, stored, timestamp)
         return stored
 
     def remove(self, entity: str, object_id: str, timestamp: float) -> None:
-        self._index(entity, self.table(entity).pop(object_id), add=False)
+        removed = self.table(entity).pop(object_id)
+        self._follow_balance(entity, removed, None)
+        self._index(entity, removed, add=False)
         self.changed_at.pop((entity, object_id), None)
         self.tombstones.setdefault(entity, {})[object_id] = Tombstone(
             timestamp, self.stamp(timestamp)
@@ -170,7 +179,27 @@ class Company:
     def line_mark(self, entity: str, object_id: str) -> int:
         return self.line_marks.get((entity, object_id), 0)
 
+    def move_balance(self, entity: str, from_id: str, into_id: str) -> None:
+        """What is left of one customer's or vendor's Balance once its transactions have moved
+        (its opening balance) goes to another, as a merge moves the opening-balance entry."""
+        merged_away = self.table(entity)[from_id]
+        self.table(entity)[into_id]["Balance"] += merged_away["Balance"]
+        merged_away["Balance"] = Decimal("0.00")
+
+    def _follow_balance(self, entity: str, old: JsonObject | None, new: JsonObject | None) -> None:
+        """A customer's Balance is what it owes: its opening balance, plus its invoices' open
+        balances, less its payments' unapplied credit [U: QBO calls it the open balance]. Kept
+        in place, without a new SyncToken, LastUpdatedTime or webhook for the customer [U:
+        QBO does not say whether its invoices and payments change the customer's version]."""
+        if entity not in ("Invoice", "Payment"):
+            return
+        for stored, sign in ((old, -1), (new, 1)):
+            if stored is not None:
+                owed = stored["Balance"] if entity == "Invoice" else -stored["UnappliedAmt"]
+                self.table("Customer")[stored["CustomerRef"]["value"]]["Balance"] += sign * owed
+
     def _store(self, entity: str, stored: JsonObject, timestamp: float) -> None:
+        self._follow_balance(entity, self.table(entity).get(stored["Id"]), stored)
         self.table(entity)[stored["Id"]] = stored
         self.changed_at[(entity, stored["Id"])] = timestamp
         self._index(entity, stored, add=True)

@@ -7,10 +7,11 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
@@ -46,6 +47,31 @@ class DeliveryAttempt:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+@dataclass
+class DropPolicy:
+    """Which changes go unnotified, for tests of what a client does when webhooks are lost:
+    all of them (`everything`), the next `count`, or each with probability `fraction` (drawn
+    from a generator seeded with `seed`, so that a run can be repeated)."""
+
+    everything: bool = False
+    count: int = 0
+    fraction: float = 0.0
+    seed: int = 0
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)  # noqa: S311 - a repeatable test choice
+
+    def take(self) -> bool:
+        """Whether the change being recorded is dropped."""
+        if self.everything:
+            return True
+        if self.count:
+            self.count -= 1
+            return True
+        return self.fraction > 0 and self._random.random() < self.fraction
+
+
 def signature(verifier_token: str, body: bytes) -> str:
     digest = hmac.new(verifier_token.encode(), body, hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
@@ -64,15 +90,25 @@ class WebhookHub:
         )
         self.pending: deque[ChangeEvent] = deque()
         self.attempts: list[DeliveryAttempt] = []
+        self.drop_policy = DropPolicy(fraction=config.webhook_drop_fraction)
+        # Changes that were due a notification: how many were queued, and the ones dropped.
+        self.queued = 0
+        self.dropped: list[ChangeEvent] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
 
     def record(self, event: ChangeEvent) -> None:
         # Intuit only notifies about companies connected to the app.
-        if self._config.webhook_url and self._is_connected(event.realm_id):
-            self.pending.append(event)
-            self._wake.set()
+        if not self._config.webhook_url or not self._is_connected(event.realm_id):
+            return
+        # Decided as the change happens, so that what a test drops does not depend on batching.
+        if self.drop_policy.take():
+            self.dropped.append(event)
+            return
+        self.queued += 1
+        self.pending.append(event)
+        self._wake.set()
 
     def start(self) -> None:
         url = self._config.webhook_url
@@ -94,9 +130,19 @@ class WebhookHub:
                 self._wake.clear()
                 await self._wake.wait()
             await self._clock.sleep(self._config.webhook_batch_window)
-            size = min(len(self.pending), self._config.webhook_max_batch)
-            batch = [self.pending.popleft() for _ in range(size)]
-            await self._deliver(client, url, self._encode(batch))
+            await self._deliver(client, url, self.encode(self._next_batch()))
+
+    def _next_batch(self) -> list[ChangeEvent]:
+        """The oldest changes whose notifications fit in one POST (at least one change)."""
+        batch = [self.pending.popleft()]
+        size = self._weight(batch[0])
+        while self.pending:
+            weight = self._weight(self.pending[0])
+            if size + weight > self._config.webhook_max_batch:
+                break
+            batch.append(self.pending.popleft())
+            size += weight
+        return batch
 
     async def _deliver(self, client: httpx.AsyncClient, url: str, body: bytes) -> None:
         """Later events wait until this batch is acknowledged, as Intuit holds them."""
@@ -136,21 +182,15 @@ class WebhookHub:
             headers["user-agent"] = "intuit_notification_server/0.1"
         return headers
 
-    def _encode(self, events: list[ChangeEvent]) -> bytes:
+    def encode(self, events: list[ChangeEvent]) -> bytes:
+        """The body of one delivery of `events`, in the configured format."""
         payload: object
         if self._config.webhook_format == "cloudevents":
-            payload = [self._cloud_event(event) for event in events]
+            payload = [entry for event in events for entry in self._entries(event)]
         else:
             by_realm: dict[str, list[JsonObject]] = {}
             for event in events:
-                by_realm.setdefault(event.realm_id, []).append(
-                    {
-                        "name": event.entity,
-                        "id": event.entity_id,
-                        "operation": event.operation,
-                        "lastUpdated": _utc(event.timestamp),
-                    }
-                )
+                by_realm.setdefault(event.realm_id, []).extend(self._entries(event))
             payload = {
                 "eventNotifications": [
                     {"realmId": realm_id, "dataChangeEvent": {"entities": entities}}
@@ -159,15 +199,44 @@ class WebhookHub:
             }
         return json.dumps(payload, separators=(",", ":")).encode()
 
-    def _cloud_event(self, event: ChangeEvent) -> JsonObject:
+    def _weight(self, event: ChangeEvent) -> int:
+        """How many entries `_entries` gives the change (Intuit caps them per POST)."""
+        merge_in_cloudevents = self._config.webhook_format == "cloudevents" and event.deleted_id
+        return 2 if merge_in_cloudevents else 1
+
+    def _entries(self, event: ChangeEvent) -> list[JsonObject]:
+        """What one change puts in a delivery: legacy entities, or CloudEvents."""
+        if self._config.webhook_format == "legacy":
+            entity: JsonObject = {
+                "name": event.entity,
+                "id": event.entity_id,
+                "operation": event.operation,
+                "lastUpdated": _utc(event.timestamp),
+            }
+            if event.deleted_id is not None:
+                entity["deletedId"] = event.deleted_id  # Intuit's sample and Java SDK spelling
+            return [entity]
+        entries = [self._cloud_event(event.entity, event.entity_id, event.operation, event)]
+        if event.deleted_id is not None:
+            # CloudEvents carry no merged-away Id (Intuit documents none, and `data` stays {}:
+            # a field of our own would be one no real delivery has). The record merged away is
+            # announced as deleted instead, the closest of Intuit's documented operations: it
+            # is made inactive and renamed "(deleted)", and the legacy format calls its Id the
+            # deletedId.
+            entries.append(self._cloud_event(event.entity, event.deleted_id, "Delete", event))
+        return entries
+
+    def _cloud_event(
+        self, entity: str, entity_id: str, operation: str, event: ChangeEvent
+    ) -> JsonObject:
         return {
             "specversion": "1.0",
             "id": str(uuid.uuid4()),
             "source": self._source,
-            "type": f"qbo.{event.entity.lower()}.{_PAST_TENSE[event.operation]}.v1",
+            "type": f"qbo.{entity.lower()}.{_PAST_TENSE[operation]}.v1",
             "datacontenttype": "application/json",
             "time": _utc(event.timestamp),
-            "intuitentityid": event.entity_id,
+            "intuitentityid": entity_id,
             "intuitaccountid": event.realm_id,
             "data": {},
         }

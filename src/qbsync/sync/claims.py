@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qbsync.db import Database
@@ -196,6 +196,7 @@ def _apply(
                 "version": record.version,
                 "warnings": outcome.warnings,
             },
+            entity_key=notify.entity_key(record.kind.value, record.platform_id),
         )
     elif outcome.ending == "failed":
         record.status = RecordStatus.FAILED
@@ -213,6 +214,7 @@ def _apply(
                 "message": outcome.message,
                 "fault": error.get("fault"),
             },
+            entity_key=notify.entity_key(record.kind.value, record.platform_id),
         )
     elif outcome.ending == "not_pushed":
         record.status = RecordStatus.NOT_PUSHED
@@ -260,3 +262,7 @@ async def _wake_payments(session: AsyncSession, org_id: str, invoice_ids: list[s
 async def due_orgs(session: AsyncSession, limit: int = 1000) -> list[str]:
     rows = await session.scalars(select(SyncRecord.org_id).where(due()).distinct().limit(limit))
     return list(rows)
+
+
+async def has_due(session: AsyncSession, org_id: str) -> bool:
+    return bool(await session.scalar(select(exists().where(due(org_id)))))

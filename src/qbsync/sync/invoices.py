@@ -38,7 +38,7 @@ from qbsync.qbo.entities import EmailAddress, SalesItemLineDetail
 from qbsync.sync.context import PushContext
 from qbsync.sync.customers import customer_for, request_id
 from qbsync.sync.failures import NotPushedError, PushFailedError, failure_for
-from qbsync.sync.plans import Plan, Warning, Write, in_quickbooks, removal
+from qbsync.sync.plans import Done, Plan, Warning, Write, in_quickbooks, removal
 
 # Blockers of the preview under the names the push fails with.
 FAILURE_CODES = {"no_income_account": "unmapped_service"}
@@ -51,6 +51,8 @@ def document_marker(record: SyncRecord) -> str:
 
 
 async def plan_invoice(ctx: PushContext, record: SyncRecord) -> Plan:
+    if record.removed_in_quickbooks is not None:
+        return _removed_in_quickbooks(record)
     if record.operation == "delete":
         what = f"Deleting invoice {record.qbo_doc_number or record.qbo_id}"
         return removal(ctx, record, Invoice, "delete", what)
@@ -106,6 +108,21 @@ async def plan_invoice(ctx: PushContext, record: SyncRecord) -> Plan:
         f"Creating {label}",
         check=check,
         duplicate=lambda error: _number_taken(ctx, body, error),
+    )
+
+
+def _removed_in_quickbooks(record: SyncRecord) -> Plan:
+    """QuickBooks voided or deleted it on its own: a platform void or delete has nothing left
+    to do, and a platform change must not silently create the invoice again."""
+    if record.operation in ("void", "delete"):
+        return Done(record.qbo_id, record.qbo_doc_number, record.qbo_sync_token)
+    how = "voided" if record.removed_in_quickbooks == "voided" else "deleted"
+    when = record.removed_in_quickbooks_at
+    on = f" on {when.date().isoformat()}" if when is not None else ""
+    raise PushFailedError(
+        "deleted_in_quickbooks",
+        f"This invoice was {how} in QuickBooks{on}, so its changes are not sent and it is not "
+        "created again by itself. Retry it to create it in QuickBooks anew, or ignore it.",
     )
 
 

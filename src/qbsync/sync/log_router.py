@@ -13,7 +13,7 @@ from qbsync.mappings.snapshots import PLATFORM_ID_PATTERN
 from qbsync.models import RecordKind, RecordStatus
 from qbsync.security import OrgDep
 from qbsync.sync import log_service
-from qbsync.sync.log_schemas import RecordDetail, RecordItem, SyncSummary
+from qbsync.sync.log_schemas import ReconcileRequested, RecordDetail, RecordItem, SyncSummary
 from qbsync.sync.schedule import schedule_push
 
 router = APIRouter(
@@ -111,3 +111,19 @@ async def ignore_record(
 )
 async def summary(org: OrgDep, db: DatabaseDep, intuit: IntuitDep) -> SyncSummary:
     return await log_service.summary(db, org.org_id, intuit.calls)
+
+
+@router.post(
+    "/reconcile",
+    status_code=202,
+    response_model=ReconcileRequested,
+    summary="Reconcile with QuickBooks now",
+    description="Queues the company's reconciliation: one Change Data Capture call since the "
+    "last one (a full re-read of the open invoices when that was more than 30 days ago) "
+    "applies whatever webhooks missed, and work whose jobs were lost is queued again. Asked "
+    "for twice at once, it runs once. 409 `not_connected` or `needs_reauth` when QuickBooks "
+    "can't be reached. The summary shows the outcome.",
+    responses=problem_responses(409),
+)
+async def reconcile(org: OrgDep, session: SessionDep) -> ReconcileRequested:
+    return await log_service.request_reconciliation(session, org.org_id)

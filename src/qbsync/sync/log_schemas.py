@@ -51,6 +51,14 @@ class RecordItem(BaseModel):
     attempts: int = Field(description="Push attempts of the current version.")
     warnings: list[RecordWarning]
     last_error: RecordError | None
+    payment_status: str | None = Field(
+        description="An invoice's status as QuickBooks last showed it: `unpaid`, "
+        "`partially_paid`, `paid`, `voided` or `deleted` (null until QuickBooks reported one)."
+    )
+    removed_in_quickbooks: str | None = Field(
+        description="`voided` or `deleted` when QuickBooks did it on its own: later platform "
+        "changes fail `deleted_in_quickbooks` until the record is retried."
+    )
     updated_at: dt.datetime
 
 
@@ -130,10 +138,67 @@ class CallsToday(BaseModel):
     date: dt.date = Field(description="The UTC day counted.")
 
 
+class CallsThisMonth(BaseModel):
+    core: int = Field(description="Writes.")
+    coreplus: int = Field(description="Reads, queries and CDC: what Intuit meters.")
+    month: str = Field(description="The UTC month counted, YYYY-MM.")
+    budget: int = Field(
+        description="The company's monthly CorePlus budget "
+        "(QBSYNC_INTUIT__MONTHLY_COREPLUS_BUDGET)."
+    )
+    used_ratio: float = Field(description="coreplus / budget; a warning goes out at 0.8.")
+
+
+class ReconciliationApplied(BaseModel):
+    invoices_updated: int = Field(description="Invoices whose payment status changed.")
+    events_sent: int = Field(description="payment_updated events sent to the platform.")
+    mappings_moved: int = Field(description="Mappings moved to a record merged into another.")
+    mappings_cleared: int = Field(
+        description="Mappings (and settings' accounts) cleared: their record was made inactive "
+        "or deleted in QuickBooks."
+    )
+    removed_in_quickbooks: int = Field(description="Invoices QuickBooks voided or deleted.")
+
+
+APPLIED_FIELDS = tuple(ReconciliationApplied.model_fields)
+
+
+class ReconciliationCalls(BaseModel):
+    core: int = Field(description="Writes.")
+    coreplus: int = Field(description="Reads, queries and CDC: what Intuit meters.")
+
+
+class LastReconciliation(BaseModel):
+    finished_at: dt.datetime
+    mode: str | None = Field(
+        description="`cdc`, or `full` when the last one was older than CDC reaches (30 days) "
+        "and the open invoices were read again; null when the run failed (see `error`)."
+    )
+    applied: ReconciliationApplied
+    calls: ReconciliationCalls = Field(description="QuickBooks calls the run spent.")
+    error: str | None = Field(description="Why the run stopped early, if it did.")
+    changes_read_up_to: dt.datetime = Field(
+        description="QuickBooks' time up to which changes are applied (the next run reads from "
+        "there, less an overlap)."
+    )
+
+
+class ReconcileRequested(BaseModel):
+    status: str = Field(description="`queued`: a run starts shortly (one, however often asked).")
+    last_reconciliation: LastReconciliation | None
+
+
 class SyncSummary(BaseModel):
     counts: KindCounts = Field(description="Records by kind and status, zeros included.")
     last_push_at: dt.datetime | None = Field(description="When a record last reached QuickBooks.")
     quickbooks_calls_today: CallsToday = Field(
         description="Accounting API calls to the org's company today (UTC), by every process; "
         "zeros when the org is not connected."
+    )
+    quickbooks_calls_this_month: CallsThisMonth | None = Field(
+        description="The same this UTC month, against the company's budget; null when the org "
+        "is not connected."
+    )
+    last_reconciliation: LastReconciliation | None = Field(
+        description="The company's last reconciliation: when, what it applied, what it cost."
     )

@@ -20,14 +20,21 @@ from qbsync.mappings.company import NotConnectedError
 from qbsync.mappings.references import InvalidCursorError, decode_cursor, encode_cursor
 from qbsync.mappings.schemas import Page
 from qbsync.models import Connection, ConnectionStatus, RecordKind, RecordStatus, SyncRecord
+from qbsync.models.cdc_watermark import CdcWatermark
 from qbsync.observability import CallsOnDay, CompanyCallCounter
 from qbsync.sync.log_schemas import (
+    APPLIED_FIELDS,
+    CallsThisMonth,
     CallsToday,
     ClientSummary,
     ExpenseSummary,
     InvoiceSummary,
     KindCounts,
+    LastReconciliation,
     PaymentSummary,
+    ReconcileRequested,
+    ReconciliationApplied,
+    ReconciliationCalls,
     RecordDetail,
     RecordError,
     RecordItem,
@@ -36,6 +43,7 @@ from qbsync.sync.log_schemas import (
     StatusCounts,
     SyncSummary,
 )
+from qbsync.sync.pull_schedule import schedule_reconcile
 
 # What a retry turns back into `pending`; `held` too once the org is connected again.
 RETRYABLE = frozenset(
@@ -121,7 +129,12 @@ async def retry(
     record = await _find(session, org_id, kind, platform_id, lock=True)
     if record.status is RecordStatus.IN_PROGRESS:
         raise _in_progress()
-    if record.status is RecordStatus.SYNCED and record.synced_version == record.version:
+    removed = record.removed_in_quickbooks is not None
+    if (
+        record.status is RecordStatus.SYNCED
+        and record.synced_version == record.version
+        and not removed
+    ):
         raise NothingToRetryError(
             "QuickBooks already holds this version of the record; there is nothing to retry."
         )
@@ -136,6 +149,8 @@ async def retry(
         raise NotConnectedError(
             "QuickBooks is not connected: reconnect it and the record is pushed then."
         )
+    if removed:
+        _forget_removed_document(record)
     if record.status in RETRYABLE:
         if record.status is RecordStatus.NOT_PUSHED:
             # The settings kept it back (auto-push off, before the start date): the user asks
@@ -151,6 +166,22 @@ async def retry(
         # `pending`, perhaps waiting out QuickBooks' wait: the user asks for it now.
         record.next_attempt_at = None
     return record
+
+
+def _forget_removed_document(record: SyncRecord) -> None:
+    """A person asks, on purpose, for an invoice QuickBooks voided or deleted: the push creates
+    a new one, since the old one can't take changes any more."""
+    record.qbo_id = None
+    record.qbo_sync_token = None
+    record.qbo_doc_number = None
+    record.synced_version = None
+    record.removed_in_quickbooks = None
+    record.removed_in_quickbooks_at = None
+    record.payment_state = None
+    record.payment_status = None
+    record.status = RecordStatus.PENDING
+    record.next_attempt_at = None
+    record.force_push = True
 
 
 async def ignore(
@@ -210,12 +241,19 @@ async def summary(db: Database, org_id: str, calls: CompanyCallCounter) -> SyncS
                 select(Connection.realm_id, Connection.status).where(Connection.org_id == org_id)
             )
         ).first()
+        last = (
+            await session.get(CdcWatermark, (org_id, company.realm_id))
+            if company is not None
+            else None
+        )
     today = None
+    month = None
     # A disconnected org has no current company; one that needs reauth still has its company.
     if company is not None and company.status is not ConnectionStatus.DISCONNECTED:
         # Redis is read with the database session closed (R13).
         try:
             today = await calls.on_day(company.realm_id)
+            month = await calls.in_month(company.realm_id)
         except (RedisError, OSError, TimeoutError) as error:
             raise ServiceUnavailableError(
                 "qbsync's Redis, which counts QuickBooks calls, is unavailable. Try again in a "
@@ -234,7 +272,57 @@ async def summary(db: Database, org_id: str, calls: CompanyCallCounter) -> SyncS
         ),
         last_push_at=_utc(last_push_at) if last_push_at is not None else None,
         quickbooks_calls_today=_calls(today or CallsOnDay(datetime.now(UTC).date(), 0, 0)),
+        quickbooks_calls_this_month=(
+            CallsThisMonth(
+                core=month.core,
+                coreplus=month.coreplus,
+                month=month.month,
+                budget=month.budget,
+                used_ratio=round(month.used_ratio, 4),
+            )
+            if month is not None
+            else None
+        ),
+        last_reconciliation=last_reconciliation(last),
     )
+
+
+def last_reconciliation(row: CdcWatermark | None) -> LastReconciliation | None:
+    if row is None or row.last_finished_at is None:
+        return None
+    return LastReconciliation(
+        finished_at=_utc(row.last_finished_at),
+        mode=row.last_mode,
+        applied=ReconciliationApplied(
+            **{name: int((row.last_applied or {}).get(name, 0)) for name in APPLIED_FIELDS}
+        ),
+        calls=ReconciliationCalls(
+            core=int((row.last_calls or {}).get("core", 0)),
+            coreplus=int((row.last_calls or {}).get("coreplus", 0)),
+        ),
+        error=row.last_error,
+        changes_read_up_to=_utc(row.changed_since),
+    )
+
+
+async def request_reconciliation(session: AsyncSession, org_id: str) -> ReconcileRequested:
+    """Queue the org's reconciliation once this transaction commits (coalesced: asked twice at
+    once, it runs once)."""
+    company = (
+        await session.execute(
+            select(Connection.realm_id, Connection.status).where(Connection.org_id == org_id)
+        )
+    ).first()
+    if company is None or company.status is not ConnectionStatus.CONNECTED:
+        if company is not None and company.status is ConnectionStatus.NEEDS_REAUTH:
+            raise ConflictError(
+                "QuickBooks no longer accepts our access: reconnect it to reconcile.",
+                code="needs_reauth",
+            )
+        raise NotConnectedError("QuickBooks is not connected: connect it first.")
+    schedule_reconcile(session, org_id)
+    last = await session.get(CdcWatermark, (org_id, company.realm_id))
+    return ReconcileRequested(status="queued", last_reconciliation=last_reconciliation(last))
 
 
 def _calls(counted: CallsOnDay) -> CallsToday:
@@ -270,6 +358,8 @@ def _item_fields(record: SyncRecord) -> dict[str, Any]:
         "attempts": record.attempts,
         "warnings": _warnings(record.warnings),
         "last_error": _last_error(record.last_error),
+        "payment_status": record.payment_status,
+        "removed_in_quickbooks": record.removed_in_quickbooks,
         "updated_at": _utc(record.updated_at),
     }
 

@@ -1,5 +1,5 @@
-"""The push job (one company's slice at a time) and the cron that re-drives due records from
-Postgres whatever Redis forgot (R5)."""
+"""The push job (one company's slice at a time), the pull job (QuickBooks' changes in), the
+reconciliation, and the crons that re-drive from Postgres whatever Redis forgot (R5)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,30 @@ from typing import Any
 import structlog
 from arq.worker import Retry
 
+from qbsync.connections.intuit import IntuitAccess
+from qbsync.connections.read_budget import warn_if_over_budget
 from qbsync.connections.tokens import ConnectionUnusableError
 from qbsync.db import Database
 from qbsync.mappings.company import Company, find_company
 from qbsync.models import ConnectionStatus
-from qbsync.qbo import InvalidGrantError, QboError
+from qbsync.qbo import InvalidGrantError, QboError, QboThrottledError
 from qbsync.queue import JobQueue, unit_of_work
+from qbsync.reference_cache import ReferenceCache
 from qbsync.settings import Settings
-from qbsync.sync import claims
+from qbsync.sync import claims, reconcile, webhook_claims
 from qbsync.sync.catalogue import rename_created_items
 from qbsync.sync.context import build_context
+from qbsync.sync.failures import DEFAULT_WAIT_SECONDS
+from qbsync.sync.pull import apply_changes, build_pull_context
+from qbsync.sync.pull_schedule import pull_key, reconcile_key, schedule_pull, schedule_reconcile
 from qbsync.sync.push import Outcome, plan_all, send_all
 from qbsync.sync.schedule import push_ahead, push_key, pushing, schedule_push
 
 log = structlog.get_logger(__name__)
 # Waits QuickBooks asks for (429, 5xx) defer the job: arq runs it again after that long.
 DEFERRING = frozenset({"quickbooks_busy", "quickbooks_unavailable"})
+# Stored QuickBooks changes one pull job applies: a few queries' worth of ids.
+PULL_SLICE = 200
 
 
 async def push_company(ctx: dict[str, Any], org_id: str) -> str:
@@ -98,11 +106,127 @@ def _log(org_id: str, outcomes: list[Outcome]) -> None:
 
 
 async def redrive_sync_records(ctx: dict[str, Any]) -> int:
-    """Every org with due records gets a push job, whatever the queue lost (R5)."""
+    """Every org with due records gets a push job, and every org with stored QuickBooks
+    changes no pull has taken gets a pull, whatever the queue lost (R5)."""
     db: Database = ctx["db"]
     queue: JobQueue = ctx["queue"]
     async with unit_of_work(db, queue) as session:
         org_ids = await claims.due_orgs(session)
         for org_id in org_ids:
             schedule_push(session, org_id)
-    return len(org_ids)
+        pulls = await webhook_claims.waiting_orgs(session)
+        for org_id in pulls:
+            schedule_pull(session, org_id)
+    return len(org_ids) + len(pulls)
+
+
+async def pull_company(ctx: dict[str, Any], org_id: str) -> str:
+    """Apply the org's stored QuickBooks changes, a slice at a time."""
+    db: Database = ctx["db"]
+    queue: JobQueue = ctx["queue"]
+    settings: Settings = ctx["settings"]
+    await queue.started(pull_key(org_id))
+    company = await find_company(db, org_id)
+    if company is None or company.status is not ConnectionStatus.CONNECTED:
+        # The changes stay stored; the reconciliation after a reconnect reads them anyway.
+        return "not_connected"
+    lease = timedelta(seconds=settings.reconcile.lease_seconds)
+    taken = await webhook_claims.claim(db, org_id, company.realm_id, PULL_SLICE, lease)
+    if not taken:
+        return "idle"
+    pull = build_pull_context(
+        db, queue, ctx["intuit"], company, limiter_wait_seconds=settings.push.limiter_wait_seconds
+    )
+    try:
+        applied = await apply_changes(pull, [event.change for event in taken])
+    except (ConnectionUnusableError, InvalidGrantError):
+        await webhook_claims.release(db, [event.id for event in taken])
+        return "held"
+    except QboError as error:
+        await webhook_claims.release(db, [event.id for event in taken])
+        if error.retryable:
+            raise Retry(defer=_wait(error)) from error
+        raise
+    await webhook_claims.done(
+        db, queue, org_id, [event.id for event in taken], more=len(taken) == PULL_SLICE
+    )
+    log.info("pull_slice", org_id=org_id, changes=len(taken), **applied.as_dict())
+    return "pulled"
+
+
+async def reconcile_company(ctx: dict[str, Any], org_id: str) -> str:
+    """One reconciliation of the org's company; a second one asked for meanwhile is skipped."""
+    db: Database = ctx["db"]
+    queue: JobQueue = ctx["queue"]
+    settings: Settings = ctx["settings"]
+    await queue.started(reconcile_key(org_id))
+    company = await find_company(db, org_id)
+    if company is None or company.status is not ConnectionStatus.CONNECTED:
+        return "not_connected"
+    claimed = await reconcile.claim_run(db, company, settings.reconcile)
+    if claimed is None:
+        return "already_running"
+    pull = build_pull_context(
+        db, queue, ctx["intuit"], company, limiter_wait_seconds=settings.push.limiter_wait_seconds
+    )
+    try:
+        finished = await reconcile.run(pull, claimed, settings.reconcile)
+    except BaseException as error:
+        await reconcile.finish(db, company, None, pull.calls.as_dict(), _why(error))
+        if isinstance(error, QboError) and error.retryable:
+            raise Retry(defer=_wait(error)) from error
+        if isinstance(error, ConnectionUnusableError | InvalidGrantError):
+            return "held"
+        raise
+    await reconcile.finish(db, company, finished, pull.calls.as_dict())
+    cache: ReferenceCache = ctx["reference_cache"]
+    for name in sorted(finished.changed_lists):
+        await cache.drop(company.realm_id, name)
+    await redrive_company(db, queue, org_id)
+    # Catches up a budget warning whose job Redis lost when the line was crossed.
+    intuit: IntuitAccess = ctx["intuit"]
+    await warn_if_over_budget(db, queue, intuit.calls, org_id, company.realm_id)
+    log.info(
+        "reconciled",
+        org_id=org_id,
+        mode=finished.mode,
+        coreplus=pull.calls.coreplus,
+        **finished.applied.as_dict(),
+    )
+    return finished.mode
+
+
+async def reconcile_due_companies(ctx: dict[str, Any]) -> int:
+    """Cron: each connected company whose reconciliation interval has passed gets a run."""
+    db: Database = ctx["db"]
+    queue: JobQueue = ctx["queue"]
+    due = await reconcile.due_companies(db)
+    async with unit_of_work(db, queue) as session:
+        for org_id in due:
+            schedule_reconcile(session, org_id)
+    return len(due)
+
+
+async def redrive_company(db: Database, queue: JobQueue, org_id: str) -> None:
+    """Work stored in Postgres whose job Redis may have lost: due records, unpulled changes."""
+    async with unit_of_work(db, queue) as session:
+        if await claims.has_due(session, org_id):
+            schedule_push(session, org_id)
+        if await webhook_claims.has_waiting(session, org_id):
+            schedule_pull(session, org_id)
+
+
+def _wait(error: QboError) -> float:
+    if isinstance(error, QboThrottledError) and error.wait_seconds:
+        return error.wait_seconds
+    return DEFAULT_WAIT_SECONDS
+
+
+def _why(error: BaseException) -> str:
+    """What the summary says of a failed run: QuickBooks' own words when it refused."""
+    if isinstance(error, QboError):
+        retry = " The next run tries again." if error.retryable else ""
+        return f"QuickBooks failed the reconciliation: {error}.{retry}"[:500]
+    if isinstance(error, ConnectionUnusableError | InvalidGrantError):
+        return "QuickBooks no longer accepts our access: reconnect it."
+    return f"The reconciliation stopped on an internal error ({type(error).__name__})."
