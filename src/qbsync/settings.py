@@ -118,6 +118,12 @@ class PlatformSettings(BaseModel):
     # Divides the outbound events' retry delays and their five days before giving up (tests).
     delivery_time_scale: float = Field(default=1.0, gt=0)
 
+    @field_validator("events_url", "events_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # docker compose passes an unset variable on as "": no URL, not a URL of "".
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class IntuitSettings(BaseModel):
     client_id: str = DEV_INTUIT_CLIENT_ID
@@ -237,6 +243,10 @@ class Settings(BaseSettings):
             problems.append(
                 "QBSYNC_INTUIT__ENVIRONMENT (say `sandbox` or `production` for these app keys)"
             )
+        if self.platform.events_url is not None and self.platform.events_secret is None:
+            # The platform verifies outbound events with a secret of their own; signing them
+            # with the inbound one would let whoever sends events forge qbsync's.
+            problems.append("QBSYNC_PLATFORM__EVENTS_SECRET (needed once EVENTS_URL is set)")
         problems += _dev_encryption_keys(self.crypto.encryption_keys.get_secret_value())
         problems += _short_webhook_secrets(
             [

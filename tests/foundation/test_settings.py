@@ -34,6 +34,7 @@ def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 def test_nested_variables_reach_their_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(monkeypatch, PRODUCTION_READY)
     monkeypatch.setenv("QBSYNC_PLATFORM__EVENTS_URL", "https://platform.test/hooks/qbsync")
+    monkeypatch.setenv("QBSYNC_PLATFORM__EVENTS_SECRET", "whsec_b3V0Ym91bmQtZXZlbnRzLXNlY3JldA==")
     monkeypatch.setenv("QBSYNC_PLATFORM__SETTINGS_URL", "https://app.test/settings")
     monkeypatch.setenv("QBSYNC_INTUIT__REDIRECT_URI", "https://qbsync.test/v1/quickbooks/callback")
     settings = Settings()
@@ -44,6 +45,25 @@ def test_nested_variables_reach_their_groups(monkeypatch: pytest.MonkeyPatch) ->
     endpoints = intuit_endpoints(settings)
     assert endpoints.api_base_url == "https://quickbooks.api.intuit.com"
     assert "real-client-secret" not in repr(settings)
+
+
+def test_production_refuses_outbound_events_without_their_own_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.setenv("QBSYNC_PLATFORM__EVENTS_URL", "https://platform.test/hooks/qbsync")
+    with pytest.raises(ValueError, match="QBSYNC_PLATFORM__EVENTS_SECRET"):
+        Settings()
+
+
+def test_a_blank_events_url_or_secret_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As docker compose passes an unset variable: events wait for a URL, nothing is refused."""
+    _env(monkeypatch, PRODUCTION_READY)
+    monkeypatch.setenv("QBSYNC_PLATFORM__EVENTS_URL", "")
+    monkeypatch.setenv("QBSYNC_PLATFORM__EVENTS_SECRET", " ")
+    settings = Settings()
+    assert settings.platform.events_url is None
+    assert settings.platform.events_secret is None
 
 
 def test_endpoint_overrides_win(monkeypatch: pytest.MonkeyPatch) -> None:

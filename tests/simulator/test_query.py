@@ -218,3 +218,21 @@ def test_digits_of_other_scripts_compare_and_sort_as_text() -> None:
     assert run(books, "SELECT * FROM Invoice WHERE DocNumber = '²'")["Invoice"][0]["Id"] == "901"
     ordered = run(books, "SELECT * FROM Invoice ORDERBY DocNumber")["Invoice"]
     assert [row["DocNumber"] for row in ordered] == ["12", "²"]
+
+
+def test_an_id_lookup_answers_as_a_scan_would(company: Company) -> None:
+    """`Id IN` and `Id =` are looked up by id (fast over a big company) with the scan's
+    answer: ids compare as numbers, each row once, in the table's order, other conditions
+    still apply."""
+    everyone = run(company, "SELECT * FROM Customer WHERE Active IN (true, false)")["Customer"]
+    first, second = everyone[0]["Id"], everyone[1]["Id"]
+    found = run(
+        company,
+        f"SELECT * FROM Customer WHERE Id IN ('{second}', '0{first}', '{second}', '99999')",
+    )["Customer"]
+    assert [row["Id"] for row in found] == [first, second]
+    rich = f"SELECT * FROM Customer WHERE Id = '{first}' AND Balance > '999999'"
+    assert not run(company, rich).get("Customer")
+    inactive = next(row["Id"] for row in everyone if row.get("Active") is False)
+    hidden = run(company, f"SELECT * FROM Customer WHERE Id IN ('{inactive}')")
+    assert not hidden.get("Customer"), "inactive rows stay hidden unless Active is asked about"

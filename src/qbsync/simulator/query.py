@@ -137,7 +137,7 @@ def run(
     query = parse(statement)
     rows = [
         row
-        for row in company.table(query.entity).values()
+        for row in _candidates(company.table(query.entity), query.conditions)
         if (query.entity, row["Id"]) not in hidden
         and all(_matches(row, condition, company.tz) for condition in query.conditions)
     ]
@@ -332,6 +332,29 @@ def _lookup(row: JsonObject, path: tuple[str, ...]) -> Any:
         # the address.
         return value.get("value", value.get("Address"))
     return value
+
+
+def _candidates(
+    table: dict[str, JsonObject], conditions: tuple[Condition, ...]
+) -> list[JsonObject]:
+    """The rows worth matching: those an `Id =` or `Id IN` names, looked up by id rather than
+    compared one by one (a reconciliation's `Id IN` of 100 ids over 10,000 invoices). Every
+    condition is still checked on them, so the answer is the same."""
+    for condition in conditions:
+        if (
+            condition.path == ("id",)
+            and condition.operator in ("=", "in")
+            and all(isinstance(value, str) for value in condition.values)
+        ):
+            wanted = {_id_key(str(value)) for value in condition.values}
+            # In the table's own order, as a scan would give them.
+            return [row for object_id, row in table.items() if _id_key(object_id) in wanted]
+    return list(table.values())
+
+
+def _id_key(text: str) -> int | str:
+    """An id as `_comparable_text` compares it: digits as a number, else ignoring case."""
+    return int(text) if _ascii_digits(text) else text.casefold()
 
 
 def _matches(row: JsonObject, condition: Condition, tz: timezone) -> bool:
