@@ -144,6 +144,8 @@ class IntuitSettings(BaseModel):
     batch_requests_per_minute: int = Field(default=38, ge=1, le=40)
     # How long a company's reference lists are kept between reads (P7).
     reference_cache_seconds: int = Field(default=300, ge=10, le=3600)
+    # Intuit's cap on one CDC answer (1,000): lower only against a simulator set lower.
+    cdc_max_objects: int = Field(default=1000, ge=1, le=1000)
     # Each company's budget of metered (CorePlus) calls per UTC month: the platform is warned
     # at 80 %, nothing is refused. Intuit's own cap is per app, across every company (P7).
     monthly_coreplus_budget: int = Field(default=20_000, ge=1)

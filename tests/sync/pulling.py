@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from qbsync.settings import DEV_INTUIT_VERIFIER_TOKEN
+from qbsync.settings import DEV_INTUIT_VERIFIER_TOKEN, Settings
 from qbsync.simulator.admin import PaymentRequest
 from qbsync.simulator.config import SimulatorConfig
 from qbsync.simulator.testing import SimulatorHandle, running_simulator, serving
-from tests.connections.conftest import REDIRECT_URI
+from tests.connections.conftest import REDIRECT_URI, simulator_settings
 from tests.sync.pushing import Books
 
 WEBHOOK_PATH = "/v1/quickbooks/webhooks"
@@ -83,13 +84,30 @@ def webhook_format() -> str:
 
 
 @pytest.fixture
-async def simulator(relay: Relay, webhook_format: str) -> AsyncIterator[SimulatorHandle]:
+def cdc_max_objects() -> int:
+    """QuickBooks' cap on one CDC answer (a test may lower it)."""
+    return 1000
+
+
+@pytest.fixture
+def settings(simulator: SimulatorHandle, key_prefix: str, cdc_max_objects: int) -> Settings:
+    """The mappings tests' settings, with qbsync told the simulator's CDC cap."""
+    base = simulator_settings(simulator, f"{key_prefix}:{uuid.uuid4().hex[:8]}")
+    intuit = base.intuit.model_copy(update={"cdc_max_objects": cdc_max_objects})
+    return base.model_copy(update={"intuit": intuit})
+
+
+@pytest.fixture
+async def simulator(
+    relay: Relay, webhook_format: str, cdc_max_objects: int
+) -> AsyncIterator[SimulatorHandle]:
     """The simulator with its webhooks pointed at qbsync (through the relay)."""
     config = SimulatorConfig(
         redirect_uris=(REDIRECT_URI,),
         webhook_url=relay.url + WEBHOOK_PATH,
         webhook_format="legacy" if webhook_format == "legacy" else "cloudevents",
         webhook_batch_window=0.02,
+        cdc_max_objects=cdc_max_objects,
     )
     async with running_simulator(config) as handle:
         yield handle

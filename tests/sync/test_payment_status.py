@@ -404,21 +404,75 @@ async def test_client_mappings_follow_a_customer_merge_and_a_deactivation(
     assert invoice["CustomerRef"]["value"] == survivor
 
 
-async def test_a_cloudevents_merge_clears_the_merged_away_mapping(
+async def test_a_cloudevents_merge_moves_the_mapping_and_the_next_invoice_goes(
     us: Org, books_for: Any, relay: Relay
 ) -> None:
-    """CloudEvents do not say what a merge removed [U]: the merged-away customer, now inactive,
-    has its mapping cleared, so the next push matches or creates again rather than use it."""
+    """CloudEvents do not say what a merge removed [U]: the survivor's Merge and the
+    merged-away customer's Delete come at one moment, and that pair moves the mapping; the
+    client's next invoice goes to the survivor."""
     books = await _us_books(us, books_for)
     accountant = Accountant(books, relay)
-    await books.send("client.upserted", {"id": "cl_1", "name": "First Client Ltd"})
+    client = {"id": "cl_1", "name": "First Client Ltd"}
+    await books.send("client.upserted", client)
     await books.push()
     await accountant.settle()
     merged_away = (await books.record("client", "cl_1")).qbo_id
     assert merged_away is not None
-    us.simulator.admin.merge(
-        us.realm_id, "Customer", merged_away, us.qbo_id("Customer", "Amy's Bird Sanctuary")
-    )
+    survivor = us.qbo_id("Customer", "Amy's Bird Sanctuary")
+    us.simulator.admin.merge(us.realm_id, "Customer", merged_away, survivor)
     await accountant.settle()
-    mapped = {m["platform_id"] for m in (await us.get("mappings/clients")).json()["items"]}
-    assert "cl_1" not in mapped
+    mapped = {m["platform_id"]: m for m in (await us.get("mappings/clients")).json()["items"]}
+    assert mapped["cl_1"]["qbo_id"] == survivor
+    invoice = invoice_of(
+        "inv_9",
+        client,
+        [line_of("5.00", tax=None)],
+        subtotal="5.00",
+        tax_total="0.00",
+        total="5.00",
+        currency="USD",
+    )
+    await books.send("invoice.upserted", invoice)
+    await books.push()
+    pushed = await books.record("invoice", "inv_9")
+    assert pushed.status.value == "synced", pushed.last_error
+    [sent] = [i for i in books.documents("Invoice") if i["Id"] == pushed.qbo_id]
+    assert sent["CustomerRef"]["value"] == survivor
+
+
+async def test_a_merge_into_a_customer_another_client_holds_says_so_at_the_next_push(
+    us: Org, books_for: Any, relay: Relay
+) -> None:
+    """One customer stands for one client: the merged-away client's mapping is cleared, and
+    its next invoice fails with a message that says why no customer qualifies."""
+    books = await _us_books(us, books_for)
+    accountant = Accountant(books, relay)
+    first = {"id": "cl_1", "name": "First Client Ltd"}
+    await books.send("client.upserted", first)
+    await books.send("client.upserted", {"id": "cl_2", "name": "Second Client Ltd"})
+    await books.push()
+    await accountant.settle()
+    one = (await books.record("client", "cl_1")).qbo_id
+    two = (await books.record("client", "cl_2")).qbo_id
+    assert one is not None
+    assert two is not None
+    us.simulator.admin.merge(us.realm_id, "Customer", one, two)
+    await accountant.settle()
+    mapped = {
+        m["platform_id"]: m["qbo_id"] for m in (await us.get("mappings/clients")).json()["items"]
+    }
+    assert mapped == {"cl_2": two}
+    invoice = invoice_of(
+        "inv_9",
+        first,
+        [line_of("5.00", tax=None)],
+        subtotal="5.00",
+        tax_total="0.00",
+        total="5.00",
+        currency="USD",
+    )
+    await books.send("invoice.upserted", invoice)
+    await books.push()
+    error = await failed_with(books, "invoice", "inv_9", "customer_ambiguous")
+    assert "inactive" in error["message"], error["message"]
+    assert "more than one" not in error["message"]

@@ -20,11 +20,13 @@ from qbsync.simulator.admin import WebhookDropRequest
 from qbsync.simulator.faults import FaultSpec
 from qbsync.sync import reconcile
 from qbsync.sync.tasks import redrive_sync_records
-from tests.mappings.conftest import Org, org, settings, uk, us
+from tests.mappings.conftest import Org, org, uk, us
 from tests.sync.pulling import (
     Accountant,
     Relay,
+    cdc_max_objects,
     relay,
+    settings,
     simulator,
     webhook_format,
     webhooks_delivered,
@@ -32,7 +34,17 @@ from tests.sync.pulling import (
 from tests.sync.pushing import Books, books_for
 from tests.sync.test_payment_status import _us_books, _us_invoice
 
-__all__ = ["books_for", "org", "relay", "settings", "simulator", "uk", "us", "webhook_format"]
+__all__ = [
+    "books_for",
+    "cdc_max_objects",
+    "org",
+    "relay",
+    "settings",
+    "simulator",
+    "uk",
+    "us",
+    "webhook_format",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -146,8 +158,10 @@ async def test_a_watermark_older_than_cdc_reaches_reads_the_open_invoices_again(
     assert _cdc_calls(books) == cdc_before, "CDC would refuse a 40-day window"
     assert (await accountant.latest("inv_2"))["status"] == "paid"
     assert await accountant.updates("inv_1") == []
-    # Both invoices in one batch call, then the payment of the one that changed.
-    assert last["calls"]["coreplus"] <= 2
+    # What the mappings and settings point at read again (the matched customer, the mapped
+    # item, the income account: one query each), both invoices in one batch call, then the
+    # payment of the one that changed.
+    assert last["calls"]["coreplus"] == 5
 
 
 async def test_work_whose_jobs_redis_lost_is_pushed_after_a_reconciliation(
@@ -290,3 +304,25 @@ async def test_a_failed_run_says_why_and_keeps_its_watermark(
     assert failed["calls"]["coreplus"] == 3, "three tries of the CDC call, each metered"
     assert failed["error"].startswith("QuickBooks"), failed["error"]
     assert failed["changes_read_up_to"] == before["changes_read_up_to"]
+
+
+@pytest.mark.parametrize("cdc_max_objects", [3])
+async def test_more_changes_in_one_second_than_cdc_holds_fall_back_to_a_full_read(
+    us: Org, books_for: Any, relay: Relay
+) -> None:
+    """CDC can't page past its cap within one second: the run reads the invoices again
+    instead of skipping what the cap cut off."""
+    books = await _us_books(us, books_for)
+    accountant = Accountant(books, relay)
+    for n in range(4):
+        await books.send("invoice.upserted", _us_invoice(f"inv_{n}"))
+    await books.push()
+    await accountant.settle()
+    await _reconcile(books)
+    us.simulator.admin.drop_webhooks(WebhookDropRequest(drop=True))
+    for n in range(4):
+        await accountant.pays(f"inv_{n}", "40.00")
+    last = await _reconcile(books)
+    assert last["mode"] == "full"
+    for n in range(4):
+        assert (await accountant.latest(f"inv_{n}"))["status"] == "paid"

@@ -78,6 +78,7 @@ def qbo_config(
         webhook_verifier_token=intuit.webhook_verifier_token,
         minor_version=intuit.minor_version,
         timeout_seconds=intuit.timeout_seconds,
+        cdc_max_objects=intuit.cdc_max_objects,
         retry=RetryPolicy(),
         call_observer=count_intuit_call,
         call_recorder=call_recorder,

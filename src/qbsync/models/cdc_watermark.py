@@ -20,8 +20,10 @@ class CdcWatermark(Timestamps, Base):
     # (less an overlap).
     changed_since: Mapped[datetime]
     last_run_at: Mapped[datetime | None]
-    # A run owns the company until then, so two runs asked for at once read CDC once.
+    # A run owns the company until then, so two runs asked for at once read CDC once; only
+    # the run holding `lease_id` may store its outcome (one that outlived its lease may not).
     lease_until: Mapped[datetime | None]
+    lease_id: Mapped[str | None] = mapped_column(String(32))
     last_finished_at: Mapped[datetime | None]
     # `cdc`, or `full` when the watermark was older than CDC reaches (30 days).
     last_mode: Mapped[str | None] = mapped_column(String(16))

@@ -123,11 +123,13 @@ class CdcResult:
     object_count: int
     # QuickBooks' clock when it answered (the body's `time`): where the next read starts.
     server_time: datetime | None = None
+    # The most one answer holds (Intuit: 1,000).
+    cap: int = CDC_MAX_OBJECTS
 
     @property
     def truncated(self) -> bool:
-        """QuickBooks stops at 1000 objects without saying so: narrow the window and ask again."""
-        return self.object_count >= CDC_MAX_OBJECTS
+        """QuickBooks stops at its cap without saying so: narrow the window and ask again."""
+        return self.object_count >= self.cap
 
 
 @dataclass(frozen=True)
@@ -341,6 +343,7 @@ class QboClient:
             changes=changes,
             object_count=sum(len(rows) for rows in changes.values()),
             server_time=_server_time(reply.body.get("time")),
+            cap=self._config.cdc_max_objects,
         )
 
     async def _request(

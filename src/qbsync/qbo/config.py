@@ -107,6 +107,8 @@ class QboConfig:
     webhook_verifier_token: SecretStr
     minor_version: int = MINOR_VERSION
     timeout_seconds: float = 30.0
+    # Intuit's cap on one CDC answer; lower only against a test server that caps lower.
+    cdc_max_objects: int = 1000
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # How long one call may wait for the company's shared limits before it gives up with
     # RateLimitBusyError; None waits as long as the limits say.

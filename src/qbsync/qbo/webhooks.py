@@ -20,6 +20,11 @@ from typing import Any, Literal
 from qbsync.qbo.realm import is_realm_id
 
 SIGNATURE_HEADER = "intuit-signature"
+# The longest values a change may carry (QuickBooks ids are short digit strings; a CloudEvents
+# id is a UUID): longer ones are refused, never cut.
+ID_LIMIT = 32
+EVENT_ID_LIMIT = 256
+OPERATION_LIMIT = 16
 
 # Intuit's entity names in their canonical case, keyed by lower case: CloudEvents types carry
 # only the lower-case form ("qbo.billpayment.voided.v1").
@@ -139,8 +144,8 @@ def _legacy(notifications: Any) -> list[EntityChange]:
             at = f"{where}.dataChangeEvent.entities[{e_index}]"
             entity = _object(raw, at)
             name = _entity_name(_string(entity, "name", at))
-            entity_id = _string(entity, "id", at)
-            operation = _operation(_string(entity, "operation", at))
+            entity_id = _string(entity, "id", at, ID_LIMIT)
+            operation = _operation(_string(entity, "operation", at, OPERATION_LIMIT))
             occurred_at = _timestamp(_string(entity, "lastUpdated", at), f"{at}.lastUpdated")
             deleted_id = _deleted_id(entity, at)
             event_id = _legacy_event_id(
@@ -165,7 +170,13 @@ def _cloud_event(raw: Any, where: str) -> EntityChange:
     event = _object(raw, where)
     event_type = _string(event, "type", where)
     parts = event_type.split(".")
-    if len(parts) < 3 or parts[0] != "qbo" or not parts[1].strip() or not parts[2].strip():
+    if (
+        len(parts) < 3
+        or parts[0] != "qbo"
+        or not parts[1].strip()
+        or not parts[2].strip()
+        or len(parts[2]) > OPERATION_LIMIT
+    ):
         raise WebhookPayloadError(
             f"{where}.type: expected qbo.<entity>.<operation>.v<N>, got {_shown(event_type)}",
             f"{where}.type",
@@ -175,10 +186,10 @@ def _cloud_event(raw: Any, where: str) -> EntityChange:
     return EntityChange(
         realm_id=_realm(event, "intuitaccountid", where),
         entity=_entity_name(parts[1]),
-        entity_id=_string(event, "intuitentityid", where),
+        entity_id=_string(event, "intuitentityid", where, ID_LIMIT),
         operation=_operation(parts[2]),
         occurred_at=_timestamp(_string(event, "time", where), f"{where}.time"),
-        event_id=_string(event, "id", where),
+        event_id=_string(event, "id", where, EVENT_ID_LIMIT),
         deleted_id=deleted_id,
         source_format="cloudevents",
     )
@@ -189,7 +200,7 @@ def _deleted_id(container: Mapping[str, Any], where: str) -> str | None:
     key = "deletedId" if "deletedId" in container else "deletedID"
     if container.get(key) is None:
         return None
-    return _string(container, key, where)
+    return _string(container, key, where, ID_LIMIT)
 
 
 def _legacy_event_id(
@@ -248,13 +259,20 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _string(container: Mapping[str, Any], key: str, where: str) -> str:
+def _string(container: Mapping[str, Any], key: str, where: str, limit: int = 64) -> str:
+    """A value as stored: refused rather than cut when longer than `limit` (a cut id would name
+    another entity) or when it holds a NUL (no database column takes one)."""
     value = container.get(key)
     # Ids are strings on the wire, but a number is not worth refusing a delivery over.
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        value = str(value)
+    field = f"{where}.{key}"
     if not isinstance(value, str) or not value.strip():
-        raise WebhookPayloadError(f"{where}.{key}: expected a non-empty string", f"{where}.{key}")
+        raise WebhookPayloadError(f"{field}: expected a non-empty string", field)
+    if "\x00" in value:
+        raise WebhookPayloadError(f"{field}: holds a NUL character", field)
+    if len(value) > limit:
+        raise WebhookPayloadError(f"{field}: longer than {limit} characters", field)
     return value
 
 

@@ -16,6 +16,7 @@ from qbsync.models import Connection, ConnectionStatus, RecordKind, RecordStatus
 from qbsync.models.base import utcnow
 from qbsync.notify import service as notify
 from qbsync.queue import JobQueue, unit_of_work
+from qbsync.sync.payment_status import with_write
 from qbsync.sync.plans import Write
 from qbsync.sync.push import Outcome, request_id_for
 from qbsync.sync.schedule import schedule_push
@@ -160,6 +161,8 @@ def _apply(
         record.qbo_entity = outcome.qbo_entity or record.qbo_entity
         record.qbo_sync_token = outcome.sync_token
         record.qbo_doc_number = outcome.doc_number
+        if record.kind is RecordKind.INVOICE and outcome.written_at is not None:
+            record.payment_state = with_write(record.payment_state, outcome.written_at)
     if not (outcome.uncertain and outcome.ending in ("deferred", "held")):
         record.write_started_at = None
         record.write_requestid = None

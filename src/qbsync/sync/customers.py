@@ -53,10 +53,13 @@ async def customer_for(
         )
         return result.customer.qbo_id
     if action == "ambiguous":
+        # The matcher says why no one customer qualifies (several, only an inactive one, one
+        # linked to another client); without its word, several matched.
+        why = result.note or "it matches more than one QuickBooks customer"
         raise PushFailedError(
             "customer_ambiguous",
-            f"Client {facts.name!r} matches more than one QuickBooks customer"
-            f"{_listed(result)}: link the right one in the client mappings, then retry.",
+            f"Client {facts.name!r} can't be linked by itself: {why}{_listed(result)}. Link the "
+            "right customer in the client mappings, then retry.",
         )
     if action == "skip":
         raise PushFailedError(

@@ -52,7 +52,7 @@ class InvoiceState:
     def same_as(self, stored: Mapping[str, Any] | None) -> bool:
         """True when the platform already has this state (`as_of` and version aside). Before
         any is stored, the platform takes an invoice it sent to be unpaid."""
-        if stored is None:
+        if stored is None or "status" not in stored:
             return self.status == "unpaid" and self.amount_paid == ZERO
         ours = self.document()
         return all(ours[key] == stored.get(key) for key in _COMPARED)
@@ -83,6 +83,13 @@ class InvoiceState:
 
 
 _COMPARED = ("status", "currency", "total", "amount_paid", "balance", "payments")
+
+
+def with_write(stored: Mapping[str, Any] | None, written_at: datetime) -> dict[str, Any]:
+    """The stored state, noting when QuickBooks stamped qbsync's own last write of the
+    invoice: the webhook that write causes then needs no read (P7)."""
+    stamp = written_at if written_at.tzinfo else written_at.replace(tzinfo=UTC)
+    return {**(stored or {}), "written_at": stamp.astimezone(UTC).isoformat()}
 
 
 def is_newer(state: InvoiceState, stored: Mapping[str, Any] | None) -> bool:

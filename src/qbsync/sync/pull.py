@@ -130,6 +130,10 @@ async def _transactions(
                 invoices[entity_id] = obj
     touched_payments: set[str] = set(payments) | gone_payments
     invoice_ids: set[str] = set(invoices) | set(gone_invoices)
+    # The latest Create or Update of each invoice by itself (not through a payment); any
+    # other change (Void) always means a read.
+    changed_at: dict[str, datetime] = {}
+    must_read: set[str] = set()
     for change in changes:
         if change.entity == "Payment":
             touched_payments.add(change.entity_id)
@@ -139,17 +143,35 @@ async def _transactions(
             invoice_ids.add(change.entity_id)
             if change.operation == "Delete":
                 gone_invoices.setdefault(change.entity_id, change.occurred_at)
+            elif change.operation not in ("Create", "Update"):
+                must_read.add(change.entity_id)
+            else:
+                moment = changed_at.get(change.entity_id)
+                changed_at[change.entity_id] = max(moment or change.occurred_at, change.occurred_at)
     if not touched_payments and not invoice_ids:
         return Applied()
     to_read = touched_payments - set(payments) - gone_payments
     found = await _read(pull.client, Payment, to_read)
     payments.update(found)
     gone_payments |= to_read - set(found)
+    paid_into: set[str] = set()
     for payment in payments.values():
-        invoice_ids |= linked_invoice_ids(payment)
+        paid_into |= linked_invoice_ids(payment)
+    invoice_ids |= paid_into
     # Invoices a changed payment used to be applied to: a deleted or re-split payment leaves
     # them with a balance only a fresh read shows.
-    ours = await _our_invoices(pull, invoice_ids, touched_payments)
+    ours, holding = await _our_invoices(pull, invoice_ids, touched_payments)
+    # An invoice's own webhook for a write qbsync made (its Create, its Update) tells nothing
+    # the write's answer did not: no read (P7), unless a payment touched it too.
+    echoes = {
+        qbo_id
+        for qbo_id, moment in changed_at.items()
+        if qbo_id in ours
+        and qbo_id not in paid_into | holding | must_read | set(gone_invoices)
+        and _written_since(ours[qbo_id], moment)
+    }
+    for qbo_id in echoes:
+        del ours[qbo_id]
     if not ours:
         return Applied()
     to_read = set(ours) - set(invoices) - set(gone_invoices)
@@ -186,36 +208,56 @@ async def _read(
     return found
 
 
+def _written_since(payment_state: dict[str, Any] | None, moment: datetime) -> bool:
+    """Whether qbsync's own last write of the invoice is at least as new as `moment`.
+
+    QuickBooks stamps a document in whole seconds and its webhook to the millisecond or
+    finer, so the webhook's time is compared by its second. A person's change in the very
+    second of qbsync's write is then left to the reconciliation, whose CDC answer holds the
+    invoice itself (no read).
+    """
+    written = (payment_state or {}).get("written_at")
+    if not isinstance(written, str):
+        return False
+    try:
+        return datetime.fromisoformat(written) >= moment.replace(microsecond=0)
+    except ValueError:
+        return False
+
+
 async def _our_invoices(
     pull: PullContext, invoice_ids: set[str], payment_ids: set[str]
-) -> dict[str, Any]:
-    """qbo id → record id of the invoices qbsync pushed to this company among `invoice_ids`,
-    and of those whose stored payments include one of `payment_ids`."""
+) -> tuple[dict[str, dict[str, Any] | None], set[str]]:
+    """qbo id → stored payment state of the invoices qbsync pushed to this company among
+    `invoice_ids` and of those whose stored payments include one of `payment_ids`; and the
+    ids of the latter."""
     company = pull.company
     async with pull.db.sessions() as session:
-        mine = select(SyncRecord.qbo_id, SyncRecord.id, SyncRecord.payment_state).where(
+        mine = select(SyncRecord.qbo_id, SyncRecord.payment_state).where(
             SyncRecord.org_id == company.org_id,
             SyncRecord.kind == RecordKind.INVOICE,
             SyncRecord.realm_id == company.realm_id,
             SyncRecord.qbo_id.is_not(None),
         )
-        found = {
-            qbo_id: record_id
-            for qbo_id, record_id, _ in await session.execute(
+        found: dict[str, dict[str, Any] | None] = {
+            str(qbo_id): stored
+            for qbo_id, stored in await session.execute(
                 mine.where(SyncRecord.qbo_id.in_(sorted(invoice_ids)))
             )
         }
+        holding: set[str] = set()
         if payment_ids:
             state = cast(SyncRecord.payment_state, JSONB)
-            holding = or_(
+            holds_one = or_(
                 *(
                     state.contains({"payments": [{"qbo_payment_id": payment_id}]})
                     for payment_id in sorted(payment_ids)
                 )
             )
-            for qbo_id, record_id, _ in await session.execute(mine.where(holding)):
-                found[qbo_id] = record_id
-    return found
+            for qbo_id, stored in await session.execute(mine.where(holds_one)):
+                found[str(qbo_id)] = stored
+                holding.add(str(qbo_id))
+    return found, holding
 
 
 async def store_states(pull: PullContext, states: Sequence[InvoiceState]) -> Applied:
@@ -241,9 +283,7 @@ async def store_states(pull: PullContext, states: Sequence[InvoiceState]) -> App
             )
         ).all()
         platform_payments = await _platform_payments(
-            session,
-            company.org_id,
-            {p.qbo_payment_id for state in states for p in state.payments},
+            session, company, {p.qbo_payment_id for state in states for p in state.payments}
         )
         for record in records:
             state = by_id[record.qbo_id or ""]
@@ -253,14 +293,14 @@ async def store_states(pull: PullContext, states: Sequence[InvoiceState]) -> App
             if state.status == "deleted":
                 # Nothing is left to read: the currency is the last one seen, else the
                 # platform's own.
-                known_currency = {"currency": record.snapshot.get("currency")}
-                state = deleted(state.qbo_invoice_id, stored or known_currency, state.as_of)
+                currency = (stored or {}).get("currency") or record.snapshot.get("currency")
+                state = deleted(state.qbo_invoice_id, {"currency": currency}, state.as_of)
             if _mark_removed(record, state):
                 applied.removed_in_quickbooks += 1
                 if record.status is RecordStatus.PENDING:
                     # A platform version waiting to go now fails, visibly, rather than re-create.
                     schedule_push(session, company.org_id)
-            record.payment_state = state.document()
+            record.payment_state = _kept(state.document(), stored)
             record.payment_status = state.status
             if state.same_as(stored):
                 continue
@@ -276,6 +316,14 @@ async def store_states(pull: PullContext, states: Sequence[InvoiceState]) -> App
     return applied
 
 
+def _kept(document: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The new state, keeping when qbsync itself last wrote the invoice
+    (`payment_status.with_write`)."""
+    if stored is not None and "written_at" in stored:
+        document["written_at"] = stored["written_at"]
+    return document
+
+
 def _mark_removed(record: SyncRecord, state: InvoiceState) -> bool:
     """An invoice QuickBooks voided or deleted while the platform still wants it: a later
     platform change must not create it again without a person saying so."""
@@ -288,12 +336,16 @@ def _mark_removed(record: SyncRecord, state: InvoiceState) -> bool:
     return True
 
 
-async def _platform_payments(session: Any, org_id: str, qbo_ids: set[str]) -> dict[str, str]:
+async def _platform_payments(session: Any, company: Company, qbo_ids: set[str]) -> dict[str, str]:
+    """QuickBooks payment id → the platform's payment qbsync created it for, in this company
+    only: ids are small numbers in each company, and an org that switched companies keeps the
+    old one's records."""
     if not qbo_ids:
         return {}
     rows = await session.execute(
         select(SyncRecord.qbo_id, SyncRecord.platform_id).where(
-            SyncRecord.org_id == org_id,
+            SyncRecord.org_id == company.org_id,
+            SyncRecord.realm_id == company.realm_id,
             SyncRecord.kind == RecordKind.PAYMENT,
             SyncRecord.qbo_id.in_(sorted(qbo_ids)),
         )

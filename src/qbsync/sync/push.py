@@ -14,6 +14,7 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from pydantic import ValidationError
@@ -83,6 +84,8 @@ class Outcome:
     uncertain: bool = False
     # The document is gone from QuickBooks (deleted): the record forgets its id.
     deleted: bool = False
+    # When QuickBooks stamped the written document (its MetaData.LastUpdatedTime).
+    written_at: datetime | None = None
 
 
 def request_id_for(record: SyncRecord, operation: str) -> str:
@@ -334,6 +337,7 @@ def _written(record: SyncRecord, write: Write, entity: QboEntity) -> Outcome:
         doc_number=getattr(entity, "doc_number", None),
         warnings=write.check(entity) if write.check and not deleted else [],
         deleted=deleted,
+        written_at=entity.meta_data.last_updated_time if entity.meta_data else None,
     )
 
 

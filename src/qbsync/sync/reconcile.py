@@ -3,48 +3,53 @@ same code path as webhooks, so a day of lost webhooks still brings every status 
 
 Its cost follows what changed, not what exists (P5): one CDC call for every entity qbsync
 follows, plus the reads CDC did not answer (payments of a changed invoice). Only a watermark
-older than CDC reaches (30 days) re-reads the open invoices qbsync knows, in batches of
+older than CDC reaches (30 days) re-reads the invoices qbsync knows, in batches of
 queries. The run also re-drives work whose jobs Redis lost (R5).
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
 from qbsync.db import Database
 from qbsync.mappings.company import Company
 from qbsync.models import Connection, ConnectionStatus, RecordKind, SyncRecord, SyncSettings
 from qbsync.models.base import utcnow
 from qbsync.models.cdc_watermark import CdcWatermark
-from qbsync.qbo import BatchQuery, QboEntity
+from qbsync.qbo import BatchQuery, CdcResult, QboEntity
 from qbsync.qbo.entities import Account, Customer, Invoice, Item, Payment, Vendor
 from qbsync.qbo.query import in_list
 from qbsync.qbo.query import select as select_statement
 from qbsync.settings import ReconcileSettings
+from qbsync.sync import removals
 from qbsync.sync.changes import Applied, Change
 from qbsync.sync.pull import PullContext, apply_changes
 
 log = structlog.get_logger(__name__)
 # Every entity qbsync follows, in one CDC call.
 CDC_TYPES: tuple[type[QboEntity], ...] = (Invoice, Payment, Customer, Item, Account, Vendor)
-# Open invoices are re-read 100 ids per query and 30 queries per batch call.
+# Invoices are re-read 100 ids per query and 30 queries per batch call.
 IDS_PER_QUERY = 100
 QUERIES_PER_BATCH = 30
 # Stay this far inside Intuit's 30 days: a watermark right at the edge is refused by the time
 # the call arrives.
 WINDOW_MARGIN = timedelta(hours=1)
-OPEN_STATUSES = ("unpaid", "partially_paid")
+# Invoices QuickBooks voided or deleted can't change again: nothing to read.
+GONE_STATUSES = ("voided", "deleted")
 CACHED_LISTS = frozenset({"Account", "Item", "Customer", "Vendor"})
 
 
 @dataclass(frozen=True)
 class Claimed:
     changed_since: datetime
+    lease_id: str
 
 
 @dataclass(frozen=True)
@@ -60,29 +65,40 @@ async def claim_run(db: Database, company: Company, settings: ReconcileSettings)
     """The company's watermark, leased to this run; None while another run holds it."""
     now = utcnow()
     async with db.sessions() as session:
-        row = await session.get(
-            CdcWatermark, (company.org_id, company.realm_id), with_for_update=True
+        connected_at = await session.scalar(
+            select(Connection.connected_at).where(Connection.id == company.connection_id)
         )
-        if row is None:
-            connected_at = await session.scalar(
-                select(Connection.connected_at).where(Connection.id == company.connection_id)
-            )
-            row = CdcWatermark(
+        # The first run of a company inserts the row; two first runs at once both reach the
+        # row lock below instead of one failing on the primary key.
+        await session.execute(
+            insert(CdcWatermark)
+            .values(
                 org_id=company.org_id,
                 realm_id=company.realm_id,
                 # QuickBooks only notifies changes after the connection, and qbsync only
                 # follows what it pushed since: nothing older is news.
                 changed_since=connected_at or now,
+                created_at=now,
+                updated_at=now,
             )
-            session.add(row)
-        elif row.lease_until is not None and row.lease_until > now:
+            .on_conflict_do_nothing()
+        )
+        row = await session.get(
+            CdcWatermark,
+            (company.org_id, company.realm_id),
+            with_for_update=True,
+            populate_existing=True,
+        )
+        if row is None or (row.lease_until is not None and row.lease_until > now):
             await session.rollback()
             return None
+        lease_id = uuid.uuid4().hex
+        row.lease_id = lease_id
         row.lease_until = now + timedelta(seconds=settings.lease_seconds)
         row.last_run_at = now
         since = row.changed_since
         await session.commit()
-    return Claimed(changed_since=since)
+    return Claimed(changed_since=since, lease_id=lease_id)
 
 
 async def run(pull: PullContext, claimed: Claimed, settings: ReconcileSettings) -> Finished:
@@ -96,28 +112,58 @@ async def run(pull: PullContext, claimed: Claimed, settings: ReconcileSettings) 
         return Finished("full", started, applied)
     applied = Applied()
     changed: set[str] = set()
-    for _ in range(settings.max_cdc_rounds):
-        result = await pull.client.cdc(CDC_TYPES, read_from)
+    rounds = 0
+
+    async def read(entity_types: tuple[type[QboEntity], ...], since: datetime) -> CdcResult:
+        nonlocal rounds
+        rounds += 1
+        result = await pull.client.cdc(entity_types, since)
         changes, known = _from_cdc(result.changes)
-        changed |= {name for name, rows in result.changes.items() if rows}
+        changed.update(name for name, rows in result.changes.items() if rows)
         applied.add(await apply_changes(pull, changes, known))
-        if not result.truncated:
-            watermark = result.server_time or started
-            return Finished("cdc", watermark, applied, frozenset(changed & CACHED_LISTS))
-        # Capped at 1,000 objects, oldest first: go on from the newest one seen. The same
-        # second may be read twice; applying a change twice changes nothing.
-        newest = max((change.occurred_at for change in changes), default=read_from)
-        if newest <= read_from:
+        return result
+
+    result = await read(CDC_TYPES, read_from)
+    if not result.truncated:
+        watermark = result.server_time or started
+        return Finished("cdc", watermark, applied, frozenset(changed & CACHED_LISTS))
+
+    # Capped at 1,000 objects. How QuickBooks cuts across entities is not documented [U], so
+    # each entity is read on its own, going on from its own newest object (the same second may
+    # be read twice; applying a change twice changes nothing). The next run starts from the
+    # earliest answer that was complete.
+    async def page(entity_type: type[QboEntity]) -> datetime | None:
+        """When this entity's changes were all read (its complete answer's time), else None."""
+        since = read_from
+        while rounds < settings.max_cdc_rounds:
+            result = await read((entity_type,), since)
+            if not result.truncated:
+                return result.server_time or started
+            rows = result.changes.get(entity_type.entity_name, [])
+            newest = max((_changed_at(row) for row in rows), default=since)
+            if newest <= since:
+                return None  # 1,000 changes within one second: CDC can't page past them
+            since = newest
+        return None
+
+    complete: list[datetime] = []
+    for entity_type in CDC_TYPES:
+        done = await page(entity_type)
+        if done is None:
             break
-        read_from = newest
-    log.warning("reconcile_cdc_capped", org_id=pull.company.org_id)
+        complete.append(done)
+    else:
+        return Finished("cdc", min(complete), applied, frozenset(changed & CACHED_LISTS))
+    log.warning("reconcile_cdc_capped", org_id=pull.company.org_id, rounds=rounds)
     applied.add(await full_reread(pull))
     return Finished("full", started, applied, frozenset(changed & CACHED_LISTS))
 
 
 async def full_reread(pull: PullContext) -> Applied:
-    """Every open invoice qbsync pushed to the company, read again, 3,000 per call."""
-    applied = Applied()
+    """Every invoice qbsync pushed to the company and QuickBooks still has (paid ones too: a
+    payment deleted meanwhile reopens one), read again 3,000 per call; then every record the
+    mappings point at."""
+    applied = await removals.recheck_all(pull.db, pull.company, pull.client)
     after = ""
     page = IDS_PER_QUERY * QUERIES_PER_BATCH
     while True:
@@ -168,12 +214,20 @@ async def _open_invoice_ids(pull: PullContext, after: str, limit: int) -> list[s
                 SyncRecord.realm_id == company.realm_id,
                 SyncRecord.qbo_id.is_not(None),
                 SyncRecord.qbo_id > after,
-                SyncRecord.payment_status.is_(None) | SyncRecord.payment_status.in_(OPEN_STATUSES),
+                SyncRecord.payment_status.is_(None)
+                | SyncRecord.payment_status.not_in(GONE_STATUSES),
             )
             .order_by(SyncRecord.qbo_id)
             .limit(limit)
         )
         return [str(qbo_id) for qbo_id in rows]
+
+
+def _changed_at(row: QboEntity) -> datetime:
+    stamp = row.meta_data.last_updated_time if row.meta_data else None
+    if stamp is None:
+        return utcnow()
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def _from_cdc(
@@ -185,9 +239,8 @@ def _from_cdc(
         for row in rows:
             if not row.id:
                 continue
-            stamp = row.meta_data.last_updated_time if row.meta_data else None
-            when = (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)) if stamp else utcnow()
-            changes.append(Change(entity, row.id, "Delete" if row.is_deleted else "Update", when))
+            operation = "Delete" if row.is_deleted else "Update"
+            changes.append(Change(entity, row.id, operation, _changed_at(row)))
             known[(entity, row.id)] = row
     return changes, known
 
@@ -195,17 +248,21 @@ def _from_cdc(
 async def finish(
     db: Database,
     company: Company,
+    claimed: Claimed,
     finished: Finished | None,
     calls: dict[str, int],
     error: str | None = None,
 ) -> None:
-    """Store the run's outcome and free the company; a failed run keeps its watermark."""
+    """Store the run's outcome and free the company; a failed run keeps its watermark. A run
+    that outlived its lease and was taken over stores nothing: the run after it owns the row."""
     async with db.sessions() as session:
         row = await session.get(
             CdcWatermark, (company.org_id, company.realm_id), with_for_update=True
         )
-        if row is None:
+        if row is None or row.lease_id != claimed.lease_id:
+            log.warning("reconcile_lease_lost", org_id=company.org_id)
             return
+        row.lease_id = None
         row.lease_until = None
         row.last_finished_at = utcnow()
         row.last_calls = calls

@@ -9,6 +9,7 @@ fails with an error that names what to map.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -17,6 +18,7 @@ from sqlalchemy import delete, select, update
 from qbsync.db import Database
 from qbsync.mappings.company import Company
 from qbsync.models import EntityMapping, MappingKind, RecordKind, SyncRecord, SyncSettings
+from qbsync.models.base import utcnow
 from qbsync.qbo import QboClient, QboEntity
 from qbsync.qbo.entities import Account, Customer, Item, Vendor
 from qbsync.qbo.query import EVERY_STATUS, in_list
@@ -58,10 +60,13 @@ async def apply(
     for (entity, entity_id), obj in known.items():
         if obj.is_deleted or getattr(obj, "active", None) is False:
             gone.add((entity, entity_id))
+    paired = _merged_away(changes)
     for change in changes:
         key = (change.entity, change.entity_id)
         if change.operation == "Merge" and change.deleted_id:
             merges.append((change.entity, change.deleted_id, change.entity_id))
+        elif key in paired:
+            merges.append((change.entity, change.entity_id, paired[key]))
         elif change.operation == "Delete":
             gone.add(key)
         elif change.operation in ("Update", "Merge") and key not in known:
@@ -95,6 +100,55 @@ async def apply(
             cleared=applied.mappings_cleared,
         )
     return applied
+
+
+def _merged_away(changes: Sequence[Change]) -> dict[tuple[str, str], str]:
+    """(entity, merged-away id) → survivor, for merges that do not name what they removed.
+
+    CloudEvents carry no merged-away id [U]; the merged-away record's own Delete comes with the
+    same time as the survivor's Merge, and that pair is a move, not a removal. Only an
+    unambiguous pair counts: one Merge and one Delete of the entity at that moment.
+    """
+    merges: dict[tuple[str, datetime], list[str]] = {}
+    deletes: dict[tuple[str, datetime], list[str]] = {}
+    for change in changes:
+        moment = (change.entity, change.occurred_at)
+        if change.operation == "Merge" and not change.deleted_id:
+            merges.setdefault(moment, []).append(change.entity_id)
+        elif change.operation == "Delete":
+            deletes.setdefault(moment, []).append(change.entity_id)
+    return {
+        (moment[0], deletes[moment][0]): survivors[0]
+        for moment, survivors in merges.items()
+        if len(survivors) == 1 and len(deletes.get(moment, [])) == 1
+    }
+
+
+async def recheck_all(db: Database, company: Company, client: QboClient) -> Applied:
+    """Every record the mappings and settings point at, read again: what a run that could not
+    use CDC (its watermark too old) would otherwise never learn of merges and deactivations."""
+    now = utcnow()
+    changes: list[Change] = []
+    async with db.sessions() as session:
+        for entity, kind in KINDS.items():
+            rows = await session.scalars(
+                select(EntityMapping.qbo_id)
+                .where(
+                    EntityMapping.org_id == company.org_id,
+                    EntityMapping.realm_id == company.realm_id,
+                    EntityMapping.kind == kind,
+                    EntityMapping.archived_at.is_(None),
+                )
+                .distinct()
+            )
+            changes += [Change(entity, qbo_id, "Update", now) for qbo_id in rows]
+        settings = await session.get(SyncSettings, company.org_id)
+    if settings is not None:
+        for column in ACCOUNT_SETTINGS:
+            account_id = getattr(settings, column)
+            if account_id:
+                changes.append(Change("Account", account_id, "Update", now))
+    return await apply(db, company, client, changes, {})
 
 
 async def _referenced(

@@ -172,17 +172,17 @@ async def reconcile_company(ctx: dict[str, Any], org_id: str) -> str:
     try:
         finished = await reconcile.run(pull, claimed, settings.reconcile)
     except BaseException as error:
-        await reconcile.finish(db, company, None, pull.calls.as_dict(), _why(error))
+        await reconcile.finish(db, company, claimed, None, pull.calls.as_dict(), _why(error))
         if isinstance(error, QboError) and error.retryable:
             raise Retry(defer=_wait(error)) from error
         if isinstance(error, ConnectionUnusableError | InvalidGrantError):
             return "held"
         raise
-    await reconcile.finish(db, company, finished, pull.calls.as_dict())
+    await reconcile.finish(db, company, claimed, finished, pull.calls.as_dict())
     cache: ReferenceCache = ctx["reference_cache"]
     for name in sorted(finished.changed_lists):
         await cache.drop(company.realm_id, name)
-    await redrive_company(db, queue, org_id)
+    await redrive_company(db, queue, company)
     # Catches up a budget warning whose job Redis lost when the line was crossed.
     intuit: IntuitAccess = ctx["intuit"]
     await warn_if_over_budget(db, queue, intuit.calls, org_id, company.realm_id)
@@ -207,13 +207,13 @@ async def reconcile_due_companies(ctx: dict[str, Any]) -> int:
     return len(due)
 
 
-async def redrive_company(db: Database, queue: JobQueue, org_id: str) -> None:
+async def redrive_company(db: Database, queue: JobQueue, company: Company) -> None:
     """Work stored in Postgres whose job Redis may have lost: due records, unpulled changes."""
     async with unit_of_work(db, queue) as session:
-        if await claims.has_due(session, org_id):
-            schedule_push(session, org_id)
-        if await webhook_claims.has_waiting(session, org_id):
-            schedule_pull(session, org_id)
+        if await claims.has_due(session, company.org_id):
+            schedule_push(session, company.org_id)
+        if await webhook_claims.has_waiting(session, company.org_id, company.realm_id):
+            schedule_pull(session, company.org_id)
 
 
 def _wait(error: QboError) -> float:

@@ -88,7 +88,11 @@ async def waiting_orgs(session: AsyncSession, limit: int = 1000) -> list[str]:
     now = utcnow()
     rows = await session.scalars(
         select(QboWebhookEvent.org_id)
-        .join(Connection, Connection.org_id == QboWebhookEvent.org_id)
+        .join(
+            Connection,
+            (Connection.org_id == QboWebhookEvent.org_id)
+            & (Connection.realm_id == QboWebhookEvent.realm_id),
+        )
         .where(
             Connection.status == ConnectionStatus.CONNECTED,
             QboWebhookEvent.processed_at.is_(None),
@@ -100,5 +104,7 @@ async def waiting_orgs(session: AsyncSession, limit: int = 1000) -> list[str]:
     return [str(org_id) for org_id in rows]
 
 
-async def has_waiting(session: AsyncSession, org_id: str) -> bool:
-    return bool(await session.scalar(select(exists().where(_waiting(org_id)))))
+async def has_waiting(session: AsyncSession, org_id: str, realm_id: str) -> bool:
+    """Changes of the org's current company wait (an old company's are never pulled)."""
+    waiting = _waiting(org_id) & (QboWebhookEvent.realm_id == realm_id)
+    return bool(await session.scalar(select(exists().where(waiting))))
