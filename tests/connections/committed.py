@@ -23,6 +23,7 @@ from qbsync.db import Database
 from qbsync.main import create_app
 from qbsync.models import (
     CatalogueEntry,
+    CdcWatermark,
     Connection,
     EntityMapping,
     OAuthState,
@@ -30,6 +31,7 @@ from qbsync.models import (
     PendingGrant,
     PendingRevocation,
     PlatformEvent,
+    QboWebhookEvent,
     SyncRecord,
     SyncSettings,
 )
@@ -77,6 +79,8 @@ async def remove_orgs(db: Database, prefix: str, since: datetime) -> None:
             SyncSettings,
             PlatformEvent,
             CatalogueEntry,
+            QboWebhookEvent,
+            CdcWatermark,
         ):
             await session.execute(delete(model).where(model.org_id.like(f"{prefix}%")))
         await session.commit()

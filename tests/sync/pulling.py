@@ -79,17 +79,6 @@ async def relay() -> AsyncIterator[Relay]:
 
 
 @pytest.fixture
-def webhook_format() -> str:
-    return "cloudevents"
-
-
-@pytest.fixture
-def cdc_max_objects() -> int:
-    """QuickBooks' cap on one CDC answer (a test may lower it)."""
-    return 1000
-
-
-@pytest.fixture
 def settings(simulator: SimulatorHandle, key_prefix: str, cdc_max_objects: int) -> Settings:
     """The mappings tests' settings, with qbsync told the simulator's CDC cap."""
     base = simulator_settings(simulator, f"{key_prefix}:{uuid.uuid4().hex[:8]}")

@@ -18,11 +18,10 @@ from tests.sync.pulling import (
     Relay,
     relay,
     simulator,
-    webhook_format,
 )
 from tests.sync.pushing import Books, books_for, failed_with, uk_books
 
-__all__ = ["books_for", "org", "relay", "settings", "simulator", "uk", "us", "webhook_format"]
+__all__ = ["books_for", "org", "relay", "settings", "simulator", "uk", "us"]
 
 BIRDS = {"id": "cl_birds", "name": "Amy's Bird Sanctuary", "email": "birds@intuit.test"}
 

@@ -12,11 +12,11 @@ import pytest
 from qbsync.models import RecordKind, RecordStatus, SyncRecord
 from tests.connections.conftest import OTHER_US_REALM
 from tests.mappings.conftest import Org, org, settings, uk, us
-from tests.sync.pulling import Accountant, Relay, relay, simulator, webhook_format
+from tests.sync.pulling import Accountant, Relay, relay, simulator
 from tests.sync.pushing import Books, books_for
 from tests.sync.test_payment_status import _us_books, _us_invoice
 
-__all__ = ["books_for", "org", "relay", "settings", "simulator", "uk", "us", "webhook_format"]
+__all__ = ["books_for", "org", "relay", "settings", "simulator", "uk", "us"]
 
 
 @pytest.fixture(autouse=True)

@@ -24,11 +24,9 @@ from tests.mappings.conftest import Org, org, uk, us
 from tests.sync.pulling import (
     Accountant,
     Relay,
-    cdc_max_objects,
     relay,
     settings,
     simulator,
-    webhook_format,
     webhooks_delivered,
 )
 from tests.sync.pushing import Books, books_for
@@ -36,14 +34,12 @@ from tests.sync.test_payment_status import _us_books, _us_invoice
 
 __all__ = [
     "books_for",
-    "cdc_max_objects",
     "org",
     "relay",
     "settings",
     "simulator",
     "uk",
     "us",
-    "webhook_format",
 ]
 
 
