@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from arq.connections import ArqRedis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,6 +19,7 @@ from qbsync.devpage.router import router as devpage_router
 from qbsync.errors import install_error_handlers
 from qbsync.mappings.router import router as mappings_router
 from qbsync.observability import RequestContextMiddleware, configure_logging
+from qbsync.outbound_http import outbound_client
 from qbsync.queue import JobQueue
 from qbsync.reference_cache import ReferenceCache
 from qbsync.security import TokenVerifier
@@ -50,7 +50,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = database or Database.connect(_required(database_url, "database"), settings.database)
         pool = redis or ArqRedis.from_url(_required(redis_url, "redis"))
-        http = httpx.AsyncClient(timeout=settings.intuit.timeout_seconds)
+        http = outbound_client(settings)
         app.state.settings = settings
         app.state.db = db
         app.state.queue = JobQueue(pool, settings.redis.queue_name)

@@ -6,7 +6,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import structlog
 from arq.connections import ArqRedis
 from arq.cron import CronJob, cron
@@ -23,6 +22,7 @@ from qbsync.connections.tasks import (
 from qbsync.db import Database
 from qbsync.notify.tasks import deliver_outbound_event, redrive_outbound_events
 from qbsync.observability import JOB_LATENCY, JOBS, configure_logging
+from qbsync.outbound_http import outbound_client
 from qbsync.queue import JobQueue, redis_settings
 from qbsync.reference_cache import ReferenceCache
 from qbsync.settings import Settings
@@ -99,7 +99,7 @@ def build_worker_settings(
         ctx["settings"] = settings
         ctx["db"] = database or Database.connect(database_url, settings.database)
         ctx["queue"] = JobQueue(redis, settings.redis.queue_name)
-        ctx["http"] = httpx.AsyncClient(timeout=settings.intuit.timeout_seconds)
+        ctx["http"] = outbound_client(settings)
         ctx["intuit"] = IntuitAccess.build(settings, ctx["http"], redis)
         ctx["reference_cache"] = ReferenceCache(
             redis,

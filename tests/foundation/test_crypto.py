@@ -53,6 +53,7 @@ def test_a_removed_key_is_named_when_decryption_needs_it() -> None:
         "k:not-base64!",
         "k:" + base64.b64encode(b"short").decode(),
     ],
+    ids=["empty", "no-colon", "bad-key-id", "not-base64", "short-key"],
 )
 def test_bad_key_configuration_is_refused_without_echoing_keys(spec: str) -> None:
     with pytest.raises(CryptoError, match="QBSYNC_CRYPTO__ENCRYPTION_KEYS") as raised:

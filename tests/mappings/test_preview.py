@@ -3,13 +3,16 @@ beside the platform's, blockers, and proof that nothing was written anywhere."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from qbsync.db import Database
-from qbsync.models import EntityMapping
+from qbsync.models import EntityMapping, MappingKind, MappingSource
+from qbsync.models.base import utcnow
+from qbsync.simulator.ledger import WriteRequest
 from tests.conftest import TokenFactory, bearer
 from tests.connections.conftest import OTHER_US_REALM, Consent
 from tests.mappings.conftest import Org, fields, problem
@@ -379,3 +382,41 @@ async def test_duplicate_ids_are_refused(uk: Org) -> None:
 
 async def test_the_preview_needs_a_connection(org: Org) -> None:
     problem(await org.post("preview", {"clients": [ACME]}), 409, "not_connected")
+
+
+async def test_a_customer_created_after_the_list_was_cached_is_found_by_its_mapping(
+    uk: Org, db: Database
+) -> None:
+    """The push creates customers without re-reading the shared list; a client mapped to one of
+    them is matched by the preview, not reported missing (one read of the list settles it)."""
+    client = {"id": "cl_fresh", "name": "Fresh Client Ltd"}
+    first = await preview(uk, {"clients": [client]})
+    assert first["clients"][0]["action"] == "create"
+    created = uk.simulator.state.ledger(uk.realm_id).create(
+        "Customer", WriteRequest({"DisplayName": "Fresh Client Ltd"})
+    )
+    async with db.sessions() as session:  # the mapping the push stores with its create
+        session.add(
+            EntityMapping(
+                id=uuid.uuid4(),
+                org_id="org_1",
+                realm_id=uk.realm_id,
+                kind=MappingKind.CLIENT,
+                platform_id="cl_fresh",
+                qbo_id=created["Id"],
+                qbo_name="Fresh Client Ltd",
+                source=MappingSource.CREATED,
+                details={},
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        await session.commit()
+    calls_before = uk.calls()
+    result = await preview(uk, {"clients": [client]})
+    assert (result["clients"][0]["action"], result["clients"][0]["rule"]) == ("link", "mapping")
+    assert result["clients"][0]["customer"]["qbo_id"] == created["Id"]
+    assert uk.calls() - calls_before == 1, "one read of the customer list, no more"
+    again = uk.calls()
+    await preview(uk, {"clients": [client]})
+    assert uk.calls() == again, "the list read again is cached for the next preview"

@@ -14,7 +14,7 @@ from qbsync.simulator.ledger import WriteRequest
 from qbsync.simulator.state import SimulatorState
 from tests.simulator.conftest import US, US2, Api, sales_line
 from tests.simulator.test_cdc import cdc_groups
-from tests.simulator.test_webhooks import Receiver, simulator_with_receiver
+from tests.simulator.test_webhooks import Receiver, attempts_recorded, simulator_with_receiver
 
 URL = "http://127.0.0.1:9/unused"  # never called: without a lifespan the hub only queues
 
@@ -146,6 +146,7 @@ async def test_dropped_notifications_never_reach_the_receiver_nor_count_as_attem
         sim.admin.drop_webhooks(WebhookDropRequest(drop=False))
         heard = new_customer(sim.state, "Heard Ltd")
         [delivery] = await receiver.wait_for(1)
+        await attempts_recorded(sim, 1)  # the attempt is recorded once the receiver has answered
         attempts = sim.admin.webhook_attempts
 
     assert [event["intuitentityid"] for event in delivery.payload] == [heard]

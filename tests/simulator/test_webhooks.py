@@ -226,6 +226,7 @@ async def test_failed_deliveries_follow_intuits_schedule_and_hold_later_events()
             sim.admin.advance_clock(1)
             await receiver.wait_for(count)
         deliveries = await receiver.wait_for(12)
+        await attempts_recorded(sim, 12)  # recorded once the receiver has answered
         attempts = sim.admin.webhook_attempts
 
     assert len({delivery.body for delivery in deliveries[:11]}) == 1

@@ -73,6 +73,12 @@ async def run_preview(
     mappings = await _mappings(db, company)
     facts = _client_facts(body)
     customers = await refs.customers() if facts else []
+    listed_ids = {customer.id for customer in customers}
+    mapped = (mappings.clients.get(fact.platform_id) for fact in facts)
+    if any(row is not None and row.qbo_id not in listed_ids for row in mapped):
+        # A customer the push created since the shared list was cached is not in it yet: one
+        # read settles whether the mapping points at a real customer.
+        customers = await refs.reload(Customer)
     index = CustomerIndex(customers, taken=mappings.taken)
     # Fuzzy matching of a long list is CPU work: keep the event loop free for other requests.
     matches = await asyncio.to_thread(

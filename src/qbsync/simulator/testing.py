@@ -56,6 +56,27 @@ class _EmbeddedServer(uvicorn.Server):
         self.should_exit = True
         self.exit_requested.set()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn's own shutdown sleeps 0.1 s before it looks at the open connections and then
+        # polls every 0.1 s; a test's server closes its idle connections and is gone at once.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.config.timeout_graceful_shutdown or 0)
+        while self.server_state.connections or self.server_state.tasks:
+            if loop.time() >= deadline:
+                for task in self.server_state.tasks:
+                    task.cancel(msg="the test's server stopped")
+                break
+            await asyncio.sleep(0.002)
+        for server in self.servers:
+            await server.wait_closed()
+        await self.lifespan.shutdown()
+
 
 @contextlib.asynccontextmanager
 async def serving(app: ASGIApp, host: str = "127.0.0.1") -> AsyncIterator[str]:
