@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= $(or $(QBSYNC_PORT),8000)
 CODE := $(wildcard src tests migrations bench)
+# The suite's processes; each test file runs whole in one of them.
+TEST_PROCESSES ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt migrate openapi clean bench
+.PHONY: help install browser run demo test chaos lint fmt migrate openapi clean bench
 
 help: ## Show the available targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -21,11 +23,20 @@ $(STAMP): requirements-dev.lock pyproject.toml
 
 install: $(STAMP) ## Create the virtual environment and install the locked dependencies
 
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## Install Debian's Chromium for the browser tests when it is missing
+	@command -v chromium >/dev/null 2>&1 || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+		|| ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 run: $(STAMP) ## Migrate and start API + worker (+ QuickBooks simulator without Intuit credentials)
 	$(BIN)/qbsync dev --port $(PORT)
 
-test: $(STAMP) lint ## Lint, then run the whole test suite
-	$(BIN)/pytest --cov --cov-report=term
+demo: $(STAMP) ## A guided run in the terminal: connect, map, preview, push, a payment comes back
+	$(BIN)/qbsync demo
+
+test: $(STAMP) browser lint ## Lint, then run the whole test suite
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --cov --cov-report=term
 
 # Never part of `make test`. Postgres and Redis: QBSYNC_DATABASE__URL / QBSYNC_REDIS__URL when set
 # (a scratch database is created and dropped), else the embedded ones. Options: P1_ARGS, P2_ARGS,

@@ -1,4 +1,4 @@
-"""`qbsync serve | worker | dev | migrate | openapi | token | rotate-keys | simulator`."""
+"""`qbsync serve | worker | dev | demo | migrate | openapi | token | rotate-keys | simulator`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from qbsync.connections.token_vault import RotationReport
 from qbsync.crypto import Keyring
 from qbsync.db import Database
+from qbsync.demo import add_parser as add_demo_parser
 from qbsync.main import create_app
 from qbsync.runtime import ServiceUrls, migrate, services
 from qbsync.security import mint_dev_token
@@ -172,6 +173,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
             commands.append(
                 [sys.executable, "-m", "qbsync.cli", "simulator", "--data-dir", simulator_dir]
             )
+        # Every child reads QBSYNC_PORT, so the API and the worker agree on the dev defaults:
+        # consent lands on the card page, outbound events go to its receiver.
+        print(f"the QuickBooks card page: http://127.0.0.1:{port}/")  # noqa: T201
         return _supervise(commands, port)
 
 
@@ -232,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="API + worker (+ simulator) on the embedded default")
     dev.add_argument("--port", type=int)
     dev.set_defaults(handler=cmd_dev)
+
+    add_demo_parser(commands)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(
         handler=cmd_migrate

@@ -18,6 +18,8 @@ IntuitEnvironment = Literal["sandbox", "production", "simulator"]
 # run with them; any other mode refuses to start while one of them (or nothing) is set.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
 DEV_PLATFORM_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktcGxhdGZvcm0td2ViaG9vay1zZWNyZXQ="
+# What qbsync signs its outbound events with in dev, for the dev receiver at /dev/platform/events.
+DEV_PLATFORM_EVENTS_SECRET = "whsec_ZGV2LW9ubHktcGxhdGZvcm0tZXZlbnRzLXNlY3JldA=="
 DEV_ENCRYPTION_KEYS = "dev:ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="
 DEV_INTUIT_CLIENT_ID = "simulator-client-id"
 DEV_INTUIT_CLIENT_SECRET = "simulator-client-secret"
@@ -30,6 +32,7 @@ PLACEHOLDERS = frozenset(
         "secret",
         DEV_JWT_SECRET,
         DEV_PLATFORM_WEBHOOK_SECRET,
+        DEV_PLATFORM_EVENTS_SECRET,
         DEV_ENCRYPTION_KEYS,
         DEV_INTUIT_CLIENT_SECRET,
         DEV_INTUIT_VERIFIER_TOKEN,
@@ -221,12 +224,25 @@ class Settings(BaseSettings):
         return self.intuit.environment == "simulator"
 
     @model_validator(mode="after")
-    def _dev_lands_on_its_own_page(self) -> Settings:
-        # Without the platform's frontend, consent lands on qbsync's stand-in settings page.
-        if self.env == "dev" and "settings_url" not in self.platform.model_fields_set:
-            host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
-            page = f"http://{host}:{self.port}/dev/quickbooks"
-            object.__setattr__(self.platform, "settings_url", page)
+    def _dev_plays_the_platform_itself(self) -> Settings:
+        """Without the platform, dev mode stands in for it: consent lands on the QuickBooks card
+        page at `/`, and outbound events go to the dev receiver, signed with a dev secret.
+        Whatever the user set is kept."""
+        if self.env != "dev":
+            return self
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        base = f"http://{host}:{self.port}"
+        chosen = self.platform.model_fields_set
+        defaults: dict[str, object] = {}
+        if "settings_url" not in chosen:
+            defaults["settings_url"] = f"{base}/"
+        if "events_url" not in chosen:
+            defaults["events_url"] = f"{base}/dev/platform/events"
+        if "events_secret" not in chosen:
+            defaults["events_secret"] = SecretStr(DEV_PLATFORM_EVENTS_SECRET)
+        # Bypasses pydantic's setattr so `model_fields_set` still tells a default from a choice.
+        for name, value in defaults.items():
+            object.__setattr__(self.platform, name, value)
         return self
 
     @model_validator(mode="after")
@@ -272,6 +288,11 @@ class Settings(BaseSettings):
         secrets = [
             ("QBSYNC_PLATFORM__WEBHOOK_SECRET", self.platform.webhook_secret.get_secret_value()),
         ]
+        if self.platform.events_secret is not None:
+            # Dev mode signs outbound events with a published secret; production must not.
+            secrets.append(
+                ("QBSYNC_PLATFORM__EVENTS_SECRET", self.platform.events_secret.get_secret_value())
+            )
         if self.auth.jwks_url is None:
             secrets.append(("QBSYNC_AUTH__JWT_SECRET", self.auth.jwt_secret.get_secret_value()))
         if not self.uses_simulator:

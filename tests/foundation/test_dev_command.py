@@ -121,7 +121,7 @@ def test_a_connection_made_in_dev_is_still_connected_after_a_restart(tmp_path: P
         landed = httpx.get(callback)
         assert landed.status_code == 303
         page = landed.headers["location"]
-        assert page.startswith(f"{api}/dev/quickbooks?quickbooks=confirm&handle=")
+        assert page.startswith(f"{api}/?quickbooks=confirm&handle=")
         assert httpx.get(page).headers["content-type"].startswith("text/html")
         handle = parse_qs(urlsplit(page).query)["handle"][0]
         confirmed = httpx.post(

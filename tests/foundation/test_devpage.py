@@ -1,8 +1,13 @@
-"""The newcomer's path: a dev token, and the stand-in settings page the callback lands on."""
+"""The dev QuickBooks card page and its dev-only routes: the page, a dev token, the platform
+panel's signed events, the accountant panel, and the receiver of qbsync's outbound events."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -10,21 +15,54 @@ import pytest
 
 from qbsync.cli import main
 from qbsync.connections.consent import CallbackReason
+from qbsync.devtools import accountant, platform_events
+from qbsync.devtools.platform_events import InvoiceLine
 from qbsync.main import create_app
 from qbsync.security import TokenVerifier
-from qbsync.settings import Settings, get_settings
-from tests.conftest import bearer
+from qbsync.settings import DEV_PLATFORM_EVENTS_SECRET, Settings, get_settings
+from qbsync.simulator.ledger import WriteRequest
+from qbsync.simulator.testing import SimulatorHandle, running_simulator
+from tests.conftest import TokenFactory, bearer
+
+UK_REALM = "9341450000000002"
+EVENTS_SECRET = "whsec_" + "dGVzdC1ldmVudHMtc2VjcmV0LTE2Ynl0ZXM="
 
 
-async def test_the_dev_page_is_html_and_explains_every_callback_reason(
+@pytest.fixture
+def settings(key_prefix: str) -> Settings:
+    """As the conftest's, with outbound events signed by a secret of their own."""
+    return Settings(
+        env="test",
+        redis={"queue_name": f"{key_prefix}:devpage", "key_prefix": f"{key_prefix}:devpage"},
+        platform={"events_url": "http://platform.test/events", "events_secret": EVENTS_SECRET},
+    )
+
+
+async def test_the_card_page_is_html_and_explains_every_callback_reason(
     client: httpx.AsyncClient,
 ) -> None:
-    page = await client.get("/dev/quickbooks?quickbooks=confirm&handle=abc")
+    page = await client.get("/?quickbooks=confirm&handle=abc")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "/v1/quickbooks/connect/confirm" in page.text
-    explained = set(re.findall(r"^  (\w+): \"", page.text, flags=re.MULTILINE))
+    assert '<script src="/dev/assets/app.js"' in page.text
+    script = await client.get("/dev/assets/app.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "/v1/quickbooks/connect/confirm" in script.text
+    reasons = script.text.split("const REASONS = {", 1)[1].split("};", 1)[0]
+    explained = set(re.findall(r"^  (\w+): \"", reasons, flags=re.MULTILINE))
     assert explained == {reason.value for reason in CallbackReason}
+    assert (await client.get("/dev/assets/app.css")).headers["content-type"].startswith("text/css")
+    missing = await client.get("/dev/assets/secrets.py")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+
+
+async def test_the_old_dev_page_address_forwards_the_callback_outcome(
+    client: httpx.AsyncClient,
+) -> None:
+    answer = await client.get("/dev/quickbooks?quickbooks=error&reason=access_denied")
+    assert answer.status_code == 307
+    assert answer.headers["location"] == "/?quickbooks=error&reason=access_denied"
 
 
 def test_the_readme_documents_every_callback_reason() -> None:
@@ -41,12 +79,17 @@ async def test_the_dev_page_mints_a_token_the_api_accepts(client: httpx.AsyncCli
     assert status.json()["status"] == "not_connected"
 
 
-async def test_production_serves_no_dev_page() -> None:
+async def test_production_serves_no_dev_page_and_no_dev_route() -> None:
     app = create_app(Settings(env="dev").model_copy(update={"env": "production"}))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://qbsync.test") as client:
+        assert (await client.get("/")).status_code == 404
+        assert (await client.get("/dev/assets/app.js")).status_code == 404
         assert (await client.get("/dev/quickbooks")).status_code == 404
         assert (await client.post("/dev/token", json={})).status_code == 404
+        assert (await client.post("/dev/platform/clients", json={})).status_code == 404
+        assert (await client.post("/dev/platform/events", content=b"{}")).status_code == 404
+        assert (await client.get("/dev/accountant/invoices")).status_code == 404
 
 
 async def test_qbsync_token_prints_a_token_for_the_org(
@@ -75,12 +118,43 @@ def test_qbsync_token_refuses_outside_dev(
     assert "dev tokens only" in capsys.readouterr().err
 
 
-def test_in_dev_consent_lands_on_the_dev_page_unless_told_otherwise() -> None:
-    assert Settings(env="dev").platform.settings_url == "http://127.0.0.1:8000/dev/quickbooks"
-    assert Settings(env="dev", port=8123).platform.settings_url.startswith("http://127.0.0.1:8123/")
-    chosen = Settings(env="dev", platform={"settings_url": "https://app.test/s"})
-    assert chosen.platform.settings_url == "https://app.test/s"
-    assert Settings(env="test").platform.settings_url.startswith("http://localhost:3000/")
+def test_in_dev_qbsync_plays_the_platform_unless_told_otherwise() -> None:
+    dev = Settings(env="dev").platform
+    assert dev.settings_url == "http://127.0.0.1:8000/"
+    assert dev.events_url == "http://127.0.0.1:8000/dev/platform/events"
+    assert dev.events_secret is not None
+    assert dev.events_secret.get_secret_value() == DEV_PLATFORM_EVENTS_SECRET
+    assert Settings(env="dev", port=8123).platform.events_url == (
+        "http://127.0.0.1:8123/dev/platform/events"
+    )
+    chosen = Settings(
+        env="dev",
+        platform={
+            "settings_url": "https://app.test/s",
+            "events_url": "https://app.test/hooks",
+            "events_secret": EVENTS_SECRET,
+        },
+    ).platform
+    assert (chosen.settings_url, chosen.events_url) == (
+        "https://app.test/s",
+        "https://app.test/hooks",
+    )
+    assert chosen.events_secret is not None
+    assert chosen.events_secret.get_secret_value() == EVENTS_SECRET
+    test = Settings(env="test").platform
+    assert test.settings_url.startswith("http://localhost:3000/")
+    assert (test.events_url, test.events_secret) == (None, None)
+
+
+def test_production_refuses_the_dev_events_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="QBSYNC_PLATFORM__EVENTS_SECRET"):
+        Settings(
+            env="production",
+            platform={
+                "events_url": "https://app.test/h",
+                "events_secret": DEV_PLATFORM_EVENTS_SECRET,
+            },
+        )
 
 
 async def test_no_dev_token_when_tokens_come_from_a_jwks() -> None:
@@ -91,3 +165,231 @@ async def test_no_dev_token_when_tokens_come_from_a_jwks() -> None:
     assert answer.status_code == 409
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["code"] == "dev_tokens_unavailable"
+
+
+# The shared helpers (qbsync.devtools) ---------------------------------------------------------
+
+
+def test_an_invoice_snapshot_totals_each_rate_in_decimal() -> None:
+    client = platform_events.client_snapshot("cl_1", "Acme Ltd", email="ap@acme.test")
+    lines = [
+        InvoiceLine(
+            "svc_1", "Consulting", Decimal("1.5"), Decimal("33.33"), "tr_20", Decimal("20")
+        ),
+        InvoiceLine("svc_1", "More", Decimal("1"), Decimal("2.50"), "tr_5", Decimal("5")),
+    ]
+    invoice = platform_events.invoice_snapshot(
+        "inv_1",
+        number="INV-1",
+        client=client,
+        lines=lines,
+        currency="GBP",
+        issue_date=date(2026, 12, 1),
+    )
+    # 1.5 x 33.33 = 49.995 → 50.00 (half up); VAT 10.00 at 20 %, 0.125 → 0.13 at 5 %
+    assert (invoice["subtotal"], invoice["tax_total"], invoice["total"]) == (
+        "52.50",
+        "10.13",
+        "62.63",
+    )
+    assert invoice["amounts_are"] == "tax_exclusive"
+    assert invoice["client"] == {"id": "cl_1", "name": "Acme Ltd", "email": "ap@acme.test"}
+
+
+async def test_a_signed_platform_event_is_stored_and_a_tampered_one_refused(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """S3, from the sender's side: the helper's signature is the one qbsync checks."""
+    secret = settings.platform.webhook_secret.get_secret_value()
+    event = platform_events.event(
+        "client.upserted", "org_devtools", platform_events.client_snapshot("cl_9", "Nine Ltd")
+    )
+    answer = await platform_events.send_events(client, "http://qbsync.test", secret, [event])
+    assert answer.status_code == 202, answer.text
+    assert answer.json() == {"accepted": 1, "duplicates": 0}
+    body = json.dumps(event).encode()
+    headers = platform_events.signed_headers(secret, body)
+    forged = await client.post(
+        "/v1/events", content=body.replace(b"Nine", b"Nein"), headers=headers
+    )
+    assert forged.status_code == 401
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[SimulatorHandle]:
+    async with running_simulator() as handle:
+        yield handle
+
+
+async def test_the_accountant_records_and_deletes_a_payment_and_voids_an_invoice(
+    simulator: SimulatorHandle,
+) -> None:
+    ledger = simulator.state.ledger(UK_REALM)
+    customer = ledger.create("Customer", WriteRequest({"DisplayName": "Devtools Ltd"}))
+    line = {
+        "Amount": Decimal("100.00"),
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "TaxCodeRef": {"value": "3"}},
+    }
+    invoice = ledger.create(
+        "Invoice",
+        WriteRequest(
+            {
+                "CustomerRef": {"value": customer["Id"]},
+                "GlobalTaxCalculation": "TaxExcluded",
+                "Line": [line],
+            }
+        ),
+    )
+    async with httpx.AsyncClient() as http:
+        url = simulator.base_url
+        listed = {row.id: row for row in await accountant.list_invoices(http, url, UK_REALM)}
+        total = listed[invoice["Id"]].total
+        paid = await accountant.record_payment(
+            http, url, UK_REALM, invoice["Id"], Decimal("30.00"), paid_on=date(2026, 12, 1)
+        )
+        after_payment = {row.id: row for row in await accountant.list_invoices(http, url, UK_REALM)}
+        paid_invoices = await accountant.payments_by_invoice(http, url, UK_REALM)
+        assert paid_invoices[invoice["Id"]] == [paid]
+        await accountant.delete_payment(http, url, UK_REALM, paid)
+        after_delete = {row.id: row for row in await accountant.list_invoices(http, url, UK_REALM)}
+        await accountant.void_invoice(http, url, UK_REALM, invoice["Id"])
+        voided = {row.id: row for row in await accountant.list_invoices(http, url, UK_REALM)}
+        with pytest.raises(accountant.SimulatorRefusedError) as refused:
+            await accountant.record_payment(http, url, UK_REALM, "99999", Decimal("1"))
+    assert after_payment[invoice["Id"]].balance == total - Decimal("30.00")
+    assert after_delete[invoice["Id"]].balance == total
+    assert voided[invoice["Id"]].voided
+    assert voided[invoice["Id"]].balance == Decimal("0")
+    assert refused.value.status_code >= 400
+    assert refused.value.message
+
+
+# The dev routes -----------------------------------------------------------------------------
+
+
+async def test_the_platform_panel_sends_a_signed_invoice_with_its_client_service_and_tax(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    form = {
+        "client_id": "cl_panel",
+        "name": "Panel Ltd",
+        "email": "ap@panel.test",
+        "invoice_id": "inv_panel",
+        "number": "P-1",
+        "currency": "GBP",
+        "service_id": "svc_panel",
+        "service_name": "Consulting",
+        "quantity": "2",
+        "unit_price": "150.00",
+        "tax_rate_id": "tr_panel",
+        "tax_rate_name": "VAT 20%",
+        "tax_rate": "20",
+    }
+    headers = bearer(make_token("org_panel"))
+    sent = await client.post("/dev/platform/invoices", json=form, headers=headers)
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["types"] == [
+        "client.upserted",
+        "service.upserted",
+        "tax_rate.upserted",
+        "invoice.upserted",
+    ]
+    assert sent.json()["accepted"] == 4
+    record = await client.get("/v1/quickbooks/sync/records/invoice/inv_panel", headers=headers)
+    assert record.status_code == 200, record.text
+    assert record.json()["snapshot_summary"]["total"] == "360.00"
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "field"),
+    [
+        ("/dev/platform/clients", {"client_id": "cl 1", "name": "A"}, "client_id"),
+        (
+            "/dev/platform/payments",
+            {"payment_id": "p1", "invoice_id": "i1", "amount": "-5", "currency": "GBP"},
+            "amount",
+        ),
+        (
+            "/dev/platform/expenses",
+            {
+                "expense_id": "e1",
+                "supplier_id": "s1",
+                "supplier_name": "Rail",
+                "amount": "1.234",
+                "currency": "GBP",
+            },
+            "amount",
+        ),
+    ],
+)
+async def test_bad_panel_input_is_a_problem_naming_the_field(
+    client: httpx.AsyncClient, make_token: TokenFactory, path: str, form: dict[str, str], field: str
+) -> None:
+    answer = await client.post(path, json=form, headers=bearer(make_token("org_panel")))
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == "validation_error"
+    assert [error["field"] for error in answer.json()["errors"]] == [field]
+
+
+async def test_the_panels_act_only_for_the_tokens_org(client: httpx.AsyncClient) -> None:
+    answer = await client.post("/dev/platform/clients", json={"client_id": "c", "name": "n"})
+    assert answer.status_code == 401
+    assert (await client.get("/dev/accountant/invoices")).status_code == 401
+    assert (await client.get("/dev/platform/events")).status_code == 401
+
+
+async def test_the_accountant_panel_needs_a_connected_company(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    answer = await client.get("/dev/accountant/invoices", headers=bearer(make_token("org_none")))
+    assert answer.status_code == 409
+    assert answer.json()["code"] == "not_connected"
+
+
+def _signed(secret: str, body: bytes, *, minutes_ago: int = 0) -> dict[str, str]:
+    when = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return platform_events.signed_headers(secret, body, now=when)
+
+
+async def test_the_events_receiver_keeps_verified_deliveries_only(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    delivery = {
+        "id": "evt_out_1",
+        "type": "quickbooks.invoice.payment_updated",
+        "organization_id": "org_receiver",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "data": {"invoice_id": "inv_1", "status": "paid"},
+    }
+    body = json.dumps(delivery).encode()
+    other_secret = "whsec_" + "b3RoZXItc2VjcmV0LW9mLTE2LWJ5dGVz"
+    refusals = [
+        await client.post(
+            "/dev/platform/events", content=body, headers=_signed(other_secret, body)
+        ),
+        await client.post(
+            "/dev/platform/events",
+            content=body,
+            headers=_signed(EVENTS_SECRET, body, minutes_ago=6),
+        ),
+        await client.post("/dev/platform/events", content=body),
+    ]
+    for refused in refusals:
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "invalid_signature"
+    headers = bearer(make_token("org_receiver"))
+    assert (await client.get("/dev/platform/events", headers=headers)).json() == {"items": []}
+
+    accepted = await client.post(
+        "/dev/platform/events", content=body, headers=_signed(EVENTS_SECRET, body)
+    )
+    assert accepted.status_code == 204
+    listed = (await client.get("/dev/platform/events", headers=headers)).json()["items"]
+    assert [(e["type"], e["signature_verified"], e["data"]["status"]) for e in listed] == [
+        ("quickbooks.invoice.payment_updated", True, "paid")
+    ]
+    others = await client.get("/dev/platform/events", headers=bearer(make_token("org_other")))
+    assert others.json() == {"items": []}

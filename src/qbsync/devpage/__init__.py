@@ -1,1 +1,1 @@
-"""The dev stand-in for the platform settings page: the callback outcome and the confirm step."""
+"""The dev QuickBooks card page and the dev-only routes it drives (dev and test env only)."""
