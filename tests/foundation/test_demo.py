@@ -12,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from qbsync.cli import main
 from qbsync.demo.scenario import Demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,4 +121,43 @@ def test_ctrl_c_stops_every_process_the_demo_started() -> None:
     _, stderr = demo.communicate(timeout=30)
     assert demo.returncode == 130
     assert "stopped; every process it started is stopped" in stderr
+    assert _processes_on(port) == []
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_that_is_not_a_port_is_refused_before_anything_starts(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--port", port, "--quiet"])
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert f"{port!r} is not a port (1-65535)" in err
+    assert "✓" not in out
+
+
+def test_the_simulator_dying_mid_run_is_named_and_everything_stops() -> None:
+    """The step that meets the dead simulator names it (with the end of its log), not the
+    refused connection or qbsync's 5xx it saw; the exit code is 1; nothing is left running."""
+    port = _free_port()
+    demo = _demo("--port", str(port), "--quiet")
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        if line.startswith("✓  3."):
+            break
+    else:
+        raise AssertionError(demo.communicate(timeout=30))
+    simulators = [
+        pid
+        for pid in _processes_on(port)
+        if b"simulator" in (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    ]
+    assert len(simulators) == 1, simulators
+    os.kill(simulators[0], signal.SIGKILL)
+    rest, stderr = demo.communicate(timeout=60)
+    assert demo.returncode == 1, rest + stderr
+    failed = [line for line in rest.splitlines() if line.startswith("✗")]
+    assert len(failed) == 1, rest
+    assert "the simulator process exited with code -9" in failed[0]
+    assert "qbsync demo: failed at step" in stderr
     assert _processes_on(port) == []

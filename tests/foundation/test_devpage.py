@@ -9,20 +9,27 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from arq.connections import ArqRedis
+from fastapi.routing import APIRoute
 
 from qbsync.cli import main
 from qbsync.connections.consent import CallbackReason
+from qbsync.db import Database
+from qbsync.devpage.router import router as devpage_router
 from qbsync.devtools import accountant, platform_events
 from qbsync.devtools.platform_events import InvoiceLine
 from qbsync.main import create_app
 from qbsync.security import TokenVerifier
 from qbsync.settings import DEV_PLATFORM_EVENTS_SECRET, Settings, get_settings
+from qbsync.simulator.config import SimulatorConfig
 from qbsync.simulator.ledger import WriteRequest
 from qbsync.simulator.testing import SimulatorHandle, running_simulator
 from tests.conftest import TokenFactory, bearer
+from tests.connections.conftest import REDIRECT_URI, US_REALM, Consent, simulator_settings
 
 UK_REALM = "9341450000000002"
 EVENTS_SECRET = "whsec_" + "dGVzdC1ldmVudHMtc2VjcmV0LTE2Ynl0ZXM="
@@ -79,17 +86,34 @@ async def test_the_dev_page_mints_a_token_the_api_accepts(client: httpx.AsyncCli
     assert status.json()["status"] == "not_connected"
 
 
-async def test_production_serves_no_dev_page_and_no_dev_route() -> None:
+def _dev_routes() -> list[tuple[str, str]]:
+    """Every (method, path) the dev page's router serves, its included routers' too, path
+    parameters filled in."""
+    routes = []
+    pending: list[tuple[str, Any]] = [("", route) for route in devpage_router.routes]
+    while pending:
+        prefix, route = pending.pop(0)
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            inner = prefix + route.include_context.prefix
+            pending += [(inner, child) for child in included.routes]
+            continue
+        assert isinstance(route, APIRoute)
+        path = re.sub(r"\{[^}]+\}", "1", prefix + route.path)
+        routes += [(method, path) for method in sorted(route.methods or ())]
+    return routes
+
+
+async def test_production_serves_no_dev_page_and_no_dev_route(make_token: TokenFactory) -> None:
     app = create_app(Settings(env="dev").model_copy(update={"env": "production"}))
     transport = httpx.ASGITransport(app=app)
+    routes = _dev_routes()
+    assert len(routes) >= 14, routes
+    headers = bearer(make_token("org_prod"))
     async with httpx.AsyncClient(transport=transport, base_url="http://qbsync.test") as client:
-        assert (await client.get("/")).status_code == 404
-        assert (await client.get("/dev/assets/app.js")).status_code == 404
-        assert (await client.get("/dev/quickbooks")).status_code == 404
-        assert (await client.post("/dev/token", json={})).status_code == 404
-        assert (await client.post("/dev/platform/clients", json={})).status_code == 404
-        assert (await client.post("/dev/platform/events", content=b"{}")).status_code == 404
-        assert (await client.get("/dev/accountant/invoices")).status_code == 404
+        for method, path in routes:
+            answer = await client.request(method, path, json={}, headers=headers)
+            assert answer.status_code == 404, (method, path, answer.status_code)
 
 
 async def test_qbsync_token_prints_a_token_for_the_org(
@@ -157,6 +181,17 @@ def test_production_refuses_the_dev_events_secret(monkeypatch: pytest.MonkeyPatc
         )
 
 
+@pytest.mark.parametrize("body", [{"org_id": "   "}, {"user_id": ""}, {"org_id": "o" * 129}])
+async def test_a_dev_token_for_a_blank_or_oversized_id_is_refused(
+    client: httpx.AsyncClient, body: dict[str, str]
+) -> None:
+    """A blank org would mint a token the API then refuses: the problem names the field."""
+    answer = await client.post("/dev/token", json=body)
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert [error["field"] for error in answer.json()["errors"]] == list(body)
+
+
 async def test_no_dev_token_when_tokens_come_from_a_jwks() -> None:
     settings = Settings(env="dev", auth={"jwks_url": "https://platform.test/jwks.json"})
     transport = httpx.ASGITransport(app=create_app(settings))
@@ -168,6 +203,27 @@ async def test_no_dev_token_when_tokens_come_from_a_jwks() -> None:
 
 
 # The shared helpers (qbsync.devtools) ---------------------------------------------------------
+
+
+def test_per_line_rounding_gives_the_cent_quickbooks_does_not() -> None:
+    """Three lines of 0.33 at 20 %: per rate 0.99 x 20 % = 0.198 → 0.20; per line 3 x 0.07."""
+    client = platform_events.client_snapshot("cl_1", "Acme Ltd")
+    line = InvoiceLine("svc_1", "Hour", Decimal("1"), Decimal("0.33"), "tr_20", Decimal("20"))
+
+    def totals(rounding: platform_events.TaxRounding) -> tuple[str, str]:
+        invoice = platform_events.invoice_snapshot(
+            "inv_1",
+            number="INV-1",
+            client=client,
+            lines=[line] * 3,
+            currency="GBP",
+            issue_date=date(2026, 12, 1),
+            tax_rounding=rounding,
+        )
+        return invoice["tax_total"], invoice["total"]
+
+    assert totals("per_rate") == ("0.20", "1.19")
+    assert totals("per_line") == ("0.21", "1.20")
 
 
 def test_an_invoice_snapshot_totals_each_rate_in_decimal() -> None:
@@ -217,7 +273,7 @@ async def test_a_signed_platform_event_is_stored_and_a_tampered_one_refused(
 
 @pytest.fixture
 async def simulator() -> AsyncIterator[SimulatorHandle]:
-    async with running_simulator() as handle:
+    async with running_simulator(SimulatorConfig(redirect_uris=(REDIRECT_URI,))) as handle:
         yield handle
 
 
@@ -257,6 +313,10 @@ async def test_the_accountant_records_and_deletes_a_payment_and_voids_an_invoice
         voided = {row.id: row for row in await accountant.list_invoices(http, url, UK_REALM)}
         with pytest.raises(accountant.SimulatorRefusedError) as refused:
             await accountant.record_payment(http, url, UK_REALM, "99999", Decimal("1"))
+        customers = await accountant.list_documents(http, url, UK_REALM, "Customer")
+        with pytest.raises(ValueError, match="not a QuickBooks entity"):
+            await accountant.list_documents(http, url, UK_REALM, "../payments")
+    assert [c["Id"] for c in customers if c["DisplayName"] == "Devtools Ltd"] == [customer["Id"]]
     assert after_payment[invoice["Id"]].balance == total - Decimal("30.00")
     assert after_delete[invoice["Id"]].balance == total
     assert voided[invoice["Id"]].voided
@@ -393,3 +453,281 @@ async def test_the_events_receiver_keeps_verified_deliveries_only(
     ]
     others = await client.get("/dev/platform/events", headers=bearer(make_token("org_other")))
     assert others.json() == {"items": []}
+
+
+# Hostile input and other orgs ---------------------------------------------------------------
+
+INVOICE_FORM = {
+    "client_id": "cl_panel",
+    "name": "Panel Ltd",
+    "invoice_id": "inv_panel",
+    "number": "P-1",
+    "currency": "GBP",
+    "service_id": "svc_panel",
+    "service_name": "Consulting",
+    "quantity": "2",
+    "unit_price": "150.00",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"lines": 0}, "lines"),
+        ({"lines": 21}, "lines"),
+        ({"quantity": "NaN"}, "quantity"),
+        ({"unit_price": "Infinity"}, "unit_price"),
+        ({"unit_price": "1e30"}, "unit_price"),
+        ({"tax_rounding": "bankers"}, "tax_rounding"),
+        ({"name": "n" * 101}, "name"),
+        ({"number": "INV 1; DROP"}, "number"),
+        # The org is the token's: a form can't name another one.
+        ({"organization_id": "org_victim"}, "organization_id"),
+    ],
+)
+async def test_a_hostile_invoice_form_is_refused_naming_the_field(
+    client: httpx.AsyncClient, make_token: TokenFactory, change: dict[str, object], field: str
+) -> None:
+    """S8: bounded before anything is sent to `POST /v1/events`."""
+    headers = bearer(make_token("org_panel"))
+    for path in ("/dev/platform/invoices", "/dev/platform/invoices/preview-body"):
+        answer = await client.post(path, json=INVOICE_FORM | change, headers=headers)
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert [error["field"] for error in answer.json()["errors"]] == [field]
+    record = await client.get("/v1/quickbooks/sync/records/invoice/inv_panel", headers=headers)
+    assert record.status_code == 404
+
+
+async def test_an_oversized_panel_body_is_refused_before_any_work(
+    client: httpx.AsyncClient, make_token: TokenFactory, settings: Settings
+) -> None:
+    """S8."""
+    body = json.dumps(INVOICE_FORM | {"description": "x" * settings.max_body_bytes}).encode()
+    answer = await client.post(
+        "/dev/platform/invoices",
+        content=body,
+        headers=bearer(make_token("org_panel")) | {"content-type": "application/json"},
+    )
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "payload_too_large"
+
+
+PUBLIC_DEV_ROUTES = {
+    ("GET", "/"),
+    ("GET", "/dev/quickbooks"),
+    ("GET", "/dev/assets/1"),
+    ("POST", "/dev/token"),
+    # Authenticated by its Standard Webhooks signature instead (see the receiver's tests).
+    ("POST", "/dev/platform/events"),
+}
+
+
+async def test_every_dev_route_of_org_data_refuses_a_missing_expired_or_forged_token(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """S2 for the dev routes: each answers 401 with a problem body, before reading its form."""
+    guarded = [route for route in _dev_routes() if route not in PUBLIC_DEV_ROUTES]
+    assert len(guarded) >= 9, guarded
+    expired = make_token("org_dev", exp=int(datetime.now(UTC).timestamp()) - 60)
+    forged = make_token("org_dev", secret="not-the-platform-secret-but-long-enough")
+    for method, path in guarded:
+        for headers, code in (
+            ({}, "unauthenticated"),
+            (bearer(expired), "token_expired"),
+            (bearer(forged), None),
+        ):
+            answer = await client.request(method, path, json={}, headers=headers)
+            assert answer.status_code == 401, (method, path, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+            if code is not None:
+                assert answer.json()["code"] == code, (method, path, answer.json())
+
+
+@pytest.fixture
+async def simulated(
+    simulator: SimulatorHandle, key_prefix: str, db: Database, redis: ArqRedis
+) -> AsyncIterator[httpx.AsyncClient]:
+    """qbsync against the simulator, as `qbsync dev` runs it."""
+    settings = simulator_settings(simulator, f"{key_prefix}:devpage-sim")
+    app = create_app(settings, database=db, redis=redis)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://qbsync.test") as client:
+            yield client
+
+
+def _uk_invoice(simulator: SimulatorHandle, doc_number: str) -> dict[str, object]:
+    """An invoice of 100.00 + VAT the accountant has in the UK company."""
+    ledger = simulator.state.ledger(UK_REALM)
+    customer = ledger.create("Customer", WriteRequest({"DisplayName": f"{doc_number} Ltd"}))
+    line = {
+        "Amount": Decimal("100.00"),
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "TaxCodeRef": {"value": "3"}},
+    }
+    return ledger.create(
+        "Invoice",
+        WriteRequest(
+            {
+                "CustomerRef": {"value": customer["Id"]},
+                "DocNumber": doc_number,
+                "GlobalTaxCalculation": "TaxExcluded",
+                "Line": [line],
+            }
+        ),
+    )
+
+
+async def test_the_accountant_panel_voids_an_invoice_of_the_tokens_company_only(
+    simulated: httpx.AsyncClient, simulator: SimulatorHandle, make_token: TokenFactory
+) -> None:
+    """S1 for the dev routes: the void route acts in the token's org's company; another org's
+    token (connected elsewhere, or not at all) never reaches the UK company's invoice."""
+    consent = Consent(simulated, simulator, make_token)
+    await consent.connect("org_uk", UK_REALM)
+    await consent.connect("org_us", US_REALM)
+    invoice = _uk_invoice(simulator, "UK-ONLY-1")
+    invoice_id = str(invoice["Id"])
+    uk, us = bearer(make_token("org_uk")), bearer(make_token("org_us"))
+    void_url = f"/dev/accountant/invoices/{invoice_id}/void"
+
+    async def uk_invoice() -> dict[str, object]:
+        listed = await simulated.get("/dev/accountant/invoices", headers=uk)
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["realm_id"] == UK_REALM
+        rows: list[dict[str, object]] = listed.json()["items"]
+        return next(row for row in rows if row["id"] == invoice_id)
+
+    before = await uk_invoice()
+    us_listed = (await simulated.get("/dev/accountant/invoices", headers=us)).json()
+    assert us_listed["realm_id"] == US_REALM
+    assert "UK-ONLY-1" not in {row["doc_number"] for row in us_listed["items"]}
+    await simulated.post(void_url, headers=us)
+    await simulated.post(
+        "/dev/accountant/payments",
+        json={"invoice_id": invoice_id, "amount": "10.00"},
+        headers=us,
+    )
+    stranger = await simulated.post(void_url, headers=bearer(make_token("org_none")))
+    assert stranger.status_code == 409
+    assert stranger.json()["code"] == "not_connected"
+    assert await uk_invoice() == before
+
+    assert (await simulated.post(void_url)).status_code == 401
+    bad_id = await simulated.post("/dev/accountant/invoices/1%20OR%201/void", headers=uk)
+    assert bad_id.status_code == 422
+    assert [error["field"] for error in bad_id.json()["errors"]] == ["invoice_id"]
+
+    voided = await simulated.post(void_url, headers=uk)
+    assert voided.status_code == 204, voided.text
+    after = await uk_invoice()
+    assert (after["voided"], after["balance"], after["total"]) == (True, "0.00", "0.00")
+    again = await simulated.post(void_url, headers=uk)
+    assert again.status_code == 422
+    assert again.headers["content-type"] == "application/problem+json"
+    assert again.json()["code"] == "quickbooks_refused"
+    assert [error["field"] for error in again.json()["errors"]] == ["invoice_id"]
+    assert again.json()["detail"]
+    unknown = await simulated.post("/dev/accountant/invoices/999999/void", headers=uk)
+    assert unknown.status_code == 422
+    assert unknown.json()["code"] == "quickbooks_refused"
+    # The problem names the field at fault: here the invoice, not the amount.
+    unpaid = await simulated.post(
+        "/dev/accountant/payments", json={"invoice_id": "999999", "amount": "1.00"}, headers=uk
+    )
+    assert unpaid.status_code == 422
+    assert [error["field"] for error in unpaid.json()["errors"]] == ["invoice_id"]
+
+
+async def test_the_accountant_panel_refuses_when_qbsync_talks_to_intuit(
+    key_prefix: str, db: Database, redis: ArqRedis, make_token: TokenFactory
+) -> None:
+    settings = Settings(
+        env="test",
+        redis={"queue_name": f"{key_prefix}:intuit", "key_prefix": f"{key_prefix}:intuit"},
+        intuit={"environment": "sandbox"},
+    )
+    app = create_app(settings, database=db, redis=redis)
+    headers = bearer(make_token("org_intuit"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://qbsync.test") as client:
+            answers = [
+                await client.get("/dev/accountant/invoices", headers=headers),
+                await client.post(
+                    "/dev/accountant/payments",
+                    json={"invoice_id": "1", "amount": "1.00"},
+                    headers=headers,
+                ),
+                await client.delete("/dev/accountant/payments/1", headers=headers),
+                await client.post("/dev/accountant/invoices/1/void", headers=headers),
+            ]
+    for answer in answers:
+        assert answer.status_code == 409
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == "simulator_not_in_use"
+
+
+def _delivery(org_id: str, event_id: str) -> bytes:
+    return json.dumps(
+        {
+            "id": event_id,
+            "type": "quickbooks.record.synced",
+            "organization_id": org_id,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "data": {"kind": "invoice", "platform_id": "inv_1"},
+        }
+    ).encode()
+
+
+async def test_a_replayed_delivery_is_acknowledged_and_stored_once(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """A retry or a replay of the same signed bytes (same `webhook-id`) is one event; the next
+    delivery, with an id of its own, is stored."""
+    body = _delivery("org_replay", "evt_replay")
+    headers = _signed(EVENTS_SECRET, body)
+    answers = [
+        await client.post("/dev/platform/events", content=body, headers=headers) for _ in range(3)
+    ]
+    assert [answer.status_code for answer in answers] == [204, 204, 204]
+    following = _delivery("org_replay", "evt_replay_2")
+    answer = await client.post(
+        "/dev/platform/events", content=following, headers=_signed(EVENTS_SECRET, following)
+    )
+    assert answer.status_code == 204
+    listed = await client.get("/dev/platform/events", headers=bearer(make_token("org_replay")))
+    assert [event["id"] for event in listed.json()["items"]] == ["evt_replay_2", "evt_replay"]
+
+
+@pytest.mark.parametrize(
+    "signature", ["garbage", "v1", "v1,not-base64!", "v2,abc v1,", "v1," + "A" * 5000]
+)
+async def test_a_malformed_signature_is_a_401_not_a_crash(
+    client: httpx.AsyncClient, make_token: TokenFactory, signature: str
+) -> None:
+    """S3 for the dev receiver: nothing stored."""
+    body = _delivery("org_malformed", "evt_malformed")
+    headers = _signed(EVENTS_SECRET, body) | {"webhook-signature": signature}
+    answer = await client.post("/dev/platform/events", content=body, headers=headers)
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["code"] == "invalid_signature"
+    listed = await client.get("/dev/platform/events", headers=bearer(make_token("org_malformed")))
+    assert listed.json() == {"items": []}
+
+
+async def test_an_oversized_delivery_is_refused_unread(
+    client: httpx.AsyncClient, make_token: TokenFactory, settings: Settings
+) -> None:
+    """S8: the body limit answers before the signature is checked or anything stored."""
+    document = json.loads(_delivery("org_big", "evt_big"))
+    document["data"]["padding"] = "x" * settings.max_body_bytes
+    body = json.dumps(document).encode()
+    answer = await client.post(
+        "/dev/platform/events", content=body, headers=_signed(EVENTS_SECRET, body)
+    )
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "payload_too_large"
+    listed = await client.get("/dev/platform/events", headers=bearer(make_token("org_big")))
+    assert listed.json() == {"items": []}

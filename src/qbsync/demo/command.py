@@ -28,7 +28,7 @@ def add_parser(commands: Any) -> None:
         "demo",
         help="a guided run: connect, map, preview, push, and a payment coming back",
     )
-    demo.add_argument("--port", type=int, help="the API's port (default: a free one)")
+    demo.add_argument("--port", type=_port, help="the API's port (default: a free one)")
     demo.add_argument(
         "--quiet", action="store_true", help="only the ✓/✗ line of each step, no tables"
     )
@@ -65,6 +65,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{len(Demo.TITLES)} steps checked; every process it started is stopped"
     )
     return 0
+
+
+def _port(text: str) -> int:
+    """A TCP port, refused by argparse (exit code 2, the reason on stderr) before any process
+    starts."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return port
 
 
 def _raise_stopped(_signal: int, _frame: FrameType | None) -> None:

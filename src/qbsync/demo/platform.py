@@ -83,10 +83,7 @@ class Accountant:
         )
 
     def documents(self, entity: str) -> list[dict[str, Any]]:
-        """Bills and customers as QuickBooks holds them (the shared helper lists invoices only)."""
-        url = f"{self.simulator_url}/_sim/companies/{self.realm_id}/documents/{entity}"
-        response = _run(lambda http: http.get(url))
-        if response.status_code != 200:
-            raise StepFailedError(f"the simulator lists no {entity}: {response.text[:300]}")
-        found: list[dict[str, Any]] = json.loads(response.content, parse_float=Decimal)[entity]
-        return found
+        """Bills and customers as QuickBooks holds them."""
+        return _run(
+            lambda http: accountant.list_documents(http, self.simulator_url, self.realm_id, entity)
+        )

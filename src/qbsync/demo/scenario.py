@@ -87,7 +87,13 @@ class Demo:
         )
         for title, action in zip(self.TITLES, steps, strict=True):
             with self.display.step(title) as step:
-                action(step)
+                try:
+                    action(step)
+                except Exception:
+                    # A process that died (the simulator, say) is the cause worth naming, not
+                    # the refused connection or the 503 the step met after it.
+                    self.stack.check_alive()
+                    raise
 
     # -----------------------------------------------------------------------------------------
 

@@ -83,7 +83,9 @@ async def record_payment(
             request.app.state.http, simulator, realm_id, form.invoice_id, form.amount
         )
     except accountant.SimulatorRefusedError as error:
-        raise QuickBooksRefusedError(error.message, field="amount") from error
+        # An invoice QuickBooks does not hold is the invoice's fault, anything else the amount's.
+        field = "invoice_id" if error.not_found else "amount"
+        raise QuickBooksRefusedError(error.message, field=field) from error
     return RecordedPayment(payment_id=payment_id)
 
 

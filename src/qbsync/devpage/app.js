@@ -28,6 +28,9 @@ let token = localStorage.getItem("qbsync.devToken") || "";
 let connection = null;
 let references = null;
 let suggestions = null;
+// What the user typed in the QuickBooks panel's amount boxes, by invoice id: the poll redraws
+// the panel every POLL_MS and would otherwise put the balance back mid-typing.
+const typedAmounts = new Map();
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -90,8 +93,8 @@ $("who").addEventListener("submit", async (event) => {
   event.preventDefault();
   const response = await fetch("/dev/token", { method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ org_id: $("org").value, user_id: $("user").value }) });
-  const payload = await response.json();
-  if (!response.ok) { banner("bad", payload.detail || "No dev token."); return; }
+  const payload = await response.json().catch(() => ({}));
+  if (!response.ok) { banner("bad", new ApiError(response.status, payload).message); return; }
   token = payload.token;
   localStorage.setItem("qbsync.devToken", token);
   localStorage.setItem("qbsync.devOrg", $("org").value);
@@ -381,9 +384,13 @@ onSubmit("payment-form", () => sendPlatform("payments", formValues($("payment-fo
 
 // The QuickBooks panel ------------------------------------------------------------------------
 
-async function accountant(method, path, body, done) {
-  try { await api(method, "/dev/accountant/" + path, body); $("quickbooks-state").textContent = done; await loadQuickBooks(); }
-  catch (error) { $("quickbooks-state").textContent = error.message; }
+async function accountant(method, path, body, done, invoiceId) {
+  try {
+    await api(method, "/dev/accountant/" + path, body);
+    typedAmounts.delete(invoiceId);
+    $("quickbooks-state").textContent = done;
+    await loadQuickBooks();
+  } catch (error) { $("quickbooks-state").textContent = error.message; }
 }
 
 function showInvoices(bodies) {
@@ -397,12 +404,13 @@ async function loadQuickBooks() {
   try { listed = await api("GET", "/dev/accountant/invoices"); }
   catch (error) { $("quickbooks-state").textContent = error.message; showInvoices([]); return; }
   showInvoices(listed.items.map((invoice) => {
-    const amount = el("input", { value: invoice.balance, size: "6", "aria-label": "Payment amount for " + (invoice.doc_number || invoice.id) });
+    const amount = el("input", { value: typedAmounts.has(invoice.id) ? typedAmounts.get(invoice.id) : invoice.balance, size: "6",
+      "aria-label": "Payment amount for " + (invoice.doc_number || invoice.id), oninput: (event) => typedAmounts.set(invoice.id, event.target.value) });
     const last = invoice.payment_ids[invoice.payment_ids.length - 1];
     const actions = invoice.voided ? [] : [amount,
-      el("button", { className: "small", onclick: () => accountant("POST", "payments", { invoice_id: invoice.id, amount: amount.value }, "Payment recorded in QuickBooks.") }, "Record payment"),
-      last ? el("button", { className: "small", onclick: () => accountant("DELETE", "payments/" + last, undefined, "Payment deleted in QuickBooks.") }, "Delete payment") : null,
-      el("button", { className: "small", onclick: () => accountant("POST", "invoices/" + invoice.id + "/void", undefined, "Invoice voided in QuickBooks.") }, "Void")];
+      el("button", { className: "small", onclick: () => accountant("POST", "payments", { invoice_id: invoice.id, amount: amount.value }, "Payment recorded in QuickBooks.", invoice.id) }, "Record payment"),
+      last ? el("button", { className: "small", onclick: () => accountant("DELETE", "payments/" + last, undefined, "Payment deleted in QuickBooks.", invoice.id) }, "Delete payment") : null,
+      el("button", { className: "small", onclick: () => accountant("POST", "invoices/" + invoice.id + "/void", undefined, "Invoice voided in QuickBooks.", invoice.id) }, "Void")];
     return el("tbody", { "data-qbo-invoice": invoice.doc_number || invoice.id },
       el("tr", {},
         el("td", {}, (invoice.doc_number || "#" + invoice.id) + " · " + (invoice.customer || "") + (invoice.voided ? " · voided" : "")),
@@ -443,14 +451,20 @@ async function loadManagement() {
   } catch (error) { banner("bad", error.message); }
 }
 
+function pollFailed(error) {
+  // A token that expired while the page was open: every poll is refused from then on, and the
+  // page would go quietly stale. Other failures are passing (the next poll tries again).
+  if (error.status === 401) banner("bad", error.message + " Use a dev token again.");
+}
+
 async function poll() {
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     if (!token) continue;
-    await loadEvents().catch(() => {});
+    await loadEvents().catch(pollFailed);
     if (connection && connection.status === "connected") {
-      await loadLog().catch(() => {});
-      await loadQuickBooks().catch(() => {});
+      await loadLog().catch(pollFailed);
+      await loadQuickBooks().catch(pollFailed);
     }
   }
 }

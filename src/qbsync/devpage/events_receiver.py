@@ -1,11 +1,14 @@
 """Where qbsync's outbound events land in dev: `POST /dev/platform/events` plays the platform's
 receiver. Each delivery's Standard Webhooks signature is checked with the secret qbsync signs
 with; verified deliveries go to a capped Redis list (shared by every API replica) that
-`GET /dev/platform/events` reads for the page's live list.
+`GET /dev/platform/events` reads for the page's live list. A delivery whose `webhook-id` was
+already stored (a retry, or a replay of the same signed bytes) is acknowledged and not stored
+again, as a platform deduplicating by that id would.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -24,6 +27,18 @@ from qbsync.settings import Settings
 router = APIRouter(prefix="/dev/platform/events", include_in_schema=False)
 KEEP = 200
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+# Standard Webhooks refuses timestamps more than 5 minutes off either way, so an id remembered
+# for 10 minutes outlives every copy of a delivery that could still verify.
+SEEN_SECONDS = 600
+# Marks the id as seen and stores the delivery in one step, only when the id is new.
+STORE_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+  redis.call('LTRIM', KEYS[2], 0, ARGV[3])
+  return 1
+end
+return 0
+"""
 
 
 class ReceivedEvent(BaseModel):
@@ -42,6 +57,12 @@ class ReceivedEvents(BaseModel):
 
 def events_key(settings: Settings) -> str:
     return f"{settings.redis.key_prefix}:dev:platform-events"
+
+
+def seen_key(settings: Settings, webhook_id: str) -> str:
+    # Hashed: the header is the sender's text, of any length.
+    digest = hashlib.sha256(webhook_id.encode()).hexdigest()
+    return f"{events_key(settings)}:seen:{digest}"
 
 
 def signing_secret(settings: Settings) -> str:
@@ -75,11 +96,18 @@ async def receive(request: Request, settings: SettingsDep, queue: QueueDep) -> N
         data=document.get("data") if isinstance(document.get("data"), dict) else {},
     )
     redis: ArqRedis = queue.redis
-    key = events_key(settings)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.lpush(key, entry.model_dump_json())
-        pipe.ltrim(key, 0, KEEP - 1)
-        await pipe.execute()
+    await cast(
+        "Awaitable[int]",
+        redis.eval(
+            STORE_ONCE,
+            2,
+            seen_key(settings, entry.webhook_id),
+            events_key(settings),
+            entry.model_dump_json(),
+            str(SEEN_SECONDS),
+            str(KEEP - 1),
+        ),
+    )
 
 
 @router.get("", response_model=ReceivedEvents)

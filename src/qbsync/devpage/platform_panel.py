@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from qbsync.deps import SettingsDep
 from qbsync.devtools import platform_events
-from qbsync.devtools.platform_events import InvoiceLine
+from qbsync.devtools.platform_events import InvoiceLine, TaxRounding
 from qbsync.errors import PROBLEM_JSON
 from qbsync.security import OrgDep
 from qbsync.settings import Settings
@@ -34,6 +34,7 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Amount = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
 Quantity = Annotated[Decimal, Field(gt=0, max_digits=10, decimal_places=4)]
 Rate = Annotated[Decimal, Field(ge=0, le=100, max_digits=6, decimal_places=2)]
+MAX_LINES = 20
 
 
 class Form(BaseModel):
@@ -47,7 +48,8 @@ class ClientForm(Form):
 
 
 class InvoiceForm(ClientForm):
-    """A one-line invoice; its client, service and tax rate are sent first, in the same batch."""
+    """An invoice of one line, repeated `lines` times; its client, service and tax rate are
+    sent first, in the same batch. `tax_rounding` is how the platform rounds the tax."""
 
     invoice_id: Id
     number: Annotated[str, Field(min_length=1, max_length=21, pattern=r"^[A-Za-z0-9-]+$")]
@@ -60,6 +62,8 @@ class InvoiceForm(ClientForm):
     tax_rate_id: Id | None = None
     tax_rate_name: Name = "Tax"
     tax_rate: Rate = Decimal("0")
+    lines: Annotated[int, Field(ge=1, le=MAX_LINES)] = 1
+    tax_rounding: TaxRounding = "per_rate"
 
 
 class ExpenseForm(Form):
@@ -150,9 +154,10 @@ def _invoice_events(form: InvoiceForm) -> list[tuple[str, dict[str, Any]]]:
         form.invoice_id,
         number=form.number,
         client=client,
-        lines=[line],
+        lines=[line] * form.lines,
         currency=form.currency,
         issue_date=_today(),
+        tax_rounding=form.tax_rounding,
     )
     events.append(("invoice.upserted", invoice))
     return events

@@ -27,8 +27,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 class DevTokenRequest(BaseModel):
-    org_id: str = Field(default="org_dev", min_length=1, max_length=128)
-    user_id: str = Field(default="user_dev", min_length=1, max_length=128)
+    # Blank ids would mint a token the API then refuses (security.py wants a non-blank org).
+    org_id: str = Field(default="org_dev", min_length=1, max_length=128, pattern=r"\S")
+    user_id: str = Field(default="user_dev", min_length=1, max_length=128, pattern=r"\S")
 
 
 class DevToken(BaseModel):

@@ -1,5 +1,6 @@
 """Play the accountant in QuickBooks through the simulator's admin API (`/_sim/…`, see
-docs/simulator.md): record or delete a payment, void an invoice, list invoices with balances.
+docs/simulator.md): record or delete a payment, void an invoice, list invoices with balances or
+any entity's stored documents.
 
 Each change is one a person makes in QuickBooks' own screens, so the simulator notifies qbsync
 by webhook exactly as Intuit would.
@@ -15,14 +16,23 @@ from typing import Any
 
 import httpx
 
+# Intuit's fault code for an id that names nothing in the company (or something deleted).
+OBJECT_NOT_FOUND = "610"
+
 
 class SimulatorRefusedError(Exception):
-    """The simulator answered with an error; `message` is Intuit's fault message when given."""
+    """The simulator answered with an error; `message` is Intuit's fault message and
+    `fault_code` its code, when given."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, fault_code: str | None = None) -> None:
         super().__init__(f"the simulator answered {status_code}: {message}")
         self.status_code = status_code
         self.message = message
+        self.fault_code = fault_code
+
+    @property
+    def not_found(self) -> bool:
+        return self.fault_code == OBJECT_NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -37,12 +47,27 @@ class InvoiceSummary:
     voided: bool
 
 
+async def list_documents(
+    http: httpx.AsyncClient, simulator_url: str, realm_id: str, entity: str
+) -> list[dict[str, Any]]:
+    """Every stored object of `entity` ("Invoice", "Bill", "Customer", …) as QuickBooks holds
+    it, inactive and voided ones included; money as Decimal."""
+    if not entity.isascii() or not entity.isalpha():
+        # The name becomes a path segment of the admin URL.
+        raise ValueError(f"not a QuickBooks entity name: {entity!r}")
+    body = await _call(http, "GET", _company(simulator_url, realm_id, f"documents/{entity}"))
+    found = body.get(entity)
+    if not isinstance(found, list):
+        raise SimulatorRefusedError(200, f"an answer without a list of {entity}")
+    return found
+
+
 async def list_invoices(
     http: httpx.AsyncClient, simulator_url: str, realm_id: str
 ) -> list[InvoiceSummary]:
     """Every invoice of the company, voided ones included, newest (highest id) first."""
-    body = await _call(http, "GET", _company(simulator_url, realm_id, "documents/Invoice"))
-    invoices = [_summary(invoice) for invoice in body["Invoice"]]
+    found = await list_documents(http, simulator_url, realm_id, "Invoice")
+    invoices = [_summary(invoice) for invoice in found]
     return sorted(invoices, key=lambda invoice: int(invoice.id), reverse=True)
 
 
@@ -82,9 +107,9 @@ async def payments_by_invoice(
     http: httpx.AsyncClient, simulator_url: str, realm_id: str
 ) -> dict[str, list[str]]:
     """The ids of the payments applied to each invoice, oldest first (what Delete offers)."""
-    body = await _call(http, "GET", _company(simulator_url, realm_id, "documents/Payment"))
+    payments = await list_documents(http, simulator_url, realm_id, "Payment")
     found: dict[str, list[str]] = {}
-    for payment in sorted(body["Payment"], key=lambda payment: int(payment["Id"])):
+    for payment in sorted(payments, key=lambda payment: int(payment["Id"])):
         invoices = {
             str(linked.get("TxnId"))
             for line in payment.get("Line", [])
@@ -107,7 +132,7 @@ async def _call(
     # The simulator writes money exactly; floats would round it.
     body: Any = json.loads(response.content, parse_float=Decimal) if response.content else {}
     if response.status_code >= 400:
-        raise SimulatorRefusedError(response.status_code, _fault_message(body))
+        raise SimulatorRefusedError(response.status_code, _fault_message(body), _fault_code(body))
     if not isinstance(body, dict):
         raise SimulatorRefusedError(response.status_code, "an answer that is not an object")
     return body
@@ -120,6 +145,12 @@ def _fault_message(body: Any) -> str:
         return " ".join(part for part in (first.get("Message"), first.get("Detail")) if part)
     detail = body.get("detail") if isinstance(body, dict) else None
     return str(detail or "no detail")
+
+
+def _fault_code(body: Any) -> str | None:
+    errors = body.get("Fault", {}).get("Error", []) if isinstance(body, dict) else []
+    code = errors[0].get("code") if errors else None
+    return str(code) if code is not None else None
 
 
 def _summary(invoice: dict[str, Any]) -> InvoiceSummary:

@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook
 
 CENT = Decimal("0.01")
 AmountsAre = Literal["tax_exclusive", "no_tax"]
+TaxRounding = Literal["per_rate", "per_line"]
 
 
 @dataclass(frozen=True)
@@ -72,20 +73,23 @@ def invoice_snapshot(
     issue_date: date,
     due_date: date | None = None,
     status: str = "sent",
+    tax_rounding: TaxRounding = "per_rate",
 ) -> dict[str, Any]:
-    """Totals as the platform computes them: tax per rate on that rate's net total, rounded
-    half up to the cent (UK VAT's rule; QuickBooks computes the same for one rate a line)."""
+    """Totals as the platform computes them, rounded half up to the cent: by default tax per
+    rate on that rate's net total (UK VAT's rule, and QuickBooks'); `per_line` rounds each
+    line's tax, as some platforms do, which can differ from QuickBooks by a cent or more."""
     subtotal = sum((line.net for line in lines), Decimal("0"))
     rates = {line.tax_rate_id: line.tax_rate for line in lines if line.tax_rate_id}
-    tax = sum(
-        (
+    if tax_rounding == "per_line":
+        taxed = [_cents(line.net * line.tax_rate / 100) for line in lines if line.tax_rate_id]
+    else:
+        taxed = [
             _cents(
                 sum((x.net for x in lines if x.tax_rate_id == rate_id), Decimal("0")) * rate / 100
             )
             for rate_id, rate in rates.items()
-        ),
-        Decimal("0"),
-    )
+        ]
+    tax = sum(taxed, Decimal("0"))
     amounts_are: AmountsAre = "tax_exclusive" if rates else "no_tax"
     data: dict[str, Any] = {
         "id": invoice_id,
