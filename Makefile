@@ -35,17 +35,24 @@ run: $(STAMP) ## Migrate and start API + worker (+ QuickBooks simulator without 
 demo: $(STAMP) ## A guided run in the terminal: connect, map, preview, push, a payment comes back
 	$(BIN)/qbsync demo
 
+chaos: $(STAMP) ## The fault matrix at full size (tests/chaos); results in bench/results/chaos.{json,md}
+	$(BIN)/pytest tests/chaos --chaos-full -p no:cacheprovider -rxX
+
 test: $(STAMP) browser lint ## Lint, then run the whole test suite
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --cov --cov-report=term
 
 # Never part of `make test`. Postgres and Redis: QBSYNC_DATABASE__URL / QBSYNC_REDIS__URL when set
-# (a scratch database is created and dropped), else the embedded ones. Options: P1_ARGS, P2_ARGS,
-# P3_ARGS, P5_ARGS (see bench/README.md), e.g. `make bench P3_ARGS="--time-scale 1"`.
-bench: $(STAMP) ## Run the benchmarks (P1 intake, P2 webhooks, P3 push, P5 reconcile); results in bench/results/
+# (a scratch database is created and dropped), else the embedded ones. Options: P1_ARGS … P7_ARGS
+# (see bench/README.md), e.g. `make bench P3_ARGS="--time-scale 1"`.
+bench: $(STAMP) ## Run the benchmarks P1-P7 (about 40 minutes); results and charts in bench/results/
 	$(BIN)/python -m bench.p1_intake $(P1_ARGS)
 	$(BIN)/python -m bench.p2_webhooks $(P2_ARGS)
 	$(BIN)/python -m bench.p3_push $(P3_ARGS)
+	$(BIN)/python -m bench.p4_fairness $(P4_ARGS)
 	$(BIN)/python -m bench.p5_reconcile $(P5_ARGS)
+	$(BIN)/python -m bench.p6_memory $(P6_ARGS)
+	$(BIN)/python -m bench.p7_reads $(P7_ARGS)
+	$(BIN)/python -m bench.charts
 
 lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check $(CODE)

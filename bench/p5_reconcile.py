@@ -139,7 +139,7 @@ async def _seed_records(engine: AsyncEngine, invoices: list[dict[str, str]]) -> 
     return len(rows)
 
 
-def _wait_ready(worker: Child, timeout: float = 60.0) -> None:
+def wait_ready(worker: Child, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         worker.check_alive()
@@ -164,12 +164,12 @@ def _realm_requests(stats: dict[str, Any]) -> tuple[int, Counter[str]]:
     return int(stats["requests_by_realm"].get(UK_REALM, 0)), endpoints
 
 
-async def _watermark_row(engine: AsyncEngine) -> dict[str, Any] | None:
+async def watermark_row(engine: AsyncEngine, org_id: str = ORG) -> dict[str, Any] | None:
     async with engine.connect() as connection:
         row = (
             (
                 await connection.execute(
-                    select(CdcWatermark.__table__).where(CdcWatermark.org_id == ORG)
+                    select(CdcWatermark.__table__).where(CdcWatermark.org_id == org_id)
                 )
             )
             .mappings()
@@ -193,7 +193,7 @@ async def _reconcile(
     await api.call("POST", "sync/reconcile", ORG, expect=202)
     deadline = time.monotonic() + limit_seconds
     while True:
-        row = await _watermark_row(engine)
+        row = await watermark_row(engine)
         finished = row["last_finished_at"] if row else None
         if finished is not None and finished > asked and row and row["lease_until"] is None:
             break
@@ -279,7 +279,7 @@ async def _measure(
             seeded = await _seed_records(engine, invoices)
             print(f"  {seeded} synced invoice records seeded; org connected")
             worker = spawn("p5-worker", "bench._worker", [], env_of(values))
-            await asyncio.to_thread(_wait_ready, worker)
+            await asyncio.to_thread(wait_ready, worker)
 
             first = await _reconcile(api, engine, simulator_url, worker, args.timeout)
             print(

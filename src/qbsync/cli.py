@@ -14,9 +14,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import structlog
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from qbsync.connections.token_vault import RotationReport
 from qbsync.crypto import Keyring
@@ -68,11 +70,23 @@ def cmd_worker(_: argparse.Namespace) -> int:
     with services(settings) as urls:
 
         async def run() -> None:
-            worker = create_worker(settings, urls.database_url, urls.redis_url)
-            try:
-                await worker.async_run()
-            finally:
-                await worker.close()
+            # A Redis restart ends arq's poll with a connection error; the work itself is in
+            # Postgres (R5), so the worker starts again once Redis answers instead of exiting.
+            delay = 1.0
+            while True:
+                worker = create_worker(settings, urls.database_url, urls.redis_url)
+                try:
+                    await worker.async_run()
+                    return
+                except (RedisError, OSError) as error:
+                    structlog.get_logger(__name__).warning(
+                        "worker_lost_redis", error=type(error).__name__, retry_in_seconds=delay
+                    )
+                finally:
+                    with contextlib.suppress(RedisError, OSError):
+                        await worker.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
         # Ctrl-C / SIGTERM end the worker through arq's own handler; the unwinding is not an error.
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):

@@ -258,6 +258,9 @@ def _allowed_methods(request: Request) -> list[str]:
 
 # Deadlock and serialization failure: the database gave up on the transaction; retrying works.
 _RETRY_STATES = frozenset({"40P01", "40001"})
+# The server is shutting down, crashed, or is starting or recovering (57P01-57P03), or the
+# connection failed (class 08): the database is unavailable, not the request wrong.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 
 def database_unavailable() -> ServiceUnavailableError:
@@ -290,6 +293,8 @@ def database_problem(error: BaseException) -> ServiceUnavailableError | None:
         if code in _RETRY_STATES:
             return database_busy()
         if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+            return database_unavailable()
+        if code in _UNAVAILABLE_STATES or (isinstance(code, str) and code.startswith("08")):
             return database_unavailable()
         return None
     if isinstance(error, ConnectionError | socket.gaierror | TimeoutError):

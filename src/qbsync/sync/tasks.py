@@ -3,6 +3,7 @@ reconciliation, and the crons that re-drive from Postgres whatever Redis forgot 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from qbsync.connections.read_budget import warn_if_over_budget
 from qbsync.connections.tokens import ConnectionUnusableError
 from qbsync.db import Database
 from qbsync.mappings.company import Company, find_company
-from qbsync.models import ConnectionStatus
+from qbsync.models import ConnectionStatus, SyncRecord
 from qbsync.qbo import InvalidGrantError, QboError, QboThrottledError
 from qbsync.queue import JobQueue, unit_of_work
 from qbsync.reference_cache import ReferenceCache
@@ -49,13 +50,34 @@ async def push_company(ctx: dict[str, Any], org_id: str) -> str:
 
 async def _push(ctx: dict[str, Any], company: Company, running: int) -> str:
     db: Database = ctx["db"]
+    settings: Settings = ctx["settings"]
+    org_id = company.org_id
+    lease = settings.push.lease_seconds
+    # Taken before the claim, so the job ends before its lease does, whatever arq's own job
+    # timeout is: past the lease, the re-drive gives these records to another job, and two jobs
+    # sending the same records would each write them (R4). Cut short, the job is like one
+    # killed: each record's noted write is looked up before anything is sent again.
+    deadline = asyncio.get_running_loop().time() + lease - min(30.0, lease / 10)
+    records = await claims.claim(db, org_id, settings.push.slice_size, timedelta(seconds=lease))
+    timeout = asyncio.timeout_at(deadline)
+    try:
+        async with timeout:
+            return await _push_claimed(ctx, company, running, records)
+    except TimeoutError:
+        if not timeout.expired():
+            raise
+        log.warning("push_lease_ran_out", org_id=org_id, records=len(records))
+        return "lease_ran_out"
+
+
+async def _push_claimed(
+    ctx: dict[str, Any], company: Company, running: int, records: list[SyncRecord]
+) -> str:
+    db: Database = ctx["db"]
     queue: JobQueue = ctx["queue"]
     settings: Settings = ctx["settings"]
     org_id = company.org_id
     slice_size = settings.push.slice_size
-    records = await claims.claim(
-        db, org_id, slice_size, timedelta(seconds=settings.push.lease_seconds)
-    )
     if len(records) == slice_size and 0 < running < settings.push.jobs_per_company:
         await push_ahead(queue, org_id)
     push = await build_context(

@@ -1,0 +1,105 @@
+"""The faults the matrix first found qbsync failing: a push slower than its lease, a worker that
+exited with Redis, and a 500 while Postgres recovered."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+from bench.common import event, spawn
+
+from tests.chaos.harness import SHORT, Size, chaos_case
+from tests.chaos.platform import Platform
+from tests.chaos.processes import Stack
+from tests.chaos.results import Matrix
+from tests.chaos.test_kills import kill_in_call
+
+TAX_RATE = {"id": "tr_vat20", "name": "VAT 20%", "rate": "20.00"}
+
+
+async def test_r4_a_push_slower_than_its_lease_is_never_sent_twice(
+    stack: Stack, matrix: Matrix, size: Size
+) -> None:
+    """R4: killed while loading a reference list, the worker leaves that list's lock behind;
+    its successor waits for it longer than the lease it took, and the
+    re-drive gives the same records to a second job meanwhile."""
+    async with chaos_case(
+        stack,
+        matrix,
+        # A handful of documents at either size: one slice, so one job waits out its lease.
+        dataclasses.replace(size, documents=SHORT.documents),
+        case="r4_push_outlives_lease",
+        quality="R4",
+        fault="SIGKILL during a reference-list load; the next push waits out its lease",
+    ) as case:
+        sending = asyncio.create_task(case.send_load())
+        assert await kill_in_call(
+            case,
+            "reference_list_load",
+            case.path("query"),
+            "GET",
+            # Longer than the lease (10 s in production, against a lease of 600 s there).
+            "--loader-wait-seconds",
+            f"{size.lease_seconds + 1:g}",
+        )
+        await sending
+
+
+async def test_r5_the_worker_outlives_a_redis_restart(stack: Stack) -> None:
+    """R5: `qbsync worker`, as deployed, is still running once Redis is back."""
+    worker = spawn("chaos-qbsync-worker", "qbsync.cli", ["worker"], stack.env())
+    try:
+        deadline = time.monotonic() + 30
+        while '"worker_started"' not in worker.log_path.read_text(errors="replace"):
+            worker.check_alive()
+            assert time.monotonic() < deadline, worker.log_tail()
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(stack.redis.restart, 1.0)
+        await asyncio.sleep(2.0)
+        assert worker.process.poll() is None, f"the worker exited:\n{worker.log_tail(5)}"
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+
+async def test_r1_events_answer_503_while_postgres_recovers(stack: Stack) -> None:
+    """R1: Postgres up but not yet accepting connections (recovering): every delivery is
+    answered 503, so the sender retries; never a 500."""
+    platform = Platform(stack.api_url, stack.simulator_url, stack.settings)
+    body = [event("org_chaos_r1_recovering", "tax_rate.upserted", TAX_RATE, datetime.now(UTC))]
+    try:
+        await asyncio.to_thread(stack.postgres.stop)
+        await asyncio.to_thread(stack.postgres.start_refusing)
+        await asyncio.to_thread(_until_refusing, stack.postgres.url())
+        for _ in range(5):
+            with contextlib.suppress(AssertionError):
+                await platform.send(body, give_up_after=0.0)
+        statuses = set(platform.intake.statuses)
+    finally:
+        await asyncio.to_thread(stack.postgres.promote)
+        await platform.aclose()
+    assert statuses == {503}, f"answered {sorted(statuses)}"
+
+
+def _until_refusing(url: str) -> None:
+    """Until the server answers, refusing (57P03): before that the port is simply closed."""
+    dsn = url.replace("postgresql+asyncpg", "postgresql")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            asyncio.run(_connect_once(dsn))
+        except asyncpg.CannotConnectNowError:
+            return
+        except OSError:
+            time.sleep(0.05)
+            continue
+        raise AssertionError("Postgres accepted a connection while in recovery")
+    raise AssertionError("Postgres did not come up in recovery")
+
+
+async def _connect_once(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    await connection.close()
