@@ -18,7 +18,8 @@ class BodyTooLargeError(HTTPException):
 
 def _too_large(limit: int) -> JSONResponse:
     detail = f"The request body is larger than the {limit} bytes this service accepts."
-    body = problem_body(413, "payload_too_large", detail)
+    errors = [{"field": "body", "code": "payload_too_large", "message": detail}]
+    body = problem_body(413, "payload_too_large", detail, errors=errors)
     return JSONResponse(body, status_code=413, media_type=PROBLEM_JSON)
 
 

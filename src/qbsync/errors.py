@@ -232,12 +232,28 @@ _HTTP_CODES = {
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 400:
+        # FastAPI's only 400: a body it could not parse (a form or bytes that are not the
+        # JSON the route reads). A bad input is a 422 naming its field, as everywhere else.
+        return problem(
+            422,
+            "validation_error",
+            "The request body could not be read: send JSON.",
+            request=request,
+            extra={"errors": [{"field": "body", "code": "body_unreadable", "message": "not JSON"}]},
+        )
     code = _HTTP_CODES.get(error.status_code, "http_error")
     detail = error.detail if isinstance(error.detail, str) else _phrase(error.status_code)
     headers = dict(error.headers) if error.headers else {}
     if error.status_code == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
-    return problem(error.status_code, code, detail, request=request, headers=headers or None)
+    extra = None
+    if error.status_code == 413:
+        # The body as a whole is at fault, as the size limit's own answer says.
+        extra = {"errors": [{"field": "body", "code": code, "message": detail}]}
+    return problem(
+        error.status_code, code, detail, request=request, headers=headers or None, extra=extra
+    )
 
 
 def _allowed_methods(request: Request) -> list[str]:

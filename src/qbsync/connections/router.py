@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Query
@@ -25,6 +25,7 @@ from qbsync.deps import (
 )
 from qbsync.errors import database_problem, problem_responses
 from qbsync.models.base import utcnow
+from qbsync.qbo.realm import REALM_ID_MAX_LENGTH
 from qbsync.security import OrgDep
 
 router = APIRouter(
@@ -54,7 +55,14 @@ DISCONNECT_MESSAGES = {
 
 
 # Lengths are checked by the callback itself: a browser must never get a JSON 422 (item 8).
-Param = Annotated[str | None, Query()]
+# The contract states them; a value past one lands on the settings page with `reason`.
+def _callback_param(max_length: int) -> Any:
+    return Query(json_schema_extra={"maxLength": max_length})
+
+
+Code = Annotated[str | None, _callback_param(2048)]
+State = Annotated[str | None, _callback_param(256)]
+Error = Annotated[str | None, _callback_param(256)]  # any error refuses; 64 characters are logged
 log = structlog.get_logger(__name__)
 
 
@@ -86,10 +94,13 @@ async def callback(
     queue: QueueDep,
     intuit: IntuitDep,
     settings: SettingsDep,
-    code: Param = None,
-    state: Param = None,
-    realm_id: Annotated[str | None, Query(alias="realmId")] = None,
-    error: Param = None,
+    code: Code = None,
+    state: State = None,
+    realm_id: Annotated[
+        str | None,
+        Query(alias="realmId", json_schema_extra={"maxLength": REALM_ID_MAX_LENGTH}),
+    ] = None,
+    error: Error = None,
 ) -> RedirectResponse:
     params = consent.CallbackParams(state=state, code=code, realm_id=realm_id, error=error)
     outcome: dict[str, str]

@@ -180,7 +180,7 @@ class PreviewResult(BaseModel):
 
 
 class ApplyBody(Strict):
-    preview_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    preview_id: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     # Every client a preview can propose: those listed and those only named on an invoice.
     client_ids: Annotated[
         list[PlatformId], Field(min_length=1, max_length=MAX_CLIENTS + MAX_INVOICES)

@@ -16,7 +16,7 @@ from qbsync.mappings.preview_apply import apply_links
 from qbsync.mappings.preview_schemas import ApplyBody, ApplyResult, PreviewBody, PreviewResult
 from qbsync.mappings.preview_store import PreviewStore
 from qbsync.mappings.qbo_problems import quickbooks_errors
-from qbsync.mappings.references import References, decode_cursor
+from qbsync.mappings.references import ACCOUNT_TYPES, References, decode_cursor
 from qbsync.mappings.schemas import (
     AccountView,
     ItemView,
@@ -237,10 +237,21 @@ async def list_request(
 
 
 ListDep = Annotated[ListRequest, Depends(list_request)]
+
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in name)
+
+
+# The names reference_lists.account_types() accepts (any case, spaces around each), so that the
+# contract refuses what the route refuses.
+_ACCOUNT_TYPE = "(" + "|".join(_any_case(name) for name in sorted(ACCOUNT_TYPES)) + ")"
+ACCOUNT_TYPES_PATTERN = rf"^(\s*{_ACCOUNT_TYPE}\s*(,\s*{_ACCOUNT_TYPE}\s*)*)?$"
 AccountTypes = Annotated[
     str | None,
     Query(
         max_length=200,
+        pattern=ACCOUNT_TYPES_PATTERN,
         description="QuickBooks account types, comma-separated (`Expense,Other Expense`).",
     ),
 ]

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from qbsync.mappings.snapshots import IsoDate
 from qbsync.models import CustomerSyncMode, ExpenseMode, MappingSource
@@ -16,6 +16,14 @@ QboId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[1-9][0-9]*
 
 
 T = TypeVar("T")
+
+
+def _whole_number(value: object) -> object:
+    # JSON has one number type: 30.0 is the integer 30 to a JSON Schema, so it is here too. A
+    # string or a boolean stays refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class Strict(BaseModel):
@@ -48,7 +56,9 @@ class SyncSettingsBody(Strict):
     sync_start_date: IsoDate | None = Field(
         default=None, description="Nothing issued before this date is pushed."
     )
-    reconcile_interval_minutes: int = Field(default=60, ge=5, le=1440, strict=True)
+    reconcile_interval_minutes: Annotated[int, BeforeValidator(_whole_number)] = Field(
+        default=60, ge=5, le=1440, strict=True
+    )
 
 
 class SyncSettingsView(SyncSettingsBody):
@@ -62,18 +72,22 @@ MappingKindPath = Literal["clients", "services", "tax-rates", "expense-categorie
 
 
 class MappingBody(Strict):
-    qbo_id: Annotated[str, Field(pattern=r"^([1-9][0-9]{0,31}|TAX|NON)$")] | None = Field(
-        default=None,
-        description="The QuickBooks id; `TAX` or `NON` for a tax rate on a US company.",
+    qbo_id: Annotated[str, Field(max_length=32, pattern=r"^([1-9][0-9]{0,31}|TAX|NON)$")] | None = (
+        Field(
+            default=None,
+            description="The QuickBooks id; `TAX` or `NON` for a tax rate on a US company.",
+        )
     )
     account_number: Annotated[str, Field(min_length=1, max_length=20)] | None = Field(
         default=None,
         description="expense-categories only: the account's number in the chart of accounts.",
     )
-    rate: Annotated[str, Field(pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$")] | None = Field(
-        default=None,
-        description='tax-rates only: the platform rate as a percentage ("20.00"); required '
-        "outside the US, where it must equal the tax code's sales rate.",
+    rate: Annotated[str, Field(max_length=8, pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$")] | None = (
+        Field(
+            default=None,
+            description='tax-rates only: the platform rate as a percentage ("20.00"); required '
+            "outside the US, where it must equal the tax code's sales rate.",
+        )
     )
 
 

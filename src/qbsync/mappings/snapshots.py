@@ -19,35 +19,45 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 MAX_LINES = 750  # QuickBooks' limit on a taxable invoice
 
 
 # Plain ASCII digits only: Python's Decimal would also take "1_000", "1e3", "+5" or other
-# scripts' digits, which a platform never means to send.
-_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# scripts' digits, which a platform never means to send. Each kind of amount has one pattern, which
+# the validator applies and the contract states, so the two never disagree.
+MONEY_PATTERN = r"^-?[0-9]{1,13}(\.[0-9]{1,2})?$"  # 15 digits, cents
+FINE_PATTERN = r"^-?[0-9]{1,11}(\.[0-9]{1,6})?$"  # 17 digits, six places
+PERCENT_PATTERN = r"^(100(\.0{1,4})?|[0-9]{1,2}(\.[0-9]{1,4})?)$"  # 0 to 100, four places
 # QuickBooks keeps amounts below a hundred billion; a line past that is a typo, not an invoice.
 MAX_LINE_AMOUNT = Decimal("99999999999.99")
 
 
-def _decimal_string(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError('must be a decimal string such as "150.00", never a JSON number')
-    if not _PLAIN_DECIMAL.fullmatch(value):
-        raise ValueError('must be a plain decimal such as "150.00" or "-2.5"')
-    return value
+def _decimal_text(pattern: str, example: str) -> BeforeValidator:
+    shape = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, str):
+            raise ValueError(f'must be a decimal string such as "{example}", never a JSON number')
+        if not shape.fullmatch(value):
+            raise ValueError(f"must be a plain decimal matching {pattern}")
+        return value
+
+    return BeforeValidator(check)
 
 
-def _places(limit: int) -> AfterValidator:
-    def check(value: Decimal) -> Decimal:
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > limit:
-            raise ValueError(f"must have at most {limit} decimal places")
-        return value + 0  # "-0" is plain zero
+def _decimal_schema(pattern: str, what: str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"type": "string", "pattern": pattern, "maxLength": 20, "description": what}
+    )
 
-    return AfterValidator(check)
+
+def _plain_zero(value: Decimal) -> Decimal:
+    return value + 0  # "-0" is plain zero
 
 
 def _date_text(value: object) -> object:
@@ -59,24 +69,45 @@ def _date_text(value: object) -> object:
     raise ValueError("must be a date written YYYY-MM-DD")
 
 
-IsoDate = Annotated[date, BeforeValidator(_date_text)]
+IsoDate = Annotated[
+    date,
+    BeforeValidator(_date_text),
+    WithJsonSchema({"type": "string", "format": "date", "maxLength": 10}),
+]
 
 
-_DecimalText = BeforeValidator(_decimal_string)
-Money = Annotated[Decimal, _DecimalText, Field(max_digits=15), _places(2)]
+Money = Annotated[
+    Decimal,
+    _decimal_text(MONEY_PATTERN, "150.00"),
+    AfterValidator(_plain_zero),
+    _decimal_schema(MONEY_PATTERN, 'A decimal string, at most two places ("150.00").'),
+]
 # Unit prices and quantities may be finer than a cent (QuickBooks keeps up to 7 places).
-Fine = Annotated[Decimal, _DecimalText, Field(max_digits=17), _places(6)]
-Percent = Annotated[Decimal, _DecimalText, Field(ge=0, le=100), _places(4)]
+Fine = Annotated[
+    Decimal,
+    _decimal_text(FINE_PATTERN, "2.5"),
+    AfterValidator(_plain_zero),
+    _decimal_schema(FINE_PATTERN, 'A decimal string, at most six places ("2.5").'),
+]
+Percent = Annotated[
+    Decimal,
+    _decimal_text(PERCENT_PATTERN, "20.00"),
+    AfterValidator(_plain_zero),
+    _decimal_schema(PERCENT_PATTERN, 'A percentage from 0 to 100 ("20.00").'),
+]
 # The same rule as the mapping routes' path, so that any id stored can be addressed there.
-PLATFORM_ID_PATTERN = r"^[^\s/\x00-\x1f\x7f]+$"
+# `\s` differs between the contract's regex dialect (ECMA-262: no U+0085, but U+FEFF) and
+# pydantic's (Unicode White_Space: U+0085, no U+FEFF); naming both makes the two agree.
+_SPACE = r"\s\x85\ufeff"
+PLATFORM_ID_PATTERN = rf"^[^{_SPACE}/\x00-\x1f\x7f]+$"
 PlatformId = Annotated[str, Field(min_length=1, max_length=128, pattern=PLATFORM_ID_PATTERN)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]
 # No control characters in one-line text: pydantic's stripping keeps "\x1c" to "\x1f", which
 # Python and QuickBooks then take for whitespace, leaving a name or a number empty.
 _ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
 Text = Annotated[str, Field(max_length=500, pattern=_ONE_LINE)]
 Email = Annotated[
-    str, Field(max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
+    str, Field(max_length=254, pattern=rf"^[^@{_SPACE}\x00-\x1f\x7f]+@[^@{_SPACE}\x00-\x1f\x7f]+$")
 ]
 # A name: at least one character that is not a space.
 Name = Annotated[
@@ -84,7 +115,7 @@ Name = Annotated[
     Field(
         min_length=1,
         max_length=500,
-        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+        pattern=rf"^[^\x00-\x1f\x7f]*[^{_SPACE}\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
     ),
 ]
 # Several lines are fine in a description; other control characters are not.
@@ -147,7 +178,12 @@ class InvoiceLine(Snapshot):
     @model_validator(mode="after")
     def _amount_in_range(self) -> InvoiceLine:
         if abs(self.quantity * self.unit_price) > MAX_LINE_AMOUNT:
-            raise ValueError(f"quantity times unit_price must stay within {MAX_LINE_AMOUNT}")
+            # A rule across two fields, which no JSON Schema states: its own code says so.
+            raise PydanticCustomError(
+                "line_amount_too_large",
+                "quantity times unit_price must stay within {limit}",
+                {"limit": str(MAX_LINE_AMOUNT)},
+            )
         return self
 
 

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 from qbsync.mappings.snapshots import (
     ClientSnapshot,
@@ -64,9 +71,12 @@ EventTypeName = Literal[
 ]
 
 
+MAX_TIME_LENGTH = 64
+
+
 def _iso_text(value: Any) -> Any:
     # Lax pydantic would read a number as seconds since 1970; the platform writes ISO 8601.
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > MAX_TIME_LENGTH:
         raise ValueError("must be an ISO 8601 time with a UTC offset")
     return value
 
@@ -79,7 +89,11 @@ class Envelope(BaseModel):
     id: Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[\x21-\x7e]+$")] | None = None
     type: EventTypeName
     organization_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
-    occurred_at: Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+    occurred_at: Annotated[
+        AwareDatetime,
+        BeforeValidator(_iso_text),
+        WithJsonSchema({"type": "string", "format": "date-time", "maxLength": MAX_TIME_LENGTH}),
+    ]
     data: dict[str, Any]
 
 

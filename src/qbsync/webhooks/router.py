@@ -30,6 +30,10 @@ class UnsupportedMediaTypeError(AppError):
     code = "unsupported_media_type"
 
 
+# Far above any delivery Intuit batches; a body of more changes is not Intuit's.
+MAX_CHANGES = 1000
+
+
 class InvalidWebhookError(AppError):
     status = 422
     code = "invalid_webhook"
@@ -80,7 +84,7 @@ RESPONSES[401] = {
         "requestBody": {
             "required": True,
             "content": {
-                media_type: {"schema": {"type": ["object", "array"]}}
+                media_type: {"schema": {"type": ["object", "array"], "maxItems": MAX_CHANGES}}
                 for media_type in ("application/json", "application/cloudevents+json")
             },
         }
@@ -93,6 +97,11 @@ async def receive_webhook(
         changes = parse_webhook(body)
     except WebhookPayloadError as error:
         raise InvalidWebhookError(str(error), field=error.field) from error
+    if len(changes) > MAX_CHANGES:
+        raise InvalidWebhookError(
+            f"A delivery holds at most {MAX_CHANGES} entity changes; nothing was stored.",
+            field="body",
+        )
     receipt = await service.store(session, changes)
     for realm_id, entity in sorted(service.stale_lists(changes)):
         await cache.drop(realm_id, entity)
