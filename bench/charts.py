@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bench.common import RESULTS
+from bench.common import RESULTS, write_result
 
 Result = dict[str, Any]
 TARGET_STYLE: dict[str, Any] = {"color": "tab:red", "linestyle": "--", "linewidth": 1}
@@ -205,6 +205,12 @@ DRAWERS: dict[str, Callable[[Result, Figure], None]] = {
     "p6_memory": p6,
     "p7_reads": p7,
 }
+
+
+def record(name: str, results: dict[str, Any]) -> None:
+    """bench/results/NAME.json written with the machine, and its chart drawn."""
+    print(f"wrote {write_result(name, results)}")
+    print(f"drew {draw(name)}")
 
 
 def draw(name: str) -> Path:

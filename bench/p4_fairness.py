@@ -48,7 +48,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench._orgs import company_ids, send_invoices, set_up_org, statuses, wait_until_settled
-from bench.charts import draw
+from bench.charts import record
 from bench.common import (
     REDIRECT_URI,
     Child,
@@ -62,7 +62,6 @@ from bench.common import (
     simulator_process,
     simulator_stats,
     spawn,
-    write_result,
 )
 from qbsync.models import RecordKind, SyncRecord
 from qbsync.simulator.config import CompanySpec, LimitsConfig, SimulatorConfig
@@ -398,10 +397,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="real seconds at most")
     parser.add_argument("--name", default=NAME, help="results file: bench/results/NAME.json")
     args = parser.parse_args()
-    results = run(args)
-    path = write_result(args.name, results)
-    print(f"wrote {path}")
-    print(f"drew {draw(args.name)}")
+    record(args.name, run(args))
 
 
 if __name__ == "__main__":

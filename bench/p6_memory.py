@@ -32,7 +32,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 from arq import create_pool
 
-from bench.charts import draw
+from bench.charts import record
 from bench.common import (
     Services,
     bench_settings_values,
@@ -40,7 +40,6 @@ from bench.common import (
     forget_redis_keys,
     scratch_services,
     spawn,
-    write_result,
 )
 from bench.p5_reconcile import wait_ready
 from qbsync.queue import redis_settings
@@ -166,10 +165,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="real seconds at most")
     parser.add_argument("--name", default=NAME, help="results file: bench/results/NAME.json")
     args = parser.parse_args()
-    results = run(args)
-    path = write_result(args.name, results)
-    print(f"wrote {path}")
-    print(f"drew {draw(args.name)}")
+    record(args.name, run(args))
 
 
 if __name__ == "__main__":

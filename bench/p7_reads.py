@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench._orgs import company_ids, send_invoices, set_up_org, statuses, wait_until_settled
-from bench.charts import draw
+from bench.charts import record
 from bench.common import (
     REDIRECT_URI,
     UK_REALM,
@@ -50,7 +50,6 @@ from bench.common import (
     simulator_process,
     simulator_stats,
     spawn,
-    write_result,
 )
 from bench.p5_reconcile import wait_ready, watermark_row
 from qbsync.simulator.config import LimitsConfig, SimulatorConfig
@@ -239,10 +238,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="real seconds at most")
     parser.add_argument("--name", default=NAME, help="results file: bench/results/NAME.json")
     args = parser.parse_args()
-    results = run(args)
-    path = write_result(args.name, results)
-    print(f"wrote {path}")
-    print(f"drew {draw(args.name)}")
+    record(args.name, run(args))
 
 
 if __name__ == "__main__":
