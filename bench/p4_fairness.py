@@ -397,6 +397,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="real seconds at most")
     parser.add_argument("--name", default=NAME, help="results file: bench/results/NAME.json")
     args = parser.parse_args()
+    if args.seconds <= 60.0 / args.time_scale:
+        # The first Intuit minute fills each company's window and is not measured.
+        parser.error(
+            f"--seconds must be more than one Intuit minute ({60.0 / args.time_scale:g} s)"
+        )
     record(args.name, run(args))
 
 
