@@ -4,6 +4,7 @@ restarted (R1), the platform's receiver down (R11)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from tests.chaos.harness import Case, Size, chaos_case
 from tests.chaos.processes import Stack
@@ -46,6 +47,25 @@ async def test_r5_redis_flushed_mid_load_loses_no_work(
         case.notes.append(f"queued jobs flushed with the worker stopped: {queued}")
 
 
+async def _outages(
+    case: Case, size: Size, stop: Callable[[], object], start: Callable[[], object]
+) -> None:
+    """Half the load, then `size.repeats` outages once some records are synced; the other half
+    of the events arrives during the first outage."""
+    events = len(case.load.events())
+    await case.send_load(last=events // 2)
+    sending: asyncio.Task[None] | None = None
+    for round_ in range(size.repeats):
+        await _some_synced(case)
+        await asyncio.to_thread(stop)
+        if round_ == 0:
+            sending = asyncio.create_task(case.send_load(first=events // 2))
+        await asyncio.sleep(size.outage_seconds)
+        await asyncio.to_thread(start)
+    assert sending is not None
+    await sending
+
+
 async def test_r5_redis_restarted_mid_load_loses_no_work(
     stack: Stack, matrix: Matrix, size: Size
 ) -> None:
@@ -59,19 +79,7 @@ async def test_r5_redis_restarted_mid_load_loses_no_work(
         quality="R5",
         fault=f"Redis killed and restarted empty x{size.repeats}, down {size.outage_seconds} s",
     ) as case:
-        events = len(case.load.events())
-        await case.send_load(last=events // 2)
-        sending: asyncio.Task[None] | None = None
-        for round_ in range(size.repeats):
-            await _some_synced(case)
-            await asyncio.to_thread(stack.redis.stop)
-            if round_ == 0:
-                # Events arrive while Redis is down.
-                sending = asyncio.create_task(case.send_load(first=events // 2))
-            await asyncio.sleep(size.outage_seconds)
-            await asyncio.to_thread(stack.redis.start)
-        assert sending is not None
-        await sending
+        await _outages(case, size, stack.redis.stop, stack.redis.start)
         died = sum(1 for worker in stack.workers if worker.process.poll() is not None)
         if died:
             case.notes.append(f"{died} worker(s) exited with Redis gone and were restarted")
@@ -91,18 +99,7 @@ async def test_r1_postgres_restarted_mid_load_acknowledges_only_what_is_stored(
         quality="R1",
         fault=f"Postgres stopped x{size.repeats} for {size.outage_seconds} s mid-load",
     ) as case:
-        events = len(case.load.events())
-        await case.send_load(last=events // 2)
-        sending: asyncio.Task[None] | None = None
-        for round_ in range(size.repeats):
-            await _some_synced(case)
-            await asyncio.to_thread(stack.postgres.stop)
-            if round_ == 0:
-                sending = asyncio.create_task(case.send_load(first=events // 2))
-            await asyncio.sleep(size.outage_seconds)
-            await asyncio.to_thread(stack.postgres.start)
-        assert sending is not None
-        await sending
+        await _outages(case, size, stack.postgres.stop, stack.postgres.start)
 
 
 async def test_r11_the_platform_receiver_down_loses_no_event(
