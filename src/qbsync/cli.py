@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -14,11 +15,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import structlog
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from qbsync.connections.token_vault import RotationReport
 from qbsync.crypto import Keyring
@@ -64,33 +63,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
-    from qbsync.worker import create_worker
+    from qbsync.worker import create_worker, run_through_redis_restarts
 
     settings = get_settings()
     with services(settings) as urls:
-
-        async def run() -> None:
-            # A Redis restart ends arq's poll with a connection error; the work itself is in
-            # Postgres (R5), so the worker starts again once Redis answers instead of exiting.
-            delay = 1.0
-            while True:
-                worker = create_worker(settings, urls.database_url, urls.redis_url)
-                try:
-                    await worker.async_run()
-                    return
-                except (RedisError, OSError) as error:
-                    structlog.get_logger(__name__).warning(
-                        "worker_lost_redis", error=type(error).__name__, retry_in_seconds=delay
-                    )
-                finally:
-                    with contextlib.suppress(RedisError, OSError):
-                        await worker.close()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-
+        make_worker = functools.partial(create_worker, settings, urls.database_url, urls.redis_url)
         # Ctrl-C / SIGTERM end the worker through arq's own handler; the unwinding is not an error.
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-            asyncio.run(run())
+            asyncio.run(run_through_redis_restarts(make_worker))
     return 0
 
 

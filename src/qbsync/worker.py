@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,6 +13,7 @@ from arq.connections import ArqRedis
 from arq.cron import CronJob, cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker, func
+from redis.exceptions import RedisError
 
 from qbsync.connections.intuit import IntuitAccess
 from qbsync.connections.read_budget import READ_BUDGET_JOB, warn_read_budget
@@ -142,3 +145,24 @@ def create_worker(
     options.update(overrides)
     configure_logging(settings.log_level, json=settings.log_json)
     return Worker(functions=options.pop("functions"), burst=burst, **options)
+
+
+async def run_through_redis_restarts(make_worker: Callable[[], Worker]) -> None:
+    """Run a worker; when Redis goes away, start a new one once it answers, with backoff.
+
+    A Redis restart ends arq's poll with a connection error; the work itself is in Postgres
+    (R5), so the worker starts again instead of exiting.
+    """
+    delay = 1.0
+    while True:
+        worker = make_worker()
+        try:
+            await worker.async_run()
+            return
+        except (RedisError, OSError) as error:
+            log.warning("worker_lost_redis", error=type(error).__name__, retry_in_seconds=delay)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await worker.close()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)

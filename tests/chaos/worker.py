@@ -12,6 +12,8 @@ matrix runs in seconds rather than hours:
 * the crons that re-drive work from Postgres (sync records, outbound events), once a minute in
   production, run every `--redrive-every` seconds.
 
+Like `qbsync worker`, it starts again when Redis goes away (`run_through_redis_restarts`).
+
 Nothing else changes: the same functions, the same job code, the same Postgres and Redis.
 """
 
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -35,7 +38,7 @@ from qbsync.notify import service as notify_service
 from qbsync.qbo import errors as qbo_errors
 from qbsync.settings import Settings
 from qbsync.sync import context, pull, push, tasks
-from qbsync.worker import build_worker_settings, create_worker
+from qbsync.worker import build_worker_settings, create_worker, run_through_redis_restarts
 
 REDRIVE_CRONS = frozenset({"redrive_sync_records", "redrive_outbound_events"})
 
@@ -88,22 +91,18 @@ def main() -> None:
         sys.stdout.write(json.dumps(ready) + "\n")
         sys.stdout.flush()
 
-    async def run() -> None:
-        worker = create_worker(
-            settings,
-            database_url,
-            redis_url,
-            cron_jobs=crons,
-            on_startup=on_startup,
-            poll_delay=0.1,
-        )
-        try:
-            await worker.async_run()
-        finally:
-            await worker.close()
+    make_worker = functools.partial(
+        create_worker,
+        settings,
+        database_url,
+        redis_url,
+        cron_jobs=crons,
+        on_startup=on_startup,
+        poll_delay=0.1,
+    )
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(run())
+        asyncio.run(run_through_redis_restarts(make_worker))
 
 
 if __name__ == "__main__":

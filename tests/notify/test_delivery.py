@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
 import uuid
 from datetime import timedelta
+from typing import cast
 
 import httpx
 import respx
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 
+from qbsync.context import WorkerContext
 from qbsync.db import Database
 from qbsync.models import DeliveryStatus, OutboundEvent
 from qbsync.models.base import utcnow
 from qbsync.notify import service
+from qbsync.notify.tasks import redrive_outbound_events
 from qbsync.queue import JobQueue, take_pending, unit_of_work
 from qbsync.settings import Settings
 from qbsync.worker import create_worker
 from tests.conftest import drain_worker
+from tests.notify.conftest import COMMITTED_ORG_PREFIX
 
 EVENTS_URL = "http://platform.test/events"
 SECRET = "whsec_dGVzdC1zZWNyZXQ="
@@ -91,7 +99,7 @@ async def test_a_rolled_back_request_enqueues_nothing(
         pass
     assert await redis.zcard(settings.redis.queue_name) == 0
     async with db.sessions() as session:
-        assert await service.due_event_ids(session) == []
+        assert await service.due_events(session) == []
 
 
 async def test_a_failed_delivery_is_retried_later_not_dropped(
@@ -179,3 +187,67 @@ async def test_an_event_gives_up_only_after_days_of_attempts(
             db, queue, http, event.id, url=EVENTS_URL, secret="whsec_dGVzdA=="
         )
         assert outcome is service.DeliveryOutcome.DEAD
+
+
+async def test_a_delivery_killed_mid_post_is_redriven_once_its_claim_lapses(
+    committed: Database, settings: Settings, database_url: str, redis_url: str, redis: ArqRedis
+) -> None:
+    """R4/R11: the worker running an event's re-drive job died while the platform held the POST.
+    arq keeps that job's id (and its in-progress mark) until its own timeout, minutes away; the
+    next re-drive, once the claim lapsed, still gets the event delivered at once."""
+    db = committed
+    queue = JobQueue(redis, settings.redis.queue_name)
+    async with db.sessions() as session:
+        event = service.record(
+            session, f"{COMMITTED_ORG_PREFIX}redrive", "quickbooks.record.synced", {"id": "inv_3"}
+        )
+        await session.commit()
+        take_pending(session)
+    ctx = cast(WorkerContext, {"settings": settings, "db": db, "queue": queue})
+    assert await redrive_outbound_events(ctx) == 1
+    (job_id,) = await redis.zrange(settings.redis.queue_name, 0, -1)
+    # What SIGKILL leaves: arq's mark that the job runs, and our claim of the attempt.
+    await redis.psetex(in_progress_key_prefix + job_id.decode(), 310_000, b"1")
+    posted = asyncio.Event()
+
+    async def hold(_: httpx.Request) -> httpx.Response:
+        posted.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hold)) as held:
+        dying = asyncio.create_task(
+            service.deliver(db, queue, held, event.id, url=EVENTS_URL, secret=SECRET)
+        )
+        await posted.wait()
+        dying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dying
+    async with db.sessions() as session:
+        await session.execute(
+            update(OutboundEvent)
+            .where(OutboundEvent.id == event.id)
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+        await session.commit()
+
+    worker = create_worker(
+        settings, database_url, redis_url, database=db, poll_delay=0.05, handle_signals=False
+    )
+    with respx.mock:
+        route = respx.post(EVENTS_URL).mock(return_value=httpx.Response(200))
+        running = asyncio.create_task(worker.main())
+        try:
+            deadline = time.monotonic() + 10
+            while (await _reload(db, event.id)).status is DeliveryStatus.PENDING:
+                assert time.monotonic() < deadline, "still pending 10 s after its claim lapsed"
+                await asyncio.sleep(0.05)
+            while worker.tasks:  # the delivery's job finishing, or a cron
+                await asyncio.sleep(0.05)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            await worker.close()
+    assert (await _reload(db, event.id)).status is DeliveryStatus.DELIVERED
+    assert route.call_count == 1

@@ -5,26 +5,22 @@ while Intuit answers, or checks out a second one."""
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import select
-from standardwebhooks.webhooks import Webhook
 
 from qbsync.models import RecordStatus, SyncRecord
 from qbsync.settings import Settings
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
 from qbsync.sync.tasks import push_company
-from tests.conftest import TokenFactory, bearer
+from tests.conftest import TokenFactory
 from tests.connections.committed import CommittedApp, committed_app
-from tests.connections.conftest import UK_REALM, Consent
-from tests.mappings.previews import ten_pounds
+from tests.connections.conftest import UK_REALM
+from tests.sync.backlog import invoice_backlog
 
 POOL = 2
 JOBS = 4 * POOL
@@ -46,55 +42,11 @@ async def test_concurrent_push_jobs_hold_no_connection_while_intuit_answers(
     prefix: str,
 ) -> None:
     org_id = f"{prefix}r13push"
-    await Consent(live.client, simulator, make_token).connect(org_id, UK_REALM)
-    headers = bearer(make_token(org_id))
-    company = simulator.state.company(UK_REALM)
-    items = {row.get("Name"): row["Id"] for row in company.objects["Item"].values()}
-    accounts = {row["Name"]: row["Id"] for row in company.objects["Account"].values()}
-    for path, body in (
-        ("mappings/tax-rates/tr_vat20", {"qbo_id": "3", "rate": "20.00"}),
-        ("mappings/services/svc_consulting", {"qbo_id": items["Consulting"]}),
-    ):
-        assert (
-            await live.client.put(f"/v1/quickbooks/{path}", json=body, headers=headers)
-        ).is_success
-    saved = await live.client.put(
-        "/v1/quickbooks/settings",
-        json={
-            "invoice_auto_push": True,
-            "default_income_account_id": accounts["Consulting Income"],
-        },
-        headers=headers,
-    )
-    assert saved.status_code == 200, saved.text
-    events = [
-        {
-            "id": f"evt_{n}",
-            "type": "invoice.upserted",
-            "organization_id": org_id,
-            "occurred_at": "2026-11-20T10:00:00+00:00",
-            # A new client each: every invoice needs a customer created first.
-            "data": ten_pounds(f"inv_{n}", {"id": f"cl_{n}", "name": f"Pool Client {n}"}),
-        }
-        for n in range(JOBS * 2)
-    ]
-    raw = json.dumps(events)
-    msg_id = f"msg_{uuid.uuid4().hex}"
-    stamp = datetime.now(UTC)
-    secret = settings.platform.webhook_secret.get_secret_value()
-    posted = await live.client.post(
-        "/v1/events",
-        content=raw,
-        headers={
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(stamp.timestamp())),
-            "webhook-signature": Webhook(secret).sign(msg_id, stamp, raw),
-        },
-    )
-    assert posted.status_code == 202, posted.text
+    await invoice_backlog(live, simulator, make_token, settings, org_id, JOBS * 2)
     simulator.admin.inject(FaultSpec(kind="delay", delay_seconds=0.05, times=10_000))
     settings.push.slice_size = 2
+    # Every job at once, none turned away: this is about the pool, not the per-company cap.
+    settings.push.jobs_per_company = JOBS
     ctx: dict[str, Any] = {
         "db": live.db,
         "queue": live.queue,

@@ -27,9 +27,9 @@ async def redrive_outbound_events(ctx: WorkerContext) -> int:
     if ctx["settings"].platform.events_url is None:
         return 0
     async with ctx["db"].sessions() as session:
-        due = await service.due_event_ids(session)
-    for event_id in due:
+        due = await service.due_events(session)
+    for event in due:
         await ctx["queue"].enqueue(
-            JobRequest(service.DELIVER_JOB, str(event_id), job_id=service.redrive_job_id(event_id))
+            JobRequest(service.DELIVER_JOB, str(event.id), job_id=service.redrive_job_id(event))
         )
     return len(due)

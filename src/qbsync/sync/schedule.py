@@ -5,12 +5,21 @@ another job, which joins the back of the queue (a busy org asks before it sends,
 its slices overlap). Companies therefore take turns (round robin):
 a backlog of 10,000 records in one company is pushed a slice at a time between other
 companies' jobs, never ahead of them.
+
+At most `QBSYNC_PUSH__JOBS_PER_COMPANY` of one company's push jobs run at once, so one company's
+jobs never fill the workers' slots while they wait on its rate limits. A job beyond those ends
+as it starts: each running job, when it settles, asks for another while records are due, and
+the re-drive cron asks for any company whose running jobs died.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import cast
 
 import structlog
 from redis.exceptions import RedisError
@@ -19,8 +28,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from qbsync.queue import JobQueue, JobRequest, enqueue_after_commit
 
 PUSH_JOB = "push_company"
-# A count of an org's running push jobs outlives a worker killed mid-job by this long at most.
-RUNNING_SECONDS = 600
+# A running push job's mark lapses this long after its last heartbeat: a worker killed mid-job
+# holds one of its company's places for no longer than that.
+RUNNING_HOLD_SECONDS = 15.0
+HEARTBEAT_SECONDS = 5.0
+# Adds this job's mark (score: when it lapses, on Redis' clock, so workers' clocks don't
+# matter), drops the lapsed ones, and counts the rest, in one step: two jobs joining at once
+# never both count themselves among the first.
+_JOIN = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+redis.call('ZADD', KEYS[1], t + tonumber(ARGV[2]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])))
+return redis.call('ZCARD', KEYS[1])
+"""
 log = structlog.get_logger(__name__)
 
 
@@ -30,21 +52,40 @@ def push_key(org_id: str) -> str:
 
 @asynccontextmanager
 async def pushing(queue: JobQueue, org_id: str) -> AsyncIterator[int]:
-    """Count this job among the org's running push jobs; yields how many run now, this one
-    included (0 when Redis can't say: then no job is asked for ahead)."""
+    """Count this job among the org's running push jobs while it runs; yields how many run now,
+    this one included (0 when Redis can't say: then the job runs as if alone)."""
     key = f"{queue.queue_name}:pushing:{org_id}"
+    mark = uuid.uuid4().hex
     try:
-        running = int(await queue.redis.incr(key))
-        await queue.redis.expire(key, RUNNING_SECONDS)
+        running = int(await _join(queue, key, mark))
     except (RedisError, OSError) as error:
         log.warning("push_count_unavailable", org_id=org_id, error=type(error).__name__)
         yield 0
         return
+    heartbeat = asyncio.create_task(_beat(queue, key, mark, org_id))
     try:
         yield running
     finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
         try:
-            await queue.redis.decr(key)
+            await queue.redis.zrem(key, mark)
+        except (RedisError, OSError) as error:
+            # The mark lapses on its own within RUNNING_HOLD_SECONDS.
+            log.warning("push_count_unavailable", org_id=org_id, error=type(error).__name__)
+
+
+async def _join(queue: JobQueue, key: str, mark: str) -> int:
+    counted = queue.redis.eval(_JOIN, 1, key, mark, str(RUNNING_HOLD_SECONDS))
+    return int(await cast(Awaitable[int], counted))
+
+
+async def _beat(queue: JobQueue, key: str, mark: str, org_id: str) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        try:
+            await _join(queue, key, mark)
         except (RedisError, OSError) as error:
             log.warning("push_count_unavailable", org_id=org_id, error=type(error).__name__)
 

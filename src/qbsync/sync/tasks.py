@@ -44,7 +44,10 @@ async def push_company(ctx: dict[str, Any], org_id: str) -> str:
     if company is None or company.status is not ConnectionStatus.CONNECTED:
         await claims.hold(db, queue, org_id)
         return "held"
+    settings: Settings = ctx["settings"]
     async with pushing(queue, org_id) as running:
+        if running > settings.push.jobs_per_company:
+            return "enough_running"
         return await _push(ctx, company, running)
 
 
