@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +41,7 @@ from qbsync.sync.tasks import (
 )
 
 log = structlog.get_logger(__name__)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _measured(name: str, function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
@@ -151,8 +153,11 @@ async def run_through_redis_restarts(make_worker: Callable[[], Worker]) -> None:
     """Run a worker; when Redis goes away, start a new one once it answers, with backoff.
 
     A Redis restart ends arq's poll with a connection error; the work itself is in Postgres
-    (R5), so the worker starts again instead of exiting.
+    (R5), so the worker starts again instead of exiting. SIGINT or SIGTERM between two workers
+    (arq's own handlers went with the one that ended) stops the loop.
     """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     delay = 1.0
     while True:
         worker = make_worker()
@@ -162,7 +167,28 @@ async def run_through_redis_restarts(make_worker: Callable[[], Worker]) -> None:
         except (RedisError, OSError) as error:
             log.warning("worker_lost_redis", error=type(error).__name__, retry_in_seconds=delay)
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await worker.close()
-        await asyncio.sleep(delay)
+            await _close(worker)
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            for signum in STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
+        if stop.is_set():
+            return
         delay = min(delay * 2, 30.0)
+
+
+async def _close(worker: Worker) -> None:
+    try:
+        await worker.close()
+    except (RedisError, OSError):
+        # arq's close stops at Redis, before the worker's on_shutdown and the closing of its
+        # Redis pool: the database pool, the HTTP client and the Redis sockets would stay open,
+        # one set per outage.
+        with contextlib.suppress(RedisError, OSError):
+            if worker.on_shutdown is not None:
+                await worker.on_shutdown(worker.ctx)
+            await worker.pool.close(close_connection_pool=True)

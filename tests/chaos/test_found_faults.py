@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import signal
+import socket
 import time
 from datetime import UTC, datetime
 
 import asyncpg
-from bench.common import event, spawn
+import psutil  # type: ignore[import-untyped]
+from bench.common import Child, event, spawn
 
 from tests.chaos.harness import SHORT, Size, chaos_case
 from tests.chaos.platform import Platform
@@ -50,17 +53,55 @@ async def test_r4_a_push_slower_than_its_lease_is_never_sent_twice(
 
 
 async def test_r5_the_worker_outlives_a_redis_restart(stack: Stack) -> None:
-    """R5: `qbsync worker`, as deployed, is still running once Redis is back."""
+    """R5: `qbsync worker`, as deployed, is still running once Redis is back, after each of
+    three restarts, and each worker that ended closed its Redis connections (its on_shutdown,
+    which closes the database pool and the HTTP client, runs on the same path)."""
     worker = spawn("chaos-qbsync-worker", "qbsync.cli", ["worker"], stack.env())
     try:
-        deadline = time.monotonic() + 30
-        while '"worker_started"' not in worker.log_path.read_text(errors="replace"):
+        await _started(worker, 1)
+        for round_ in range(3):
+            await asyncio.to_thread(stack.redis.restart, 1.0)
+            await _started(worker, round_ + 2)
+        assert worker.process.poll() is None, f"the worker exited:\n{worker.log_tail(5)}"
+        # Redis closed its side of every connection it had: one still open on ours was leaked.
+        left_open = _half_closed(worker)
+        assert left_open == [], f"sockets the ended workers left open: {left_open}"
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+
+async def _started(worker: Child, times: int) -> None:
+    deadline = time.monotonic() + 60
+    while worker.log_path.read_text(errors="replace").count('"worker_started"') < times:
+        worker.check_alive()
+        assert time.monotonic() < deadline, worker.log_tail()
+        await asyncio.sleep(0.1)
+
+
+def _half_closed(worker: Child) -> list[str]:
+    connections = psutil.Process(worker.process.pid).net_connections(kind="tcp")
+    return [f"{c.raddr}" for c in connections if c.status == psutil.CONN_CLOSE_WAIT]
+
+
+async def test_r5_a_worker_waiting_for_redis_stops_on_sigterm(stack: Stack) -> None:
+    """R5: between two workers, while it waits for Redis to come back, `qbsync worker` still
+    stops on SIGTERM (arq's own handler went with the worker that ended)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    env = {**stack.env(), "QBSYNC_REDIS__URL": f"redis://127.0.0.1:{closed_port}/0"}
+    worker = spawn("chaos-qbsync-worker-no-redis", "qbsync.cli", ["worker"], env)
+    try:
+        deadline = time.monotonic() + 60
+        while '"worker_lost_redis"' not in worker.log_path.read_text(errors="replace"):
             worker.check_alive()
             assert time.monotonic() < deadline, worker.log_tail()
+            await asyncio.sleep(0.02)
+        worker.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while worker.process.poll() is None:
+            assert time.monotonic() < deadline, f"still running:\n{worker.log_tail(5)}"
             await asyncio.sleep(0.1)
-        await asyncio.to_thread(stack.redis.restart, 1.0)
-        await asyncio.sleep(2.0)
-        assert worker.process.poll() is None, f"the worker exited:\n{worker.log_tail(5)}"
     finally:
         await asyncio.to_thread(worker.stop)
 

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import json
 import os
 import sys
@@ -32,6 +31,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from types import ModuleType
 from typing import Any
+
+from arq.worker import Worker
 
 from qbsync import reference_cache
 from qbsync.notify import service as notify_service
@@ -76,30 +77,32 @@ def main() -> None:
     settings = Settings()
     database_url = os.environ["QBSYNC_DATABASE__URL"]
     redis_url = os.environ["QBSYNC_REDIS__URL"]
-    base = build_worker_settings(settings, database_url, redis_url)
     every = set(range(0, 60, args.redrive_every))
-    crons = [
-        dataclasses.replace(job, second=every) if job.name in REDRIVE_CRONS else job
-        for job in base["cron_jobs"]
-    ]
-    startup: Callable[[dict[str, Any]], Awaitable[None]] = base["on_startup"]
 
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        await startup(ctx)
-        ready = {"event": "chaos_worker_ready", "pid": os.getpid(), "at": time.time()}
-        # Where the stack looks for it: the worker's output, which goes to its log file.
-        sys.stdout.write(json.dumps(ready) + "\n")
-        sys.stdout.flush()
+    def make_worker() -> Worker:
+        # Fresh settings each time: arq keeps each cron's next run on the cron object itself.
+        base = build_worker_settings(settings, database_url, redis_url)
+        crons = [
+            dataclasses.replace(job, second=every) if job.name in REDRIVE_CRONS else job
+            for job in base["cron_jobs"]
+        ]
+        startup: Callable[[dict[str, Any]], Awaitable[None]] = base["on_startup"]
 
-    make_worker = functools.partial(
-        create_worker,
-        settings,
-        database_url,
-        redis_url,
-        cron_jobs=crons,
-        on_startup=on_startup,
-        poll_delay=0.1,
-    )
+        async def on_startup(ctx: dict[str, Any]) -> None:
+            await startup(ctx)
+            ready = {"event": "chaos_worker_ready", "pid": os.getpid(), "at": time.time()}
+            # Where the stack looks for it: the worker's output, which goes to its log file.
+            sys.stdout.write(json.dumps(ready) + "\n")
+            sys.stdout.flush()
+
+        return create_worker(
+            settings,
+            database_url,
+            redis_url,
+            cron_jobs=crons,
+            on_startup=on_startup,
+            poll_delay=0.1,
+        )
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run_through_redis_restarts(make_worker))

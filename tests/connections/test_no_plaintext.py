@@ -8,6 +8,7 @@ import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import select, text, update
 
+from qbsync.connections.consent import hash_secret
 from qbsync.connections.token_vault import open_tokens
 from qbsync.crypto import Keyring
 from qbsync.db import Database
@@ -49,7 +50,10 @@ async def test_no_plaintext_token_in_database_logs_or_jobs(
     handle = await consent.handle()
     seen: set[str] = set()
     async with db.sessions() as session:
-        grant = await session.scalar(select(PendingGrant))
+        # This consent's grant: other tests' committed rows may share the database.
+        grant = await session.scalar(
+            select(PendingGrant).where(PendingGrant.handle_hash == hash_secret(handle))
+        )
         assert grant is not None
         held = open_tokens(keyring, grant)
         assert held is not None
@@ -57,7 +61,7 @@ async def test_no_plaintext_token_in_database_logs_or_jobs(
         assert handle not in await _database_text(db), "only the handle's hash is stored"
     assert (await consent.confirm(handle)).status_code == 200
     async with db.sessions() as session:
-        row = await session.scalar(select(Connection))
+        row = await session.scalar(select(Connection).where(Connection.org_id == "org_1"))
         assert row is not None
         first = open_tokens(keyring, row)
         assert first is not None
@@ -69,7 +73,11 @@ async def test_no_plaintext_token_in_database_logs_or_jobs(
     tested = await client.post("/v1/quickbooks/test-connection", headers=bearer(make_token()))
     assert tested.json()["ok"] is True
     async with db.sessions() as session:
-        row = await session.scalar(select(Connection).execution_options(populate_existing=True))
+        row = await session.scalar(
+            select(Connection)
+            .where(Connection.org_id == "org_1")
+            .execution_options(populate_existing=True)
+        )
         assert row is not None
         second = open_tokens(keyring, row)
         assert second is not None

@@ -70,7 +70,7 @@ async def test_confirm_and_disconnect_succeed_with_redis_gone(
     assert {event.status for event in events} == {DeliveryStatus.PENDING}
     async with db.sessions() as session:
         # Both are the org's connection events: only the first is due, the second follows it.
-        assert [event.id for event in await notify.due_events(session)] == [events[0].id]
+        assert await notify.due_event_ids(session) == [events[0].id]
 
 
 async def test_the_callback_lands_on_the_settings_page_with_redis_gone(

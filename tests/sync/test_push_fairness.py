@@ -28,6 +28,33 @@ JOBS = 8
 CAP = 2
 
 
+async def _drain(
+    settings: Settings, database_url: str, redis_url: str, live: CommittedApp, redis: ArqRedis
+) -> None:
+    """A real worker until nothing is ready, without the crons: what it pushes, the jobs
+    themselves asked for."""
+    worker = create_worker(
+        settings,
+        database_url,
+        redis_url,
+        database=live.db,
+        cron_jobs=[],
+        poll_delay=0.05,
+        handle_signals=False,
+    )
+    await drain_worker(worker, redis, limit_seconds=60)
+
+
+def _ctx(live: CommittedApp, settings: Settings) -> dict[str, Any]:
+    return {
+        "db": live.db,
+        "queue": live.queue,
+        "settings": settings,
+        "intuit": live.intuit,
+        "reference_cache": live.app.state.reference_cache,
+    }
+
+
 @pytest.fixture
 async def live(
     settings: Settings, database_url: str, redis: ArqRedis, prefix: str
@@ -55,22 +82,13 @@ async def test_one_companys_jobs_beyond_its_share_end_at_once_and_lose_nothing(
     simulator.admin.inject(FaultSpec(kind="delay", delay_seconds=0.3, times=10_000))
     settings.push.slice_size = 2
     settings.push.jobs_per_company = CAP
-    ctx: dict[str, Any] = {
-        "db": live.db,
-        "queue": live.queue,
-        "settings": settings,
-        "intuit": live.intuit,
-        "reference_cache": live.app.state.reference_cache,
-    }
+    ctx = _ctx(live, settings)
 
     endings = await asyncio.gather(*(push_company(ctx, org_id) for _ in range(JOBS)))
 
     assert sorted(endings) == ["enough_running"] * (JOBS - CAP) + ["pushed"] * CAP, endings
     simulator.admin.clear_faults()
-    worker = create_worker(
-        settings, database_url, redis_url, database=live.db, poll_delay=0.05, handle_signals=False
-    )
-    await drain_worker(worker, redis, limit_seconds=60)
+    await _drain(settings, database_url, redis_url, live, redis)
     async with live.db.sessions() as session:
         statuses = list(
             await session.scalars(select(SyncRecord.status).where(SyncRecord.org_id == org_id))
@@ -98,21 +116,12 @@ async def test_a_dead_workers_jobs_give_their_places_back(
     monkeypatch.setattr(schedule, "RUNNING_HOLD_SECONDS", 2.0)
     # The dead jobs' heartbeats never come: their worker is gone.
     monkeypatch.setattr(schedule, "HEARTBEAT_SECONDS", 3600.0)
-    ctx: dict[str, Any] = {
-        "db": live.db,
-        "queue": live.queue,
-        "settings": settings,
-        "intuit": live.intuit,
-        "reference_cache": live.app.state.reference_cache,
-    }
+    ctx = _ctx(live, settings)
     async with contextlib.AsyncExitStack() as dead:
         for _ in range(CAP):
-            await dead.enter_async_context(schedule.pushing(live.queue, org_id))
+            await dead.enter_async_context(schedule.pushing(live.queue, org_id, CAP))
         assert await push_company(ctx, org_id) == "enough_running"
-        await asyncio.sleep(1.2)
-        # Still within the dead jobs' hold; this job's own mark keeps the count alive.
-        assert await push_company(ctx, org_id) == "enough_running"
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(2.5)
         assert await push_company(ctx, org_id) == "pushed"
     numbers = [row.get("DocNumber") for row in simulator.admin.documents(UK_REALM, "Invoice")]
     assert {"INV-inv_0", "INV-inv_1"} <= set(numbers)
@@ -133,14 +142,38 @@ async def test_a_running_job_keeps_its_place_for_as_long_as_it_runs(
     settings.push.jobs_per_company = 1
     monkeypatch.setattr(schedule, "RUNNING_HOLD_SECONDS", 1.0)
     monkeypatch.setattr(schedule, "HEARTBEAT_SECONDS", 0.2)
-    ctx: dict[str, Any] = {
-        "db": live.db,
-        "queue": live.queue,
-        "settings": settings,
-        "intuit": live.intuit,
-        "reference_cache": live.app.state.reference_cache,
-    }
-    async with schedule.pushing(live.queue, org_id):
+    ctx = _ctx(live, settings)
+    async with schedule.pushing(live.queue, org_id, 1):
         await asyncio.sleep(2.0)
         assert await push_company(ctx, org_id) == "enough_running"
     assert await push_company(ctx, org_id) == "pushed"
+
+
+async def test_the_job_that_leaves_asks_for_the_one_turned_away(
+    live: CommittedApp,
+    simulator: SimulatorHandle,
+    make_token: TokenFactory,
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    redis: ArqRedis,
+    prefix: str,
+) -> None:
+    """P4/R5: a job turned away while the company's one place was taken (its invoice came in
+    while another push ran, one that had already settled) is not forgotten: the running job,
+    leaving, asks for another, which pushes the invoice. No cron is needed."""
+    org_id = f"{prefix}p4wake"
+    await invoice_backlog(live, simulator, make_token, settings, org_id, 1)
+    settings.push.jobs_per_company = 1
+    async with schedule.pushing(live.queue, org_id, 1) as running:
+        assert running == 1
+        # The delivery's push job is the one turned away, run here by hand: out of the queue.
+        await redis.delete(f"{settings.redis.queue_name}:coalesce:push:{org_id}")
+        await redis.delete(settings.redis.queue_name)
+        assert await push_company(_ctx(live, settings), org_id) == "enough_running"
+    await _drain(settings, database_url, redis_url, live, redis)
+    async with live.db.sessions() as session:
+        statuses = list(
+            await session.scalars(select(SyncRecord.status).where(SyncRecord.org_id == org_id))
+        )
+    assert statuses == [RecordStatus.SYNCED]

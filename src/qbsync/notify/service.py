@@ -258,21 +258,15 @@ def _schedule_retry(
     return DeliveryOutcome.RETRY
 
 
-@dataclass(frozen=True)
-class DueEvent:
-    id: uuid.UUID
-    due_at: datetime
-
-
-async def due_events(session: AsyncSession, limit: int = 500) -> list[DueEvent]:
+async def due_event_ids(session: AsyncSession, limit: int = 500) -> list[uuid.UUID]:
     """Pending events whose time has come: re-driven from Postgres whatever Redis remembers (R5).
 
     Only the head of each key is due: an event behind a pending one would only be found blocked,
     at every cron run; it is enqueued when the one before it leaves pending.
     """
     earlier = aliased(OutboundEvent)
-    rows = await session.execute(
-        select(OutboundEvent.id, OutboundEvent.next_attempt_at)
+    rows = await session.scalars(
+        select(OutboundEvent.id)
         .where(
             OutboundEvent.status == DeliveryStatus.PENDING,
             OutboundEvent.next_attempt_at <= utcnow(),
@@ -289,12 +283,12 @@ async def due_events(session: AsyncSession, limit: int = 500) -> list[DueEvent]:
         .order_by(OutboundEvent.next_attempt_at)
         .limit(limit)
     )
-    # `next_attempt_at <= now` already left out the NULLs; the test tells mypy so.
-    return [DueEvent(event_id, due_at) for event_id, due_at in rows if due_at is not None]
+    return list(rows)
 
 
-def redrive_job_id(event: DueEvent) -> str:
-    """One re-drive job per due time: cron runs that find the event due at the same time ask
-    once, and a claim that lapsed (its worker died mid-delivery, its job id still taken in Redis
-    until arq's own timeout) gets a job of its own at once."""
-    return f"{DELIVER_JOB}:{event.id}:redrive:{event.due_at.timestamp():.6f}"
+def redrive_job_id(event_id: uuid.UUID, run_at: datetime) -> str:
+    """One re-drive job per event per cron run (`run_at`, to the second). A fixed id would stay
+    taken while a worker killed mid-delivery keeps it in Redis, until arq's own job timeout
+    (minutes), and every run would be refused meanwhile. A run that finds the job of an earlier
+    run still waiting adds another; the claim lets only one of them deliver."""
+    return f"{DELIVER_JOB}:{event_id}:redrive:{int(run_at.timestamp())}"

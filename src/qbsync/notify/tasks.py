@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from qbsync.context import WorkerContext
+from qbsync.models.base import utcnow
 from qbsync.notify import service
 from qbsync.queue import JobRequest
 
@@ -27,9 +28,9 @@ async def redrive_outbound_events(ctx: WorkerContext) -> int:
     if ctx["settings"].platform.events_url is None:
         return 0
     async with ctx["db"].sessions() as session:
-        due = await service.due_events(session)
-    for event in due:
-        await ctx["queue"].enqueue(
-            JobRequest(service.DELIVER_JOB, str(event.id), job_id=service.redrive_job_id(event))
-        )
+        due = await service.due_event_ids(session)
+    run_at = utcnow()
+    for event_id in due:
+        job_id = service.redrive_job_id(event_id, run_at)
+        await ctx["queue"].enqueue(JobRequest(service.DELIVER_JOB, str(event_id), job_id=job_id))
     return len(due)

@@ -45,8 +45,8 @@ async def push_company(ctx: dict[str, Any], org_id: str) -> str:
         await claims.hold(db, queue, org_id)
         return "held"
     settings: Settings = ctx["settings"]
-    async with pushing(queue, org_id) as running:
-        if running > settings.push.jobs_per_company:
+    async with pushing(queue, org_id, settings.push.jobs_per_company) as running:
+        if running is None:
             return "enough_running"
         return await _push(ctx, company, running)
 
