@@ -76,7 +76,7 @@ class PushSettings(BaseModel):
     # planned. The shared limiter keeps them within Intuit's limits.
     jobs_per_company: int = Field(default=3, ge=1, le=10)
     # How long a call waits for a slot under the company's shared limits before its slice
-    # defers (5 s later; nothing was sent).
+    # defers (nothing was sent) until the limits' window frees a slot, 5 s at the least.
     limiter_wait_seconds: float = Field(default=20.0, ge=0.1, le=120)
 
 

@@ -273,6 +273,7 @@ async def test_a_bounded_slot_gives_up_on_a_full_semaphore_and_takes_nothing(
     assert 0.3 - TOLERANCE <= waited < 0.3 + 0.2
     assert caught.value.retryable
     assert caught.value.code == "company_busy"
+    assert caught.value.frees_in_seconds is None, "calls in flight end when Intuit answers"
     assert "try again in a minute" in caught.value.user_message
     assert await in_flight(connections[2], prefix) == 0
 
@@ -303,11 +304,14 @@ async def test_a_window_that_frees_only_after_the_bound_is_refused_at_once(
     async with first.slot(REALM):
         pass
     started = time.monotonic()
-    with pytest.raises(RateLimitBusyError):
+    with pytest.raises(RateLimitBusyError) as caught:
         async with asyncio.timeout(2), second.slot(REALM, max_wait_seconds=1.0):
             pass
     assert time.monotonic() - started < 0.5
     assert await requests_logged(connections[2], prefix) == 1
+    # The caller is told when to come back: when the window frees the slot.
+    assert caught.value.frees_in_seconds is not None
+    assert 4.0 < caught.value.frees_in_seconds <= 5.0
 
 
 async def test_a_zero_bound_tries_once_and_a_negative_one_is_refused(

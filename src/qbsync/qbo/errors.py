@@ -255,8 +255,11 @@ class RateLimitBusyError(QboError):
         "QuickBooks is busy with this company's other syncing work; try again in a minute."
     )
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, frees_in_seconds: float | None = None) -> None:
         super().__init__(message, code="company_busy")
+        # When the limits' window frees a slot, as the limiter knows it; None when the calls
+        # in flight are what is full (they end whenever Intuit answers).
+        self.frees_in_seconds = frees_in_seconds
 
 
 class TokenError(QboError):

@@ -143,7 +143,8 @@ class RedisRateLimiter:
                 # A window that frees up only after the bound is not worth sleeping for.
                 if remaining <= 0 or wait_ms / 1000 > remaining:
                     raise RateLimitBusyError(
-                        f"the company's limits would not free up within {max_wait_seconds} s"
+                        f"the company's limits would not free up within {max_wait_seconds} s",
+                        frees_in_seconds=wait_ms / 1000 if wait_ms > 0 else None,
                     )
                 delay = min(delay, remaining)
             await asyncio.sleep(delay)

@@ -59,7 +59,7 @@ PLANNERS: dict[RecordKind, Planner] = {
     RecordKind.EXPENSE: plan_expense,
     RecordKind.PAYMENT: plan_payment,
 }
-# A slice that found the company's shared limits full tries again this soon.
+# A slice that found the company's shared limits full tries again this soon at the earliest.
 LIMITER_FULL_WAIT_SECONDS = 5.0
 # Two or more documents of a slice go through the batch endpoint (void has no batch form).
 BATCHABLE = frozenset({"create", "update", "delete"})
@@ -378,8 +378,10 @@ def _ended(
     if isinstance(error, QboError) and error.retryable:
         wait = error.wait_seconds if isinstance(error, QboThrottledError) else DEFAULT_WAIT_SECONDS
         if isinstance(error, RateLimitBusyError):
-            # Our own share of the company's limits is full: a slot frees within seconds.
-            wait = LIMITER_FULL_WAIT_SECONDS
+            # Our own share of the company's limits is full: back when the limiter says its
+            # window frees a slot (sooner would only be refused again, and hold a worker's
+            # slot meanwhile), or in a few seconds when the calls in flight are what is full.
+            wait = max(LIMITER_FULL_WAIT_SECONDS, error.frees_in_seconds or 0.0)
         if error.retry_after is not None:
             wait = error.retry_after
         busy = isinstance(error, (QboThrottledError, RateLimitBusyError))
