@@ -7,6 +7,7 @@ unreachable at that moment nothing is lost: the row is in Postgres and the recon
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,13 +55,21 @@ class JobQueue:
             )
             if not fresh:
                 return False
-        queued = await self.redis.enqueue_job(
-            job.function,
-            job.row_id,
-            _job_id=job.job_id,
-            _queue_name=self.queue_name,
-            _defer_by=job.defer_seconds,
-        )
+        try:
+            queued = await self.redis.enqueue_job(
+                job.function,
+                job.row_id,
+                _job_id=job.job_id,
+                _queue_name=self.queue_name,
+                _defer_by=job.defer_seconds,
+            )
+        except (RedisError, OSError, TimeoutError):
+            if job.coalesce_key is not None:
+                # Left behind, the key would drop every request for COALESCE_SECONDS while no
+                # job waits: the re-drive cron's included.
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    await self.started(job.coalesce_key)
+            raise
         return queued is not None
 
     async def started(self, coalesce_key: str) -> None:

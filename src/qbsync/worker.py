@@ -153,8 +153,9 @@ async def run_through_redis_restarts(make_worker: Callable[[], Worker]) -> None:
     """Run a worker; when Redis goes away, start a new one once it answers, with backoff.
 
     A Redis restart ends arq's poll with a connection error; the work itself is in Postgres
-    (R5), so the worker starts again instead of exiting. SIGINT or SIGTERM between two workers
-    (arq's own handlers went with the one that ended) stops the loop.
+    (R5), so the worker starts again instead of exiting. SIGINT or SIGTERM from the moment a
+    worker ended until the next one starts (while the ended one closes, and during the backoff)
+    stops the loop: arq's own handlers still point at the ended worker, whose main task is done.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -166,13 +167,14 @@ async def run_through_redis_restarts(make_worker: Callable[[], Worker]) -> None:
             return
         except (RedisError, OSError) as error:
             log.warning("worker_lost_redis", error=type(error).__name__, retry_in_seconds=delay)
+            for signum in STOP_SIGNALS:
+                loop.add_signal_handler(signum, stop.set)
         finally:
             await _close(worker)
-        for signum in STOP_SIGNALS:
-            loop.add_signal_handler(signum, stop.set)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
         finally:
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
@@ -185,9 +187,12 @@ async def _close(worker: Worker) -> None:
     try:
         await worker.close()
     except (RedisError, OSError):
-        # arq's close stops at Redis, before the worker's on_shutdown and the closing of its
-        # Redis pool: the database pool, the HTTP client and the Redis sockets would stay open,
-        # one set per outage.
+        # arq's close stops at Redis: at its wait for the running jobs (the first one whose end
+        # it could not store) or just after it, before the worker's on_shutdown and the closing
+        # of its Redis pool. The jobs still running finish first (closing the HTTP client under
+        # them would cut their calls to QuickBooks); then the database pool, the HTTP client
+        # and the Redis sockets are closed here, or they would stay open, one set per outage.
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
             if worker.on_shutdown is not None:
                 await worker.on_shutdown(worker.ctx)

@@ -144,7 +144,10 @@ class RedisRateLimiter:
                 if remaining <= 0 or wait_ms / 1000 > remaining:
                     raise RateLimitBusyError(
                         f"the company's limits would not free up within {max_wait_seconds} s",
-                        frees_in_seconds=wait_ms / 1000 if wait_ms > 0 else None,
+                        # A window frees within its own length, whatever Redis' clock did.
+                        frees_in_seconds=(
+                            min(wait_ms / 1000, config.window_seconds) if wait_ms > 0 else None
+                        ),
                     )
                 delay = min(delay, remaining)
             await asyncio.sleep(delay)

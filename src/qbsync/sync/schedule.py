@@ -6,8 +6,9 @@ its slices overlap). Companies therefore take turns (round robin):
 a backlog of 10,000 records in one company is pushed a slice at a time between other
 companies' jobs, never ahead of them.
 
-While Redis answers, at most `QBSYNC_PUSH__JOBS_PER_COMPANY` of one company's push jobs run at
-once, so one company's jobs never fill the workers' slots while they wait on its rate limits.
+Normally at most `QBSYNC_PUSH__JOBS_PER_COMPANY` of one company's push jobs run at once, so one
+company's jobs do not fill the workers' slots while they wait on its rate limits (after Redis
+lost the places, or a heartbeat came later than the hold, a few more run until they end).
 A job beyond those ends as it starts, and the first running job to leave asks for another.
 A worker killed mid-job gives its places back `RUNNING_HOLD_SECONDS` after its last heartbeat;
 meanwhile the re-drive cron asks again each minute for any company with due records.
