@@ -25,9 +25,12 @@ async def invoice_backlog(
     settings: Settings,
     org_id: str,
     count: int,
+    *,
+    one_client: bool = False,
 ) -> None:
     """Connect `org_id` to the UK company, map what its invoices need, and deliver `count`
-    invoices, each for a new client (so each needs a customer created first)."""
+    invoices, each for a new client (so each needs a customer created first) unless
+    `one_client`."""
     await Consent(live.client, simulator, make_token).connect(org_id, UK_REALM)
     headers = bearer(make_token(org_id))
     company = simulator.state.company(UK_REALM)
@@ -55,7 +58,7 @@ async def invoice_backlog(
             "type": "invoice.upserted",
             "organization_id": org_id,
             "occurred_at": "2026-11-20T10:00:00+00:00",
-            "data": ten_pounds(f"inv_{n}", {"id": f"cl_{n}", "name": f"Pool Client {n}"}),
+            "data": ten_pounds(f"inv_{n}", _client(0 if one_client else n)),
         }
         for n in range(count)
     ]
@@ -74,3 +77,18 @@ async def invoice_backlog(
         },
     )
     assert posted.status_code == 202, posted.text
+
+
+def _client(n: int) -> dict[str, Any]:
+    return {"id": f"cl_{n}", "name": f"Pool Client {n}"}
+
+
+def job_context(live: CommittedApp, settings: Settings) -> dict[str, Any]:
+    """What a worker's job functions get, built on the committed app."""
+    return {
+        "db": live.db,
+        "queue": live.queue,
+        "settings": settings,
+        "intuit": live.intuit,
+        "reference_cache": live.app.state.reference_cache,
+    }

@@ -8,25 +8,21 @@ import base64
 import hashlib
 import hmac
 import json
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from standardwebhooks.webhooks import Webhook
 
 from qbsync.settings import DEV_INTUIT_VERIFIER_TOKEN, Settings
 from qbsync.simulator.admin import PaymentRequest
 from qbsync.simulator.faults import FaultSpec
 from qbsync.simulator.testing import SimulatorHandle
 from qbsync.sync.tasks import pull_company, push_company, reconcile_company
-from tests.conftest import TokenFactory, bearer
+from tests.conftest import TokenFactory
 from tests.connections.committed import CommittedApp, committed_app
 from tests.connections.conftest import UK_REALM, Consent
-from tests.mappings.previews import ten_pounds
+from tests.sync.backlog import invoice_backlog, job_context
 
 POOL = 2
 
@@ -47,59 +43,8 @@ async def test_pull_and_reconcile_hold_no_connection_while_intuit_answers(
     prefix: str,
 ) -> None:
     org_id = f"{prefix}r13pull"
-    await Consent(live.client, simulator, make_token).connect(org_id, UK_REALM)
-    headers = bearer(make_token(org_id))
-    company = simulator.state.company(UK_REALM)
-    items = {row.get("Name"): row["Id"] for row in company.objects["Item"].values()}
-    accounts = {row["Name"]: row["Id"] for row in company.objects["Account"].values()}
-    for path, body in (
-        ("mappings/tax-rates/tr_vat20", {"qbo_id": "3", "rate": "20.00"}),
-        ("mappings/services/svc_consulting", {"qbo_id": items["Consulting"]}),
-    ):
-        assert (
-            await live.client.put(f"/v1/quickbooks/{path}", json=body, headers=headers)
-        ).is_success
-    saved = await live.client.put(
-        "/v1/quickbooks/settings",
-        json={
-            "invoice_auto_push": True,
-            "default_income_account_id": accounts["Consulting Income"],
-        },
-        headers=headers,
-    )
-    assert saved.status_code == 200, saved.text
-    events = [
-        {
-            "id": f"evt_{n}",
-            "type": "invoice.upserted",
-            "organization_id": org_id,
-            "occurred_at": "2026-11-20T10:00:00+00:00",
-            "data": ten_pounds(f"inv_{n}", {"id": "cl_1", "name": "Pool Client"}),
-        }
-        for n in range(4)
-    ]
-    raw = json.dumps(events)
-    msg_id = f"msg_{uuid.uuid4().hex}"
-    stamp = datetime.now(UTC)
-    secret = settings.platform.webhook_secret.get_secret_value()
-    posted = await live.client.post(
-        "/v1/events",
-        content=raw,
-        headers={
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(stamp.timestamp())),
-            "webhook-signature": Webhook(secret).sign(msg_id, stamp, raw),
-        },
-    )
-    assert posted.status_code == 202, posted.text
-    ctx: dict[str, Any] = {
-        "db": live.db,
-        "queue": live.queue,
-        "settings": settings,
-        "intuit": live.intuit,
-        "reference_cache": live.app.state.reference_cache,
-    }
+    await invoice_backlog(live, simulator, make_token, settings, org_id, 4, one_client=True)
+    ctx = job_context(live, settings)
     assert await push_company(ctx, org_id) == "pushed"
     invoices = simulator.admin.documents(UK_REALM, "Invoice")
     assert len(invoices) == 4

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
@@ -22,7 +21,7 @@ from qbsync.worker import create_worker
 from tests.conftest import TokenFactory, drain_worker
 from tests.connections.committed import CommittedApp, committed_app
 from tests.connections.conftest import UK_REALM
-from tests.sync.backlog import invoice_backlog
+from tests.sync.backlog import invoice_backlog, job_context
 
 JOBS = 8
 CAP = 2
@@ -43,16 +42,6 @@ async def _drain(
         handle_signals=False,
     )
     await drain_worker(worker, redis, limit_seconds=60)
-
-
-def _ctx(live: CommittedApp, settings: Settings) -> dict[str, Any]:
-    return {
-        "db": live.db,
-        "queue": live.queue,
-        "settings": settings,
-        "intuit": live.intuit,
-        "reference_cache": live.app.state.reference_cache,
-    }
 
 
 @pytest.fixture
@@ -82,7 +71,7 @@ async def test_one_companys_jobs_beyond_its_share_end_at_once_and_lose_nothing(
     simulator.admin.inject(FaultSpec(kind="delay", delay_seconds=0.3, times=10_000))
     settings.push.slice_size = 2
     settings.push.jobs_per_company = CAP
-    ctx = _ctx(live, settings)
+    ctx = job_context(live, settings)
 
     endings = await asyncio.gather(*(push_company(ctx, org_id) for _ in range(JOBS)))
 
@@ -116,7 +105,7 @@ async def test_a_dead_workers_jobs_give_their_places_back(
     monkeypatch.setattr(schedule, "RUNNING_HOLD_SECONDS", 2.0)
     # The dead jobs' heartbeats never come: their worker is gone.
     monkeypatch.setattr(schedule, "HEARTBEAT_SECONDS", 3600.0)
-    ctx = _ctx(live, settings)
+    ctx = job_context(live, settings)
     async with contextlib.AsyncExitStack() as dead:
         for _ in range(CAP):
             await dead.enter_async_context(schedule.pushing(live.queue, org_id, CAP))
@@ -142,7 +131,7 @@ async def test_a_running_job_keeps_its_place_for_as_long_as_it_runs(
     settings.push.jobs_per_company = 1
     monkeypatch.setattr(schedule, "RUNNING_HOLD_SECONDS", 1.0)
     monkeypatch.setattr(schedule, "HEARTBEAT_SECONDS", 0.2)
-    ctx = _ctx(live, settings)
+    ctx = job_context(live, settings)
     async with schedule.pushing(live.queue, org_id, 1):
         await asyncio.sleep(2.0)
         assert await push_company(ctx, org_id) == "enough_running"
@@ -170,7 +159,7 @@ async def test_the_job_that_leaves_asks_for_the_one_turned_away(
         # The delivery's push job is the one turned away, run here by hand: out of the queue.
         await redis.delete(f"{settings.redis.queue_name}:coalesce:push:{org_id}")
         await redis.delete(settings.redis.queue_name)
-        assert await push_company(_ctx(live, settings), org_id) == "enough_running"
+        assert await push_company(job_context(live, settings), org_id) == "enough_running"
     await _drain(settings, database_url, redis_url, live, redis)
     async with live.db.sessions() as session:
         statuses = list(

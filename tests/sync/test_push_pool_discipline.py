@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
@@ -20,7 +19,7 @@ from qbsync.sync.tasks import push_company
 from tests.conftest import TokenFactory
 from tests.connections.committed import CommittedApp, committed_app
 from tests.connections.conftest import UK_REALM
-from tests.sync.backlog import invoice_backlog
+from tests.sync.backlog import invoice_backlog, job_context
 
 POOL = 2
 JOBS = 4 * POOL
@@ -47,13 +46,7 @@ async def test_concurrent_push_jobs_hold_no_connection_while_intuit_answers(
     settings.push.slice_size = 2
     # Every job at once, none turned away: this is about the pool, not the per-company cap.
     settings.push.jobs_per_company = JOBS
-    ctx: dict[str, Any] = {
-        "db": live.db,
-        "queue": live.queue,
-        "settings": settings,
-        "intuit": live.intuit,
-        "reference_cache": live.app.state.reference_cache,
-    }
+    ctx = job_context(live, settings)
     live.guard.violations.clear()
 
     endings = await asyncio.gather(*(push_company(ctx, org_id) for _ in range(JOBS)))
