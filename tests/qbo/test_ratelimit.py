@@ -356,3 +356,21 @@ async def test_the_client_waits_only_as_long_as_its_config_says(
     assert await in_flight(connections[2], prefix) == 0
     await client.get(Customer, "1")
     assert route.call_count == 1
+
+
+async def test_the_wait_a_refusal_gives_is_never_longer_than_the_window(
+    connections: list[Redis], prefix: str
+) -> None:
+    """A request logged an hour ahead (Redis' clock stepped back since) makes the window look
+    full for an hour: the caller is still told to come back within one window, not an hour."""
+    config = RateLimitConfig(requests_per_window=1, window_seconds=5, key_prefix=prefix)
+    limiter = limiters(connections, config)[0]
+    seconds, micros = await connections[2].time()
+    ahead_ms = seconds * 1000 + micros // 1000 + 3_600_000
+    key = f"{prefix}:qbo:ratelimit:{{{REALM}}}:requests"
+    await connections[2].zadd(key, {"from-the-future": ahead_ms})
+    with pytest.raises(RateLimitBusyError) as caught:
+        async with asyncio.timeout(2), limiter.slot(REALM, max_wait_seconds=1.0):
+            pass
+    assert caught.value.frees_in_seconds is not None
+    assert 0 < caught.value.frees_in_seconds <= 5.0
