@@ -9,12 +9,19 @@ import dataclasses
 import signal
 import socket
 import time
+import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
+import httpx
 import psutil  # type: ignore[import-untyped]
+from arq.connections import create_pool
+from arq.worker import Worker, func
 from bench.common import Child, event, spawn
 
+from qbsync.queue import redis_settings
+from qbsync.worker import run_through_redis_restarts
 from tests.chaos.harness import SHORT, Size, chaos_case
 from tests.chaos.platform import Platform
 from tests.chaos.processes import Stack
@@ -149,3 +156,69 @@ def _until_refusing(url: str) -> None:
 async def _connect_once(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     await connection.close()
+
+
+async def test_r5_jobs_still_running_when_redis_goes_keep_their_http_client(stack: Stack) -> None:
+    """R5: Redis dies with two jobs running. arq's close gives up at the first job whose end it
+    cannot store in Redis; the other job's call still gets its answer, because the worker's
+    on_shutdown (which closes the HTTP client) waits for it."""
+    started: list[str] = []
+    answers: list[str] = []
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["http"] = httpx.AsyncClient(
+            transport=httpx.MockTransport(lambda _: httpx.Response(200, text="answered"))
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["http"].aclose()
+
+    async def short(ctx: dict[str, Any]) -> None:
+        started.append("short")
+        await asyncio.sleep(0.5)
+
+    async def long(ctx: dict[str, Any]) -> None:
+        started.append("long")
+        await asyncio.sleep(2.0)
+        answers.append((await ctx["http"].get("http://quickbooks.test/")).text)
+
+    queue_name = f"chaos-close-{uuid.uuid4().hex[:6]}"
+
+    def make_worker() -> Worker:
+        return Worker(
+            functions=[func(short, name="short"), func(long, name="long")],
+            redis_settings=redis_settings(stack.redis.url),
+            queue_name=queue_name,
+            on_startup=on_startup,
+            on_shutdown=on_shutdown,
+            poll_delay=0.05,
+            # As deployed: with its own handlers, arq's close waits for the running jobs
+            # (without them, close cancels them first).
+            handle_signals=True,
+        )
+
+    pool = await create_pool(redis_settings(stack.redis.url))
+    await pool.enqueue_job("short", _queue_name=queue_name)
+    await pool.enqueue_job("long", _queue_name=queue_name)
+    await pool.aclose()
+    running = asyncio.create_task(run_through_redis_restarts(make_worker))
+    try:
+        deadline = time.monotonic() + 20
+        while len(started) < 2:
+            assert time.monotonic() < deadline, f"started only {started}"
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(stack.redis.stop)
+        deadline = time.monotonic() + 20
+        while not answers:
+            assert time.monotonic() < deadline, "the long job never got its answer"
+            await asyncio.sleep(0.05)
+    finally:
+        if stack.redis.process is None:
+            await asyncio.to_thread(stack.redis.start)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        # The test's loop is shared: the workers' signal handlers go with them.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().remove_signal_handler(signum)
+    assert answers == ["answered"]
